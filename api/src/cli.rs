@@ -1,0 +1,270 @@
+//! The `voxtur` command line.
+
+use crate::auth::{ScopeSet, issue_api_key};
+use crate::config::Settings;
+use crate::graphql::relay::{NodeKind, decode_as};
+use crate::server::Application;
+use crate::{db, demo, telemetry, workspaces};
+use clap::{Parser, Subcommand};
+use entities::workspace;
+use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use uuid::Uuid;
+
+const CONFIG_HELP: &str = "\
+Configuration, later sources overriding earlier ones:
+  1. built-in defaults (SQLite file ./voxtur.db, 127.0.0.1:8080)
+  2. a TOML file: --config FILE, or ./voxtur.toml when present
+  3. environment: VOXTUR__<SECTION>__<KEY>, e.g.
+       VOXTUR__DATABASE__URL            sqlite://voxtur.db?mode=rwc | postgres://user@host/db
+       VOXTUR__DATABASE__SCHEMA         PostgreSQL schema (search_path)
+       VOXTUR__DATABASE__MAX_CONNECTIONS
+       VOXTUR__SERVER__HOST, VOXTUR__SERVER__PORT, VOXTUR__SERVER__WORKERS
+       VOXTUR__SERVER__MAX_BODY_BYTES   largest request body (default 1048576)
+       VOXTUR__SERVER__SHUTDOWN_TIMEOUT_SECS
+       VOXTUR__GRAPHQL__MAX_DEPTH, VOXTUR__GRAPHQL__MAX_COMPLEXITY
+       VOXTUR__LOG__FORMAT              pretty | json
+       VOXTUR__LOG__FILTER              e.g. info,voxtur=debug (RUST_LOG overrides)
+     and DATABASE_URL, the conventional name, for the database URL
+  4. command-line flags (--database-url, --host, --port)";
+
+#[derive(Parser)]
+#[command(name = "voxtur", version, about = "Voxtur marketing-CRM GraphQL API server", after_long_help = CONFIG_HELP)]
+struct Cli {
+    /// TOML configuration file.
+    #[arg(long, global = true, env = "VOXTUR_CONFIG")]
+    config: Option<PathBuf>,
+    /// Database URL (overrides configuration and DATABASE_URL).
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply migrations and serve the API (the default command). On first start, creates a
+    /// workspace and prints an admin API key once.
+    Serve {
+        /// Interface to listen on.
+        #[arg(long)]
+        host: Option<String>,
+        /// Port to listen on.
+        #[arg(long)]
+        port: Option<u16>,
+        /// Also create a demo workspace full of sample data (once) and print its API key.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Apply pending migrations and exit.
+    Migrate,
+    /// Print the GraphQL schema (SDL), or write it to a file.
+    ExportSchema {
+        /// Write here instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Manage workspaces.
+    Workspace {
+        #[command(subcommand)]
+        command: WorkspaceCommand,
+    },
+    /// Manage API keys.
+    ApiKey {
+        #[command(subcommand)]
+        command: ApiKeyCommand,
+    },
+    /// Create a demo workspace with sample companies and contacts, and print its API key.
+    Demo {
+        /// Number of contacts.
+        #[arg(long, default_value_t = 500)]
+        contacts: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum WorkspaceCommand {
+    /// Create a workspace and print its id.
+    Create {
+        /// Name of the workspace.
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApiKeyCommand {
+    /// Create an API key and print its secret (shown once).
+    Create {
+        /// Workspace id (as printed by `workspace create`, raw UUID or global id).
+        #[arg(long)]
+        workspace: String,
+        /// Comma-separated scopes, e.g. contacts:read,contacts:write (or `all`).
+        #[arg(long)]
+        scopes: String,
+        /// A name to recognise the key by.
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut settings = match Settings::load(cli.config.as_deref()) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("error: configuration: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(url) = cli.database_url {
+        settings.database.url = url;
+    }
+    telemetry::init(&settings.log);
+    let result = actix_web::rt::System::new().block_on(run(cli.command, settings));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn connect(settings: &Settings) -> Result<DatabaseConnection, String> {
+    let (db, _) = db::connect(&settings.database)
+        .await
+        .map_err(|e| format!("cannot connect to the database: {e}"))?;
+    Ok(db)
+}
+
+async fn run(command: Option<Command>, mut settings: Settings) -> Result<(), String> {
+    match command.unwrap_or(Command::Serve {
+        host: None,
+        port: None,
+        demo: false,
+    }) {
+        Command::Serve { host, port, demo } => {
+            if let Some(host) = host {
+                settings.server.host = host;
+            }
+            if let Some(port) = port {
+                settings.server.port = port;
+            }
+            let db = connect(&settings).await?;
+            db::migrate(&db).await.map_err(|e| format!("migration failed: {e}"))?;
+            first_start(&db).await?;
+            if demo {
+                seed_demo_once(&db).await?;
+            }
+            let app = Application::build(&settings).await.map_err(|e| e.to_string())?;
+            tracing::info!(port = app.port(), host = %settings.server.host, "serving; GraphiQL at /graphql");
+            app.run_until_stopped().await.map_err(|e| e.to_string())?;
+            tracing::info!("stopped");
+            Ok(())
+        }
+        Command::Migrate => {
+            let db = connect(&settings).await?;
+            db::migrate(&db).await.map_err(|e| format!("migration failed: {e}"))?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::ExportSchema { output } => {
+            let sdl = crate::graphql::sdl();
+            match output {
+                Some(path) => std::fs::write(&path, sdl).map_err(|e| format!("cannot write {}: {e}", path.display())),
+                None => {
+                    print!("{sdl}");
+                    Ok(())
+                }
+            }
+        }
+        Command::Workspace {
+            command: WorkspaceCommand::Create { name },
+        } => {
+            let db = connect(&settings).await?;
+            db::migrate(&db).await.map_err(|e| format!("migration failed: {e}"))?;
+            let ws = workspaces::create_workspace(&db, &name)
+                .await
+                .map_err(|e| e.message())?;
+            println!("{}", ws.id);
+            Ok(())
+        }
+        Command::ApiKey {
+            command:
+                ApiKeyCommand::Create {
+                    workspace,
+                    scopes,
+                    name,
+                },
+        } => {
+            let scopes = if scopes == "all" {
+                ScopeSet::all()
+            } else {
+                ScopeSet::parse(&scopes)?
+            };
+            let workspace_id = Uuid::parse_str(&workspace)
+                .ok()
+                .or_else(|| decode_as(&workspace, NodeKind::Workspace))
+                .ok_or_else(|| format!("`{workspace}` is not a workspace id"))?;
+            let db = connect(&settings).await?;
+            workspace::Entity::find_by_id(workspace_id)
+                .one(&db)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no workspace with id {workspace_id}"))?;
+            let issued = issue_api_key(&db, workspace_id, &name, &scopes)
+                .await
+                .map_err(|e| e.message())?;
+            println!("{}", issued.secret);
+            Ok(())
+        }
+        Command::Demo { contacts } => {
+            let db = connect(&settings).await?;
+            db::migrate(&db).await.map_err(|e| format!("migration failed: {e}"))?;
+            print_demo(&db, contacts).await
+        }
+    }
+}
+
+/// On a database without workspaces, creates one with an all-scopes key and prints it once.
+async fn first_start(db: &DatabaseConnection) -> Result<(), String> {
+    let count = workspace::Entity::find().count(db).await.map_err(|e| e.to_string())?;
+    if count > 0 {
+        return Ok(());
+    }
+    let ws = workspaces::create_workspace(db, "Default")
+        .await
+        .map_err(|e| e.message())?;
+    let issued = issue_api_key(db, ws.id, "admin (first start)", &ScopeSet::all())
+        .await
+        .map_err(|e| e.message())?;
+    println!("Created workspace \"Default\" ({}).", ws.id);
+    println!("Admin API key, shown only now; keep it safe:\n\n  {}\n", issued.secret);
+    println!("Use it as the header  Authorization: Bearer {}", issued.secret);
+    Ok(())
+}
+
+async fn seed_demo_once(db: &DatabaseConnection) -> Result<(), String> {
+    use sea_orm::{ColumnTrait, QueryFilter};
+    let exists = workspace::Entity::find()
+        .filter(workspace::Column::Name.eq("Demo"))
+        .count(db)
+        .await
+        .map_err(|e| e.to_string())?;
+    if exists > 0 {
+        println!("Demo workspace already exists; create a key for it with `voxtur api-key create`.");
+        return Ok(());
+    }
+    print_demo(db, 500).await
+}
+
+async fn print_demo(db: &DatabaseConnection, contacts: usize) -> Result<(), String> {
+    let ws = demo::seed(db, "Demo", contacts).await.map_err(|e| e.message())?;
+    let issued = issue_api_key(db, ws.id, "demo", &ScopeSet::all())
+        .await
+        .map_err(|e| e.message())?;
+    println!("Created workspace \"Demo\" ({}) with {contacts} contacts.", ws.id);
+    println!("Demo API key, shown only now:\n\n  {}\n", issued.secret);
+    Ok(())
+}

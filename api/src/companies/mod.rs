@@ -1,0 +1,241 @@
+//! Companies: validation and writes.
+
+pub mod filter;
+pub mod graphql;
+
+use crate::custom_fields::Definitions;
+use crate::error::ApiResult;
+use crate::graphql::relay::{NodeKind, decode_as};
+use crate::graphql::user_error::{MutationError, MutationResult, UserError, UserErrorCode};
+use async_graphql::{ID, MaybeUndefined};
+use entities::enums::{CompanySize, ObjectType};
+use entities::{app_user, company};
+use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, SqlErr};
+use uuid::Uuid;
+
+/// What a create or update asks to change; absent fields stay, `null` clears.
+#[derive(Default, Debug, Clone)]
+pub struct CompanyChanges {
+    pub name: Option<String>,
+    pub domain: MaybeUndefined<String>,
+    pub industry: MaybeUndefined<String>,
+    pub size: MaybeUndefined<CompanySize>,
+    pub owner_id: MaybeUndefined<ID>,
+    pub custom_fields: Option<serde_json::Value>,
+}
+
+/// Normalises a web domain: no scheme, path or `www.`, lower-case, a plausible host name.
+pub fn parse_domain(raw: &str) -> Result<String, String> {
+    let mut domain = raw.trim().to_lowercase();
+    for scheme in ["https://", "http://"] {
+        if let Some(rest) = domain.strip_prefix(scheme) {
+            domain = rest.to_owned();
+        }
+    }
+    let domain = domain.split(['/', '?', '#']).next().unwrap_or_default();
+    let domain = domain.strip_prefix("www.").unwrap_or(domain).to_owned();
+    let valid = domain.len() <= 253
+        && domain.contains('.')
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if valid {
+        Ok(domain)
+    } else {
+        Err(format!("`{}` is not a valid domain", raw.trim()))
+    }
+}
+
+fn not_found(id: &ID) -> MutationError {
+    UserError::new(
+        &["id"],
+        UserErrorCode::NotFound,
+        format!("no company with id `{}` in this workspace", id.as_str()),
+    )
+    .into()
+}
+
+pub async fn find(db: &DatabaseConnection, workspace_id: Uuid, id: &str) -> ApiResult<Option<company::Model>> {
+    let Some(uuid) = decode_as(id, NodeKind::Company) else {
+        return Ok(None);
+    };
+    Ok(company::Entity::find_by_id(uuid)
+        .filter(company::Column::WorkspaceId.eq(workspace_id))
+        .one(db)
+        .await?)
+}
+
+async fn apply(
+    db: &DatabaseConnection,
+    mut model: company::Model,
+    changes: CompanyChanges,
+) -> MutationResult<company::Model> {
+    let mut errors = Vec::new();
+    if let Some(name) = changes.name {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 200 {
+            errors.push(UserError::new(
+                &["input", "name"],
+                UserErrorCode::Invalid,
+                "name must be 1 to 200 characters",
+            ));
+        } else {
+            model.name = name.to_owned();
+        }
+    }
+    match changes.domain {
+        MaybeUndefined::Undefined => {}
+        MaybeUndefined::Null => model.domain = None,
+        MaybeUndefined::Value(raw) => match parse_domain(&raw) {
+            Ok(domain) => model.domain = Some(domain),
+            Err(message) => errors.push(UserError::new(&["input", "domain"], UserErrorCode::Invalid, message)),
+        },
+    }
+    match changes.industry {
+        MaybeUndefined::Undefined => {}
+        MaybeUndefined::Null => model.industry = None,
+        MaybeUndefined::Value(industry) => {
+            let industry = industry.trim();
+            if industry.chars().count() > 200 {
+                errors.push(UserError::new(
+                    &["input", "industry"],
+                    UserErrorCode::TooLong,
+                    "industry is longer than 200 characters",
+                ));
+            } else {
+                model.industry = (!industry.is_empty()).then(|| industry.to_owned());
+            }
+        }
+    }
+    match changes.size {
+        MaybeUndefined::Undefined => {}
+        MaybeUndefined::Null => model.size = None,
+        MaybeUndefined::Value(size) => model.size = Some(size),
+    }
+    match changes.owner_id {
+        MaybeUndefined::Undefined => {}
+        MaybeUndefined::Null => model.owner_id = None,
+        MaybeUndefined::Value(id) => {
+            let owner = match decode_as(&id, NodeKind::User) {
+                Some(uuid) => {
+                    app_user::Entity::find_by_id(uuid)
+                        .filter(app_user::Column::WorkspaceId.eq(model.workspace_id))
+                        .one(db)
+                        .await?
+                }
+                None => None,
+            };
+            match owner {
+                Some(owner) => model.owner_id = Some(owner.id),
+                None => errors.push(UserError::new(
+                    &["input", "ownerId"],
+                    UserErrorCode::NotFound,
+                    format!("no user with id `{}` in this workspace", id.as_str()),
+                )),
+            }
+        }
+    }
+    if let Some(values) = changes.custom_fields {
+        let fields = Definitions::load(db, model.workspace_id, ObjectType::Company).await?;
+        match fields.apply(&model.custom_fields, &values, &["input", "customFields"]) {
+            Ok(merged) => model.custom_fields = merged,
+            Err(field_errors) => errors.extend(field_errors),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors.into());
+    }
+    if let Some(domain) = &model.domain {
+        let clash = company::Entity::find()
+            .filter(company::Column::WorkspaceId.eq(model.workspace_id))
+            .filter(company::Column::Domain.eq(domain.clone()))
+            .filter(company::Column::Id.ne(model.id))
+            .one(db)
+            .await?;
+        if let Some(other) = clash {
+            return Err(taken(domain, &other.name));
+        }
+    }
+    Ok(model)
+}
+
+fn taken(domain: &str, other: &str) -> MutationError {
+    UserError::new(
+        &["input", "domain"],
+        UserErrorCode::Taken,
+        format!("company `{other}` already has the domain `{domain}`"),
+    )
+    .into()
+}
+
+fn map_unique(error: sea_orm::DbErr, domain: Option<&str>) -> MutationError {
+    match error.sql_err() {
+        Some(SqlErr::UniqueConstraintViolation(_)) => taken(domain.unwrap_or_default(), "another company"),
+        _ => error.into(),
+    }
+}
+
+pub async fn create(
+    db: &DatabaseConnection,
+    workspace_id: Uuid,
+    changes: CompanyChanges,
+) -> MutationResult<company::Model> {
+    if changes.name.as_deref().is_none_or(|n| n.trim().is_empty()) {
+        return Err(UserError::new(&["input", "name"], UserErrorCode::Required, "name is required").into());
+    }
+    let now = crate::now();
+    let blank = company::Model {
+        id: Uuid::now_v7(),
+        workspace_id,
+        name: String::new(),
+        domain: None,
+        industry: None,
+        size: None,
+        owner_id: None,
+        custom_fields: serde_json::json!({}),
+        created_at: now,
+        updated_at: now,
+    };
+    let model = apply(db, blank, changes).await?;
+    let domain = model.domain.clone();
+    company::ActiveModel::from(model)
+        .reset_all()
+        .insert(db)
+        .await
+        .map_err(|e| map_unique(e, domain.as_deref()))
+}
+
+pub async fn update(
+    db: &DatabaseConnection,
+    workspace_id: Uuid,
+    id: &ID,
+    changes: CompanyChanges,
+) -> MutationResult<company::Model> {
+    let existing = find(db, workspace_id, id).await?.ok_or_else(|| not_found(id))?;
+    let mut model = apply(db, existing, changes).await?;
+    model.updated_at = crate::now();
+    let domain = model.domain.clone();
+    company::ActiveModel::from(model)
+        .reset_all()
+        .update(db)
+        .await
+        .map_err(|e| map_unique(e, domain.as_deref()))
+}
+
+/// Deletes a company; its contacts stay, without a company.
+pub async fn delete(db: &DatabaseConnection, workspace_id: Uuid, id: &ID) -> MutationResult<Uuid> {
+    let uuid = decode_as(id, NodeKind::Company).ok_or_else(|| not_found(id))?;
+    let result = company::Entity::delete_many()
+        .filter(company::Column::Id.eq(uuid))
+        .filter(company::Column::WorkspaceId.eq(workspace_id))
+        .exec(db)
+        .await?;
+    if result.rows_affected == 0 {
+        return Err(not_found(id));
+    }
+    Ok(uuid)
+}

@@ -1,0 +1,300 @@
+//! `ContactFilter` and its compilation to one SQL condition with bound parameters. Relations
+//! compile to subqueries (`company_id IN (SELECT ...)`, `EXISTS (... contact_tag ...)`), so the
+//! database does all the filtering.
+
+use super::graphql::{Channel, ConsentStatus, LifecycleStage};
+use crate::companies::filter::{CompanyFilter, IdFilter};
+use crate::custom_fields::{CustomFieldFilter, Definitions, FieldSql};
+use crate::error::ApiResult;
+use crate::graphql::relay::NodeKind;
+use crate::listing::filters::{DateTimeFilter, StringFilter, check_depth, check_list};
+use async_graphql::InputObject;
+use entities::{company, contact, contact_tag};
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::{ColumnTrait, Condition, DbBackend};
+use uuid::Uuid;
+
+/// Everything a contact filter may refer to besides its own input.
+pub struct FilterContext {
+    pub backend: DbBackend,
+    pub workspace_id: Uuid,
+    pub contact_fields: Definitions,
+    pub company_fields: Definitions,
+}
+
+/// Conditions on contacts. All given fields must hold; combine with `and`, `or`, `not`.
+#[derive(InputObject, Default, Clone, Debug)]
+pub struct ContactFilter {
+    /// All of these filters hold.
+    pub and: Option<Vec<ContactFilter>>,
+    /// At least one of these filters holds.
+    pub or: Option<Vec<ContactFilter>>,
+    /// This filter does not hold.
+    pub not: Option<Box<ContactFilter>>,
+    /// The contact's id.
+    pub id: Option<IdFilter>,
+    /// Email address (stored lower-cased; `eq` and `in` match case-insensitively).
+    pub email: Option<StringFilter>,
+    /// First name.
+    pub first_name: Option<StringFilter>,
+    /// Last name.
+    pub last_name: Option<StringFilter>,
+    /// Phone number.
+    pub phone: Option<StringFilter>,
+    /// Lifecycle stage.
+    pub lifecycle_stage: Option<LifecycleStageFilter>,
+    /// The contact's company matches this filter.
+    pub company: Option<CompanyFilter>,
+    /// The contact's company id (`isNull: true` for contacts without a company).
+    pub company_id: Option<IdFilter>,
+    /// The owning user's id.
+    pub owner_id: Option<IdFilter>,
+    /// Tags.
+    pub tags: Option<TagFilter>,
+    /// Consent per channel; every entry must hold.
+    pub consent: Option<Vec<ChannelConsentFilter>>,
+    /// Where the contact came from.
+    pub source: Option<StringFilter>,
+    /// UTM source of the first touch.
+    pub utm_source: Option<StringFilter>,
+    /// UTM medium of the first touch.
+    pub utm_medium: Option<StringFilter>,
+    /// UTM campaign of the first touch.
+    pub utm_campaign: Option<StringFilter>,
+    /// When the contact was created.
+    pub created_at: Option<DateTimeFilter>,
+    /// When the contact last changed.
+    pub updated_at: Option<DateTimeFilter>,
+    /// Custom field conditions; every entry must hold.
+    pub custom_fields: Option<Vec<CustomFieldFilter>>,
+    /// Anonymous visitor profiles. The `contacts` list leaves them out unless this is given
+    /// (`true`: only anonymous profiles; `false`: only identified contacts).
+    pub anonymous: Option<bool>,
+    /// Time of the earliest recorded event.
+    pub first_seen_at: Option<DateTimeFilter>,
+    /// Time of the latest recorded event.
+    pub last_activity_at: Option<DateTimeFilter>,
+}
+
+/// Conditions on the lifecycle stage.
+#[derive(InputObject, Default, Clone, Debug)]
+pub struct LifecycleStageFilter {
+    /// Equal to.
+    pub eq: Option<LifecycleStage>,
+    /// Not equal to.
+    pub neq: Option<LifecycleStage>,
+    /// One of.
+    #[graphql(name = "in")]
+    pub in_list: Option<Vec<LifecycleStage>>,
+    /// None of.
+    pub not_in: Option<Vec<LifecycleStage>>,
+}
+
+/// Conditions on tags.
+#[derive(InputObject, Default, Clone, Debug)]
+pub struct TagFilter {
+    /// Has at least one of these tags.
+    pub has_any: Option<Vec<String>>,
+    /// Has every one of these tags.
+    pub has_all: Option<Vec<String>>,
+    /// Has none of these tags.
+    pub has_none: Option<Vec<String>>,
+}
+
+/// Conditions on one channel's consent.
+#[derive(InputObject, Clone, Debug)]
+pub struct ChannelConsentFilter {
+    /// The channel.
+    pub channel: Channel,
+    /// Consent status is one of these.
+    pub status: Option<Vec<ConsentStatus>>,
+    /// The do-not-contact flag equals this.
+    pub do_not_contact: Option<bool>,
+    /// `true`: consent granted and not flagged do-not-contact; `false`: the opposite.
+    pub contactable: Option<bool>,
+}
+
+impl ContactFilter {
+    pub fn uses_custom_fields(&self) -> bool {
+        self.custom_fields.is_some()
+            || self.company.as_ref().is_some_and(|c| c.uses_custom_fields())
+            || self.and.iter().flatten().any(|f| f.uses_custom_fields())
+            || self.or.iter().flatten().any(|f| f.uses_custom_fields())
+            || self.not.as_ref().is_some_and(|f| f.uses_custom_fields())
+    }
+
+    pub fn condition(&self, ctx: &FilterContext) -> ApiResult<Condition> {
+        self.compile(ctx, 0)
+    }
+
+    fn compile(&self, ctx: &FilterContext, depth: usize) -> ApiResult<Condition> {
+        check_depth(depth)?;
+        let mut all = Condition::all();
+        if let Some(filters) = &self.and {
+            check_list("and", filters)?;
+            for f in filters {
+                all = all.add(f.compile(ctx, depth + 1)?);
+            }
+        }
+        if let Some(filters) = &self.or {
+            check_list("or", filters)?;
+            let mut any = Condition::any();
+            for f in filters {
+                any = any.add(f.compile(ctx, depth + 1)?);
+            }
+            all = all.add(any);
+        }
+        if let Some(f) = &self.not {
+            all = all.add(f.compile(ctx, depth + 1)?.not());
+        }
+        if let Some(f) = &self.id {
+            all = all.add(f.condition("id", contact::Column::Id.into_expr(), NodeKind::Contact)?);
+        }
+        if let Some(f) = &self.email {
+            all = all.add(f.condition_with("email", contact::Column::Email.into_expr(), |e| e.trim().to_lowercase())?);
+        }
+        let text_fields = [
+            ("firstName", &self.first_name, contact::Column::FirstName),
+            ("lastName", &self.last_name, contact::Column::LastName),
+            ("phone", &self.phone, contact::Column::Phone),
+            ("source", &self.source, contact::Column::Source),
+            ("utmSource", &self.utm_source, contact::Column::UtmSource),
+            ("utmMedium", &self.utm_medium, contact::Column::UtmMedium),
+            ("utmCampaign", &self.utm_campaign, contact::Column::UtmCampaign),
+        ];
+        for (name, filter, column) in text_fields {
+            if let Some(f) = filter {
+                all = all.add(f.condition(name, column.into_expr())?);
+            }
+        }
+        if let Some(f) = &self.lifecycle_stage {
+            all = all.add(f.condition()?);
+        }
+        if let Some(f) = &self.company {
+            let companies = Query::select()
+                .column(company::Column::Id)
+                .from(company::Entity)
+                .and_where(company::Column::WorkspaceId.eq(ctx.workspace_id))
+                .cond_where(f.condition(&ctx.company_fields, ctx.backend)?)
+                .to_owned();
+            all = all.add(contact::Column::CompanyId.in_subquery(companies));
+        }
+        if let Some(f) = &self.company_id {
+            all = all.add(f.condition("companyId", contact::Column::CompanyId.into_expr(), NodeKind::Company)?);
+        }
+        if let Some(f) = &self.owner_id {
+            all = all.add(f.condition("ownerId", contact::Column::OwnerId.into_expr(), NodeKind::User)?);
+        }
+        if let Some(f) = &self.tags {
+            all = all.add(f.condition()?);
+        }
+        if let Some(filters) = &self.consent {
+            check_list("consent", filters)?;
+            for f in filters {
+                all = all.add(f.condition());
+            }
+        }
+        if let Some(f) = &self.created_at {
+            all = all.add(f.condition(contact::Column::CreatedAt.into_expr()));
+        }
+        if let Some(f) = &self.updated_at {
+            all = all.add(f.condition(contact::Column::UpdatedAt.into_expr()));
+        }
+        if let Some(anonymous) = self.anonymous {
+            all = all.add(contact::Column::Anonymous.eq(anonymous));
+        }
+        if let Some(f) = &self.first_seen_at {
+            all = all.add(f.condition(contact::Column::FirstSeenAt.into_expr()));
+        }
+        if let Some(f) = &self.last_activity_at {
+            all = all.add(f.condition(contact::Column::LastActivityAt.into_expr()));
+        }
+        if let Some(filters) = &self.custom_fields {
+            check_list("customFields", filters)?;
+            let sql = FieldSql {
+                backend: ctx.backend,
+                table: "contact",
+            };
+            for f in filters {
+                all = all.add(f.condition(&ctx.contact_fields, sql)?);
+            }
+        }
+        Ok(all)
+    }
+}
+
+impl LifecycleStageFilter {
+    fn condition(&self) -> ApiResult<Condition> {
+        let column = contact::Column::LifecycleStage;
+        let stage = |s: LifecycleStage| entities::enums::LifecycleStage::from(s);
+        let mut all = Condition::all();
+        if let Some(v) = self.eq {
+            all = all.add(column.eq(stage(v)));
+        }
+        if let Some(v) = self.neq {
+            all = all.add(column.ne(stage(v)));
+        }
+        if let Some(list) = &self.in_list {
+            all = all.add(column.is_in(list.iter().map(|s| stage(*s))));
+        }
+        if let Some(list) = &self.not_in {
+            all = all.add(column.is_not_in(list.iter().map(|s| stage(*s))));
+        }
+        Ok(all)
+    }
+}
+
+impl TagFilter {
+    fn has(tags: Vec<String>) -> Expr {
+        Expr::exists(
+            Query::select()
+                .expr(Expr::val(1))
+                .from(contact_tag::Entity)
+                .and_where(
+                    Expr::col((contact_tag::Entity, contact_tag::Column::ContactId))
+                        .equals((contact::Entity, contact::Column::Id)),
+                )
+                .and_where(contact_tag::Column::Tag.is_in(tags))
+                .to_owned(),
+        )
+    }
+
+    fn condition(&self) -> ApiResult<Condition> {
+        let mut all = Condition::all();
+        if let Some(tags) = &self.has_any {
+            check_list("tags.hasAny", tags)?;
+            all = all.add(Self::has(tags.clone()));
+        }
+        if let Some(tags) = &self.has_all {
+            check_list("tags.hasAll", tags)?;
+            for tag in tags {
+                all = all.add(Self::has(vec![tag.clone()]));
+            }
+        }
+        if let Some(tags) = &self.has_none {
+            check_list("tags.hasNone", tags)?;
+            all = all.add(Self::has(tags.clone()).not());
+        }
+        Ok(all)
+    }
+}
+
+impl ChannelConsentFilter {
+    fn condition(&self) -> Condition {
+        let (status_column, dnc_column) = self.channel.columns();
+        let mut all = Condition::all();
+        if let Some(list) = &self.status {
+            all = all.add(status_column.is_in(list.iter().map(|s| entities::enums::ConsentStatus::from(*s))));
+        }
+        if let Some(dnc) = self.do_not_contact {
+            all = all.add(dnc_column.eq(dnc));
+        }
+        if let Some(contactable) = self.contactable {
+            let yes = Condition::all()
+                .add(status_column.eq(entities::enums::ConsentStatus::Granted))
+                .add(dnc_column.eq(false));
+            all = all.add(if contactable { yes } else { yes.not() });
+        }
+        all
+    }
+}

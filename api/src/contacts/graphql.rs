@@ -1,0 +1,863 @@
+//! The GraphQL face of contacts: the `Contact` type, the `contacts` list, and mutations.
+
+use super::filter::{ContactFilter, FilterContext};
+use super::{ChannelKind, ContactChanges, UpsertOutcome};
+use crate::auth::{Scope, ScopeGuard};
+use crate::companies::graphql::Company;
+use crate::custom_fields::graphql::CustomFieldOrder;
+use crate::custom_fields::{Definitions, FieldSql};
+use crate::error::ApiResult;
+use crate::graphql::relay::{NodeKind, connection, connection_cost};
+use crate::graphql::user_error::{UserError, into_payload};
+use crate::graphql::{OrderDirection, request};
+use crate::listing::{Direction, PageArgs, SortSpec, text_key, timestamp_key};
+use crate::workspaces::graphql::User;
+use async_graphql::{Context, Enum, ID, InputObject, Json, MaybeUndefined, Object, OneofObject, SimpleObject};
+use chrono::{DateTime, Utc};
+use entities::contact;
+use entities::enums::ObjectType;
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use uuid::Uuid;
+
+/// Where a contact is in the buying journey.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "entities::enums::LifecycleStage")]
+pub enum LifecycleStage {
+    /// Signed up for content; not yet a lead.
+    Subscriber,
+    /// Showed interest beyond subscribing.
+    Lead,
+    /// Marketing-qualified lead (MQL): engaged enough for marketing to hand over.
+    MarketingQualified,
+    /// Sales-qualified lead (SQL): accepted by sales as worth pursuing.
+    SalesQualified,
+    /// Has an open deal.
+    Opportunity,
+    /// Has bought.
+    Customer,
+    /// A customer who promotes the company.
+    Evangelist,
+    /// None of the above.
+    Other,
+}
+
+/// Whether a contact agreed to be reached on a channel.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "entities::enums::ConsentStatus")]
+pub enum ConsentStatus {
+    /// Never asked or never answered.
+    Unknown,
+    /// Agreed.
+    Granted,
+    /// Agreed once, then withdrew.
+    Withdrawn,
+}
+
+/// A direct channel to a contact.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Channel {
+    /// Email.
+    Email,
+    /// Text message.
+    Sms,
+    /// Phone call.
+    Phone,
+    /// Postal letter.
+    Letter,
+    /// In-person visit.
+    Visit,
+    /// The customer portal ("my pages").
+    Portal,
+    /// The web site.
+    Web,
+    /// A mobile app.
+    App,
+}
+
+impl Channel {
+    const ALL: [Channel; 5] = [
+        Channel::Email,
+        Channel::Sms,
+        Channel::Phone,
+        Channel::Letter,
+        Channel::Visit,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Sms => "sms",
+            Channel::Phone => "phone",
+            Channel::Letter => "letter",
+            Channel::Visit => "visit",
+            Channel::Portal => "portal",
+            Channel::Web => "web",
+            Channel::App => "app",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Channel> {
+        Channel::ALL
+            .into_iter()
+            .chain([Channel::Portal, Channel::Web, Channel::App])
+            .find(|c| c.as_str() == text)
+    }
+
+    /// The consent and do-not-contact columns of a direct channel.
+    pub fn columns(self) -> (contact::Column, contact::Column) {
+        use contact::Column as C;
+        match self {
+            Channel::Email => (C::ConsentEmail, C::DncEmail),
+            Channel::Sms => (C::ConsentSms, C::DncSms),
+            Channel::Phone => (C::ConsentPhone, C::DncPhone),
+            Channel::Letter => (C::ConsentLetter, C::DncLetter),
+            Channel::Visit => (C::ConsentVisit, C::DncVisit),
+            // Portal, web and app are reached through the contact's own visits, covered by
+            // email consent (the portal account) for messaging purposes.
+            Channel::Portal | Channel::Web | Channel::App => (C::ConsentEmail, C::DncEmail),
+        }
+    }
+}
+
+/// A person marketing and sales are in touch with.
+pub struct Contact(pub contact::Model);
+
+impl From<contact::Model> for Contact {
+    fn from(model: contact::Model) -> Self {
+        Contact(model)
+    }
+}
+
+/// Consent and do-not-contact state of one channel.
+#[derive(SimpleObject)]
+pub struct ChannelConsent {
+    /// Consent status.
+    pub status: ConsentStatus,
+    /// Flagged never to be contacted on this channel, whatever the consent.
+    pub do_not_contact: bool,
+    /// Consent granted and not flagged: messages may be sent.
+    pub contactable: bool,
+}
+
+impl ChannelConsent {
+    fn new(status: entities::enums::ConsentStatus, do_not_contact: bool) -> Self {
+        ChannelConsent {
+            status: status.into(),
+            do_not_contact,
+            contactable: status == entities::enums::ConsentStatus::Granted && !do_not_contact,
+        }
+    }
+}
+
+/// Consent per direct channel.
+#[derive(SimpleObject)]
+pub struct ContactConsent {
+    /// Email.
+    pub email: ChannelConsent,
+    /// Text message.
+    pub sms: ChannelConsent,
+    /// Phone call.
+    pub phone: ChannelConsent,
+    /// Postal letter.
+    pub letter: ChannelConsent,
+    /// In-person visit.
+    pub visit: ChannelConsent,
+}
+
+/// UTM parameters: a contact's first touch, or an event's attribution.
+#[derive(SimpleObject)]
+pub struct Utm {
+    /// utm_source.
+    pub source: Option<String>,
+    /// utm_medium.
+    pub medium: Option<String>,
+    /// utm_campaign.
+    pub campaign: Option<String>,
+    /// utm_term.
+    pub term: Option<String>,
+    /// utm_content.
+    pub content: Option<String>,
+}
+
+impl Utm {
+    /// From the five UTM columns a contact or an event row holds.
+    pub fn of(
+        source: &Option<String>,
+        medium: &Option<String>,
+        campaign: &Option<String>,
+        term: &Option<String>,
+        content: &Option<String>,
+    ) -> Utm {
+        Utm {
+            source: source.clone(),
+            medium: medium.clone(),
+            campaign: campaign.clone(),
+            term: term.clone(),
+            content: content.clone(),
+        }
+    }
+}
+
+/// A person marketing and sales are in touch with.
+#[Object]
+impl Contact {
+    /// Global id.
+    pub async fn id(&self) -> ID {
+        NodeKind::Contact.id(self.0.id)
+    }
+    /// Email address, lower-cased; unique in the workspace.
+    async fn email(&self) -> Option<&str> {
+        self.0.email.as_deref()
+    }
+    /// First name.
+    async fn first_name(&self) -> Option<&str> {
+        self.0.first_name.as_deref()
+    }
+    /// Last name.
+    async fn last_name(&self) -> Option<&str> {
+        self.0.last_name.as_deref()
+    }
+    /// Full name, or the email address when no name is known.
+    async fn display_name(&self) -> Option<String> {
+        let name = [self.0.first_name.as_deref(), self.0.last_name.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ");
+        if name.is_empty() {
+            self.0.email.clone()
+        } else {
+            Some(name)
+        }
+    }
+    /// Phone number.
+    async fn phone(&self) -> Option<&str> {
+        self.0.phone.as_deref()
+    }
+    /// Lifecycle stage.
+    async fn lifecycle_stage(&self) -> LifecycleStage {
+        self.0.lifecycle_stage.into()
+    }
+    /// The company the contact works for.
+    async fn company(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Company>> {
+        let Some(id) = self.0.company_id else { return Ok(None) };
+        let loaders = request(ctx)?.loaders;
+        Ok(loaders
+            .companies
+            .load_one(id)
+            .await
+            .map_err(crate::graphql::loaders::load_failed)?
+            .map(Company))
+    }
+    /// The user responsible for the contact.
+    async fn owner(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<User>> {
+        let Some(id) = self.0.owner_id else { return Ok(None) };
+        let loaders = request(ctx)?.loaders;
+        Ok(loaders
+            .users
+            .load_one(id)
+            .await
+            .map_err(crate::graphql::loaders::load_failed)?
+            .map(User))
+    }
+    /// Tags, alphabetically.
+    async fn tags(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<String>> {
+        let loaders = request(ctx)?.loaders;
+        Ok(loaders
+            .tags
+            .load_one(self.0.id)
+            .await
+            .map_err(crate::graphql::loaders::load_failed)?
+            .unwrap_or_default())
+    }
+    /// Consent per channel.
+    async fn consent(&self) -> ContactConsent {
+        let m = &self.0;
+        ContactConsent {
+            email: ChannelConsent::new(m.consent_email, m.dnc_email),
+            sms: ChannelConsent::new(m.consent_sms, m.dnc_sms),
+            phone: ChannelConsent::new(m.consent_phone, m.dnc_phone),
+            letter: ChannelConsent::new(m.consent_letter, m.dnc_letter),
+            visit: ChannelConsent::new(m.consent_visit, m.dnc_visit),
+        }
+    }
+    /// Where the contact came from (e.g. `form`, `import`, `api`).
+    async fn source(&self) -> Option<&str> {
+        self.0.source.as_deref()
+    }
+    /// UTM parameters of the first touch.
+    async fn utm(&self) -> Utm {
+        let m = &self.0;
+        Utm::of(
+            &m.utm_source,
+            &m.utm_medium,
+            &m.utm_campaign,
+            &m.utm_term,
+            &m.utm_content,
+        )
+    }
+    /// Custom field values, as an object of field key to value.
+    async fn custom_fields(&self) -> Json<serde_json::Value> {
+        Json(self.0.custom_fields.clone())
+    }
+    /// When the contact was created.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    /// True for an anonymous visitor's profile, not yet identified by email or user id.
+    async fn anonymous(&self) -> bool {
+        self.0.anonymous
+    }
+    /// Time of the contact's earliest recorded event.
+    async fn first_seen_at(&self) -> Option<DateTime<Utc>> {
+        self.0.first_seen_at
+    }
+    /// Time of the contact's latest recorded event.
+    async fn last_activity_at(&self) -> Option<DateTime<Utc>> {
+        self.0.last_activity_at
+    }
+    /// Everything the contact did, newest first. Inside a list of contacts the first pages of
+    /// all timelines load in one query.
+    #[graphql(complexity = "connection_cost(first, None, child_complexity)")]
+    async fn timeline(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size (1 to 100, default 20).")] first: Option<i32>,
+        #[graphql(desc = "Cursor to continue after.")] after: Option<String>,
+        #[graphql(desc = "Only events matching this.")] filter: Option<crate::events::graphql::TimelineFilter>,
+    ) -> async_graphql::Result<crate::events::graphql::EventConnection> {
+        crate::events::graphql::timeline(ctx, &self.0, first, after, filter).await
+    }
+    /// When the contact last changed.
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+}
+
+connection!(ContactConnection, ContactEdge, Contact, contact::Model);
+
+/// One sort key for contacts. Give a list for multi-key order; `id` breaks the last ties.
+#[derive(OneofObject, Clone, Debug)]
+pub enum ContactOrderBy {
+    /// Creation time.
+    CreatedAt(OrderDirection),
+    /// Last change time.
+    UpdatedAt(OrderDirection),
+    /// Email address (contacts without one sort last).
+    Email(OrderDirection),
+    /// First name (missing names sort last).
+    FirstName(OrderDirection),
+    /// Last name (missing names sort last).
+    LastName(OrderDirection),
+    /// Time of the latest event (contacts without events sort last).
+    LastActivityAt(OrderDirection),
+    /// A custom field's value (missing values sort last).
+    CustomField(CustomFieldOrder),
+}
+
+const MAX_ORDER_KEYS: usize = 5;
+
+pub(crate) fn sort_spec(
+    order: &[ContactOrderBy],
+    fields: &Definitions,
+    sql: FieldSql,
+    list: &'static str,
+) -> ApiResult<SortSpec<contact::Model>> {
+    use contact::Column as C;
+    if order.len() > MAX_ORDER_KEYS {
+        return Err(crate::error::ApiError::bad_input(format!(
+            "orderBy takes at most {MAX_ORDER_KEYS} keys"
+        )));
+    }
+    let default = [ContactOrderBy::CreatedAt(OrderDirection::Desc)];
+    let order = if order.is_empty() { &default[..] } else { order };
+    let mut keys = Vec::with_capacity(order.len());
+    for item in order {
+        keys.push(match item {
+            ContactOrderBy::CreatedAt(d) => {
+                timestamp_key::<contact::Model>("createdAt", C::CreatedAt.into_expr(), (*d).into(), |m| &m.created_at)
+            }
+            ContactOrderBy::UpdatedAt(d) => {
+                timestamp_key::<contact::Model>("updatedAt", C::UpdatedAt.into_expr(), (*d).into(), |m| &m.updated_at)
+            }
+            ContactOrderBy::Email(d) => {
+                text_key::<contact::Model>("email", C::Email.into_expr(), (*d).into(), true, |m| m.email.as_deref())
+            }
+            ContactOrderBy::FirstName(d) => {
+                text_key::<contact::Model>("firstName", C::FirstName.into_expr(), (*d).into(), true, |m| {
+                    m.first_name.as_deref()
+                })
+            }
+            ContactOrderBy::LastName(d) => {
+                text_key::<contact::Model>("lastName", C::LastName.into_expr(), (*d).into(), true, |m| {
+                    m.last_name.as_deref()
+                })
+            }
+            ContactOrderBy::LastActivityAt(d) => crate::listing::key(
+                "lastActivityAt",
+                C::LastActivityAt.into_expr(),
+                (*d).into(),
+                crate::listing::ValueKind::Timestamp,
+                true,
+                |m: &contact::Model| {
+                    m.last_activity_at
+                        .as_ref()
+                        .map_or(serde_json::Value::Null, crate::listing::timestamp_json)
+                },
+            ),
+            ContactOrderBy::CustomField(o) => {
+                crate::custom_fields::sort_key(fields, sql, &o.key, o.direction.into(), |m: &contact::Model| {
+                    &m.custom_fields
+                })?
+            }
+        });
+    }
+    Ok(SortSpec {
+        list,
+        keys,
+        id_expr: C::Id.into_expr(),
+        id_of: |m| m.id,
+    })
+}
+
+/// Runs a filtered, sorted, paged contact list for one workspace.
+pub(crate) async fn list_contacts(
+    ctx: &Context<'_>,
+    db: &DatabaseConnection,
+    workspace_id: Uuid,
+    filter: Option<ContactFilter>,
+    order_by: Vec<ContactOrderBy>,
+    page: PageArgs,
+) -> ApiResult<ContactConnection> {
+    let backend = db.get_database_backend();
+    let uses_fields = filter.as_ref().is_some_and(|f| f.uses_custom_fields())
+        || order_by.iter().any(|o| matches!(o, ContactOrderBy::CustomField(_)));
+    let needs_company_fields = filter
+        .as_ref()
+        .is_some_and(|f| f.company.as_ref().is_some_and(|c| c.uses_custom_fields()));
+    let filter_ctx = FilterContext {
+        backend,
+        workspace_id,
+        contact_fields: if uses_fields {
+            Definitions::load(db, workspace_id, ObjectType::Contact).await?
+        } else {
+            Definitions::default()
+        },
+        company_fields: if needs_company_fields {
+            Definitions::load(db, workspace_id, ObjectType::Company).await?
+        } else {
+            Definitions::default()
+        },
+    };
+    let spec = sort_spec(
+        &order_by,
+        &filter_ctx.contact_fields,
+        FieldSql {
+            backend,
+            table: "contact",
+        },
+        "contacts",
+    )?;
+    let mut select = contact::Entity::find().filter(contact::Column::WorkspaceId.eq(workspace_id));
+    if filter.as_ref().is_none_or(|f| f.anonymous.is_none()) {
+        select = select.filter(contact::Column::Anonymous.eq(false));
+    }
+    if let Some(filter) = &filter {
+        select = select.filter(filter.condition(&filter_ctx)?);
+    }
+    let with_total = ctx.look_ahead().field("totalCount").exists();
+    Ok(spec.fetch(db, select, &page, with_total).await?.into())
+}
+
+#[derive(Default)]
+pub struct ContactQuery;
+
+#[Object]
+impl ContactQuery {
+    /// Contacts of the workspace: filtered, sorted, paged with keyset cursors.
+    #[graphql(
+        guard = "ScopeGuard(Scope::ContactsRead)",
+        complexity = "connection_cost(first, last, child_complexity)"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    async fn contacts(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Conditions the contacts must meet.")] filter: Option<ContactFilter>,
+        #[graphql(desc = "Sort keys, most significant first; default newest first.")] order_by: Option<
+            Vec<ContactOrderBy>,
+        >,
+        #[graphql(desc = "Page size going forward (1 to 100, default 20).")] first: Option<i32>,
+        #[graphql(desc = "Cursor to continue after.")] after: Option<String>,
+        #[graphql(desc = "Page size going backward (1 to 100).")] last: Option<i32>,
+        #[graphql(desc = "Cursor to continue before.")] before: Option<String>,
+    ) -> async_graphql::Result<ContactConnection> {
+        let r = request(ctx)?;
+        Ok(list_contacts(
+            ctx,
+            r.db,
+            r.principal.workspace_id,
+            filter,
+            order_by.unwrap_or_default(),
+            PageArgs {
+                first,
+                after,
+                last,
+                before,
+            },
+        )
+        .await?)
+    }
+
+    /// One contact by email address (case-insensitive).
+    #[graphql(guard = "ScopeGuard(Scope::ContactsRead)")]
+    async fn contact_by_email(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Email address.")] email: String,
+    ) -> async_graphql::Result<Option<Contact>> {
+        let r = request(ctx)?;
+        let Ok(email) = super::parse_email(&email) else {
+            return Ok(None);
+        };
+        Ok(contact::Entity::find()
+            .filter(contact::Column::WorkspaceId.eq(r.principal.workspace_id))
+            .filter(contact::Column::Email.eq(email))
+            .one(r.db)
+            .await?
+            .map(Contact))
+    }
+}
+
+/// Consent changes for one channel; absent fields stay as they are.
+#[derive(InputObject, Clone, Debug, Default)]
+pub struct ChannelConsentInput {
+    /// New consent status.
+    pub status: Option<ConsentStatus>,
+    /// New do-not-contact flag.
+    pub do_not_contact: Option<bool>,
+}
+
+/// Consent changes per channel.
+#[derive(InputObject, Clone, Debug, Default)]
+pub struct ContactConsentInput {
+    /// Email.
+    pub email: Option<ChannelConsentInput>,
+    /// Text message.
+    pub sms: Option<ChannelConsentInput>,
+    /// Phone call.
+    pub phone: Option<ChannelConsentInput>,
+    /// Postal letter.
+    pub letter: Option<ChannelConsentInput>,
+    /// In-person visit.
+    pub visit: Option<ChannelConsentInput>,
+}
+
+impl ContactConsentInput {
+    fn changes(self) -> Vec<(ChannelKind, Option<entities::enums::ConsentStatus>, Option<bool>)> {
+        [
+            (ChannelKind::Email, self.email),
+            (ChannelKind::Sms, self.sms),
+            (ChannelKind::Phone, self.phone),
+            (ChannelKind::Letter, self.letter),
+            (ChannelKind::Visit, self.visit),
+        ]
+        .into_iter()
+        .filter_map(|(channel, input)| input.map(|i| (channel, i.status.map(Into::into), i.do_not_contact)))
+        .collect()
+    }
+}
+
+/// UTM parameters; absent fields stay as they are, `null` clears.
+#[derive(InputObject, Clone, Debug, Default)]
+pub struct UtmInput {
+    /// utm_source.
+    pub source: MaybeUndefined<String>,
+    /// utm_medium.
+    pub medium: MaybeUndefined<String>,
+    /// utm_campaign.
+    pub campaign: MaybeUndefined<String>,
+    /// utm_term.
+    pub term: MaybeUndefined<String>,
+    /// utm_content.
+    pub content: MaybeUndefined<String>,
+}
+
+/// Declares a contact input type; `$email` is the email field's type.
+macro_rules! contact_input {
+    ($name:ident, $doc:literal, $email:ty, $email_doc:literal) => {
+        #[doc = $doc]
+        #[derive(InputObject, Clone, Debug, Default)]
+        pub struct $name {
+            #[doc = $email_doc]
+            pub email: $email,
+            /// First name.
+            pub first_name: MaybeUndefined<String>,
+            /// Last name.
+            pub last_name: MaybeUndefined<String>,
+            /// Phone number.
+            pub phone: MaybeUndefined<String>,
+            /// Id of the contact's company.
+            pub company_id: MaybeUndefined<ID>,
+            /// Id of the owning user.
+            pub owner_id: MaybeUndefined<ID>,
+            /// Lifecycle stage (new contacts start as SUBSCRIBER).
+            pub lifecycle_stage: Option<LifecycleStage>,
+            /// The complete set of tags (replaces the current set).
+            pub tags: Option<Vec<String>>,
+            /// Consent changes per channel.
+            pub consent: Option<ContactConsentInput>,
+            /// Where the contact came from.
+            pub source: MaybeUndefined<String>,
+            /// UTM parameters of the first touch.
+            pub utm: Option<UtmInput>,
+            /// Custom field values: an object of field key to value; `null` removes a value.
+            pub custom_fields: Option<Json<serde_json::Value>>,
+        }
+
+        impl $name {
+            fn changes_with_email(self, email: MaybeUndefined<String>) -> ContactChanges {
+                let utm = self.utm.unwrap_or_default();
+                ContactChanges {
+                    email,
+                    first_name: self.first_name,
+                    last_name: self.last_name,
+                    phone: self.phone,
+                    company_id: self.company_id,
+                    owner_id: self.owner_id,
+                    lifecycle_stage: self.lifecycle_stage.map(Into::into),
+                    tags: self.tags,
+                    consent: self.consent.map(ContactConsentInput::changes).unwrap_or_default(),
+                    source: self.source,
+                    utm_source: utm.source,
+                    utm_medium: utm.medium,
+                    utm_campaign: utm.campaign,
+                    utm_term: utm.term,
+                    utm_content: utm.content,
+                    custom_fields: self.custom_fields.map(|j| j.0),
+                }
+            }
+        }
+    };
+}
+
+contact_input!(
+    ContactCreateInput,
+    "Fields of a new contact.",
+    Option<String>,
+    "Email address (unique in the workspace, case-insensitive)."
+);
+contact_input!(
+    ContactUpdateInput,
+    "Changes to a contact: absent fields stay, `null` clears.",
+    MaybeUndefined<String>,
+    "New email address; `null` removes it."
+);
+contact_input!(
+    ContactUpsertInput,
+    "A contact to create, or to update when its email exists.",
+    String,
+    "Email address: the match key."
+);
+
+impl From<ContactCreateInput> for ContactChanges {
+    fn from(input: ContactCreateInput) -> Self {
+        let email = input
+            .email
+            .clone()
+            .map_or(MaybeUndefined::Undefined, MaybeUndefined::Value);
+        input.changes_with_email(email)
+    }
+}
+impl From<ContactUpdateInput> for ContactChanges {
+    fn from(input: ContactUpdateInput) -> Self {
+        let email = input.email.clone();
+        input.changes_with_email(email)
+    }
+}
+impl From<ContactUpsertInput> for ContactChanges {
+    fn from(input: ContactUpsertInput) -> Self {
+        let email = MaybeUndefined::Value(input.email.clone());
+        input.changes_with_email(email)
+    }
+}
+
+/// Result of `contactCreate`.
+#[derive(SimpleObject)]
+pub struct ContactCreatePayload {
+    /// The new contact, unless there were errors.
+    pub contact: Option<Contact>,
+    /// Validation failures; nothing was saved when this is not empty.
+    pub user_errors: Vec<UserError>,
+}
+
+/// Result of `contactUpdate`.
+#[derive(SimpleObject)]
+pub struct ContactUpdatePayload {
+    /// The updated contact, unless there were errors.
+    pub contact: Option<Contact>,
+    /// Validation failures; nothing was saved when this is not empty.
+    pub user_errors: Vec<UserError>,
+}
+
+/// Result of `contactDelete`.
+#[derive(SimpleObject)]
+pub struct ContactDeletePayload {
+    /// Id of the deleted contact.
+    pub deleted_contact_id: Option<ID>,
+    /// Why nothing was deleted.
+    pub user_errors: Vec<UserError>,
+}
+
+/// The fields by which `contactsUpsert` matches existing contacts.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum ContactMatchKey {
+    /// Match on email address, case-insensitively.
+    Email,
+}
+
+/// Outcome of one input of `contactsUpsert`, at the same index as the input.
+#[derive(SimpleObject)]
+pub struct ContactUpsertResult {
+    /// Position of the input.
+    pub index: i32,
+    /// The saved contact; null when this input had errors.
+    pub contact: Option<Contact>,
+    /// True when a new contact was created, false when one was updated or on error.
+    pub created: bool,
+    /// Why this input was not saved.
+    pub user_errors: Vec<UserError>,
+}
+
+/// Result of `contactsUpsert`.
+#[derive(SimpleObject)]
+pub struct ContactsUpsertPayload {
+    /// One result per input, in input order.
+    pub results: Vec<ContactUpsertResult>,
+    /// Contacts created.
+    pub created_count: i32,
+    /// Contacts updated.
+    pub updated_count: i32,
+    /// Every input's errors, paths starting `["inputs", index]`.
+    pub user_errors: Vec<UserError>,
+}
+
+#[derive(Default)]
+pub struct ContactMutation;
+
+#[Object]
+impl ContactMutation {
+    /// Creates a contact.
+    #[graphql(guard = "ScopeGuard(Scope::ContactsWrite)")]
+    async fn contact_create(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The new contact.")] input: ContactCreateInput,
+    ) -> async_graphql::Result<ContactCreatePayload> {
+        let r = request(ctx)?;
+        let (contact, user_errors) = into_payload(super::create(r.db, r.principal.workspace_id, input.into()).await)?;
+        Ok(ContactCreatePayload {
+            contact: contact.map(Contact),
+            user_errors,
+        })
+    }
+
+    /// Changes a contact.
+    #[graphql(guard = "ScopeGuard(Scope::ContactsWrite)")]
+    async fn contact_update(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The contact's id.")] id: ID,
+        #[graphql(desc = "The changes.")] input: ContactUpdateInput,
+    ) -> async_graphql::Result<ContactUpdatePayload> {
+        let r = request(ctx)?;
+        let (contact, user_errors) =
+            into_payload(super::update(r.db, r.principal.workspace_id, &id, input.into()).await)?;
+        Ok(ContactUpdatePayload {
+            contact: contact.map(Contact),
+            user_errors,
+        })
+    }
+
+    /// Deletes a contact and its tags.
+    #[graphql(guard = "ScopeGuard(Scope::ContactsWrite)")]
+    async fn contact_delete(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The contact's id.")] id: ID,
+    ) -> async_graphql::Result<ContactDeletePayload> {
+        let r = request(ctx)?;
+        let (deleted, user_errors) = into_payload(super::delete(r.db, r.principal.workspace_id, &id).await)?;
+        Ok(ContactDeletePayload {
+            deleted_contact_id: deleted.map(|uuid| NodeKind::Contact.id(uuid)),
+            user_errors,
+        })
+    }
+
+    /// Creates or updates up to 1,000 contacts matched on email. Valid inputs are saved together
+    /// in one transaction; invalid inputs are reported at their index and nothing of them is
+    /// written. An email given twice in one call is saved once (the first) and reported at the
+    /// later index.
+    #[graphql(guard = "ScopeGuard(Scope::ContactsWrite)")]
+    async fn contacts_upsert(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The contacts, at most 1,000.")] inputs: Vec<ContactUpsertInput>,
+        #[graphql(desc = "How to find existing contacts.", default_with = "ContactMatchKey::Email")]
+        match_on: ContactMatchKey,
+    ) -> async_graphql::Result<ContactsUpsertPayload> {
+        let ContactMatchKey::Email = match_on;
+        let r = request(ctx)?;
+        let changes = inputs.into_iter().map(Into::into).collect();
+        let (outcomes, user_errors) = into_payload(super::upsert(r.db, r.principal.workspace_id, changes).await)?;
+        let mut payload = ContactsUpsertPayload {
+            results: Vec::new(),
+            created_count: 0,
+            updated_count: 0,
+            user_errors,
+        };
+        for (index, outcome) in outcomes.into_iter().flatten().enumerate() {
+            let index = index as i32;
+            let result = match outcome {
+                UpsertOutcome::Created(m) => {
+                    payload.created_count += 1;
+                    ContactUpsertResult {
+                        index,
+                        contact: Some(Contact(m)),
+                        created: true,
+                        user_errors: Vec::new(),
+                    }
+                }
+                UpsertOutcome::Updated(m) => {
+                    payload.updated_count += 1;
+                    ContactUpsertResult {
+                        index,
+                        contact: Some(Contact(m)),
+                        created: false,
+                        user_errors: Vec::new(),
+                    }
+                }
+                UpsertOutcome::Failed(errors) => {
+                    payload.user_errors.extend(errors.iter().cloned());
+                    ContactUpsertResult {
+                        index,
+                        contact: None,
+                        created: false,
+                        user_errors: errors,
+                    }
+                }
+            };
+            payload.results.push(result);
+        }
+        Ok(payload)
+    }
+}
+
+impl From<OrderDirection> for Direction {
+    fn from(d: OrderDirection) -> Self {
+        match d {
+            OrderDirection::Asc => Direction::Asc,
+            OrderDirection::Desc => Direction::Desc,
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! Database connection for both backends, migrations, and a statement counter.
+
+use crate::config::DatabaseSettings;
+use migration::{Migrator, MigratorTrait};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Counts every SQL statement the server runs. Tests use it to prove a page costs a constant
+/// number of statements (no N+1); operators can read it as a cheap load signal.
+#[derive(Clone, Default, Debug)]
+pub struct StatementCounter(Arc<AtomicU64>);
+
+impl StatementCounter {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+const SLOW_STATEMENT: Duration = Duration::from_millis(200);
+
+#[tracing::instrument(skip_all, fields(backend))]
+pub async fn connect(settings: &DatabaseSettings) -> Result<(DatabaseConnection, StatementCounter), DbErr> {
+    let mut options = ConnectOptions::new(settings.url.clone());
+    options
+        .max_connections(settings.max_connections)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(10))
+        .sqlx_logging(false)
+        // WAL lets readers run beside the one writer; NORMAL sync is durable across crashes of
+        // the process (not of the OS), the usual trade for an embedded server.
+        .map_sqlx_sqlite_opts(|opts| {
+            opts.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+                // LIKE is case-sensitive on PostgreSQL; make SQLite agree (ILIKE-style
+                // matching is `ilike`, compiled as lower() LIKE lower() on both).
+                .pragma("case_sensitive_like", "ON")
+        });
+    if let Some(schema) = &settings.schema {
+        options.set_schema_search_path(schema.clone());
+    }
+    let mut db = Database::connect(options).await?;
+    let counter = StatementCounter::default();
+    let count = counter.0.clone();
+    db.set_metric_callback(move |info| {
+        count.fetch_add(1, Ordering::Relaxed);
+        tracing::trace!(target: "voxtur::sql", elapsed_us = info.elapsed.as_micros() as u64, sql = %info.statement.sql);
+        if info.elapsed > SLOW_STATEMENT {
+            tracing::warn!(elapsed_ms = info.elapsed.as_millis() as u64, sql = %info.statement.sql, "slow statement");
+        }
+    });
+    tracing::Span::current().record("backend", tracing::field::debug(db.get_database_backend()));
+    Ok((db, counter))
+}
+
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    Migrator::up(db, None).await
+}
+
+/// True when every migration is applied; `serve` refuses to start on a stale schema otherwise.
+pub async fn pending_migrations(db: &DatabaseConnection) -> Result<usize, DbErr> {
+    Ok(Migrator::get_pending_migrations(db).await?.len())
+}
+
+pub async fn ping(db: &DatabaseConnection) -> Result<(), DbErr> {
+    db.execute_unprepared("SELECT 1").await.map(|_| ())
+}
+
+pub fn is_postgres(db: &DatabaseConnection) -> bool {
+    db.get_database_backend() == DbBackend::Postgres
+}

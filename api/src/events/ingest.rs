@@ -1,0 +1,807 @@
+//! Segment-compatible messages (track, page, screen, identify, group, alias) and the batch
+//! pipeline that resolves identities and stores events.
+//!
+//! Per batch: one identity lookup, one email lookup, one contact load, then resolution in
+//! memory in message order (new profiles get ids in memory; merges between stored contacts run
+//! as SQL), then multi-row inserts and one activity update. The whole batch is one transaction,
+//! retried when a concurrent batch created the same identity first.
+
+use super::identity::{merge, merged_fields};
+use super::{insert_events, touch_activity, type_for_track};
+use crate::companies::parse_domain;
+use crate::contacts::parse_email;
+use crate::custom_fields::{Definitions, normalize_value};
+use chrono::{DateTime, Duration, Utc};
+use entities::enums::ObjectType;
+use entities::{company, contact, contact_identity, event};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
+    SqlErr, TransactionTrait,
+};
+use serde_json::{Value as Json, json};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use uuid::Uuid;
+
+pub const MAX_CALL_BYTES: usize = 32 * 1024;
+pub const MAX_BATCH_BYTES: usize = 500 * 1024;
+const MAX_ID_LEN: usize = 200;
+/// Clock-corrected timestamps further ahead than this are refused.
+const MAX_FUTURE_HOURS: i64 = 24;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Track,
+    Page,
+    Screen,
+    Identify,
+    Group,
+    Alias,
+}
+
+impl Kind {
+    pub fn parse(text: &str) -> Option<Kind> {
+        Some(match text {
+            "track" => Kind::Track,
+            "page" => Kind::Page,
+            "screen" => Kind::Screen,
+            "identify" => Kind::Identify,
+            "group" => Kind::Group,
+            "alias" => Kind::Alias,
+            _ => return None,
+        })
+    }
+}
+
+/// One validated message.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub kind: Kind,
+    pub user_id: Option<String>,
+    pub anonymous_id: Option<String>,
+    pub previous_id: Option<String>,
+    pub message_id: Option<String>,
+    pub occurred_at: DateTime<Utc>,
+    pub event: Option<String>,
+    pub name: Option<String>,
+    pub properties: Json,
+    pub traits: Json,
+    pub context: Json,
+}
+
+fn id_field(value: &Json, field: &str) -> Result<Option<String>, String> {
+    match value.get(field) {
+        None | Some(Json::Null) => Ok(None),
+        Some(Json::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Json::String(s)) if s.len() > MAX_ID_LEN => {
+            Err(format!("`{field}` is longer than {MAX_ID_LEN} characters"))
+        }
+        Some(Json::String(s)) => Ok(Some(s.trim().to_owned())),
+        Some(Json::Number(n)) => Ok(Some(n.to_string())),
+        Some(other) => Err(format!("`{field}` must be a string, got {other}")),
+    }
+}
+
+fn time_field(value: &Json, field: &str) -> Result<Option<DateTime<Utc>>, String> {
+    match value.get(field) {
+        None | Some(Json::Null) => Ok(None),
+        Some(Json::String(s)) => DateTime::parse_from_rfc3339(s)
+            .map(|t| Some(t.with_timezone(&Utc)))
+            .map_err(|_| format!("`{field}` is not an ISO-8601 timestamp: `{s}`")),
+        Some(other) => Err(format!("`{field}` must be an ISO-8601 string, got {other}")),
+    }
+}
+
+/// Takes an object field out of the message (no copy).
+fn object_field(value: &mut Json, field: &str) -> Result<Json, String> {
+    match value.get_mut(field).map(Json::take) {
+        None | Some(Json::Null) => Ok(json!({})),
+        Some(object @ Json::Object(_)) => Ok(object),
+        Some(other) => Err(format!("`{field}` must be an object, got {other}")),
+    }
+}
+
+/// Validates a raw message. `kind` comes from the endpoint, or from `type` inside a batch.
+/// Timestamps are corrected for the sender's clock skew as the Segment spec does:
+/// `timestamp = receivedAt - (sentAt - originalTimestamp)`.
+pub fn parse(
+    mut raw: Json,
+    kind: Option<Kind>,
+    received_at: DateTime<Utc>,
+    batch_sent_at: Option<DateTime<Utc>>,
+) -> Result<Message, String> {
+    if !raw.is_object() {
+        return Err("each message must be a JSON object".into());
+    }
+    let kind = match kind {
+        Some(kind) => kind,
+        None => match raw.get("type").and_then(Json::as_str) {
+            Some(t) => Kind::parse(t).ok_or_else(|| format!("unknown message type `{t}`"))?,
+            None => return Err("message has no `type`".into()),
+        },
+    };
+    let user_id = id_field(&raw, "userId")?;
+    let anonymous_id = id_field(&raw, "anonymousId")?;
+    let previous_id = id_field(&raw, "previousId")?;
+    match kind {
+        Kind::Alias if user_id.is_none() || previous_id.is_none() => {
+            return Err("alias needs both `previousId` and `userId`".into());
+        }
+        Kind::Alias => {}
+        _ if user_id.is_none() && anonymous_id.is_none() => {
+            return Err("message needs a `userId` or an `anonymousId`".into());
+        }
+        _ => {}
+    }
+    let event = match raw.get("event") {
+        Some(Json::String(s)) if !s.trim().is_empty() && s.len() <= 300 => Some(s.trim().to_owned()),
+        Some(Json::String(_)) | None | Some(Json::Null) if kind == Kind::Track => {
+            return Err("track message needs an `event` name (1 to 300 characters)".into());
+        }
+        _ => None,
+    };
+    let name = raw
+        .get("name")
+        .and_then(Json::as_str)
+        .map(|s| s.chars().take(300).collect::<String>());
+    let original = time_field(&raw, "timestamp")?.or(time_field(&raw, "originalTimestamp")?);
+    let sent_at = time_field(&raw, "sentAt")?.or(batch_sent_at);
+    let occurred_at = match (original, sent_at) {
+        (Some(original), Some(sent)) => received_at - (sent - original),
+        (Some(original), None) => original,
+        (None, _) => received_at,
+    };
+    if occurred_at > received_at + Duration::hours(MAX_FUTURE_HOURS) {
+        return Err(format!(
+            "timestamp {} is more than {MAX_FUTURE_HOURS} hours in the future (after clock-skew correction)",
+            occurred_at.to_rfc3339()
+        ));
+    }
+    use chrono::SubsecRound;
+    Ok(Message {
+        kind,
+        user_id,
+        anonymous_id,
+        previous_id,
+        message_id: id_field(&raw, "messageId")?,
+        occurred_at: occurred_at.trunc_subsecs(6),
+        event,
+        name,
+        properties: object_field(&mut raw, "properties")?,
+        traits: object_field(&mut raw, "traits")?,
+        context: object_field(&mut raw, "context")?,
+    })
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Events written (retries and duplicates are not written again).
+    pub stored: u64,
+    /// Messages applied, including identity-only ones.
+    pub applied: usize,
+}
+
+/// Serialises ingestion on SQLite (one writer anyway) and retries on conflicts everywhere.
+#[derive(Clone)]
+pub struct Ingestor {
+    db: DatabaseConnection,
+    sqlite_writer: Arc<tokio::sync::Mutex<()>>,
+}
+
+fn retryable(error: &DbErr) -> bool {
+    if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
+        return true;
+    }
+    let text = error.to_string();
+    [
+        "database is locked",
+        "could not serialize",
+        "deadlock detected",
+        "(code: 5)",
+        "(code: 517)",
+    ]
+    .iter()
+    .any(|needle| text.contains(needle))
+}
+
+impl Ingestor {
+    pub fn new(db: DatabaseConnection) -> Ingestor {
+        Ingestor {
+            db,
+            sqlite_writer: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+
+    /// Holds SQLite's single writer for a read-then-write transaction outside ingestion (a
+    /// form submission), so it never fails on a snapshot taken before another write.
+    pub async fn exclusive(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.db.get_database_backend() {
+            DbBackend::Sqlite => Some(self.sqlite_writer.lock().await),
+            _ => None,
+        }
+    }
+
+    pub async fn ingest(&self, workspace_id: Uuid, messages: &[Message], source: &str) -> Result<Outcome, DbErr> {
+        let _writer = self.exclusive().await;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = async {
+                let txn = self.db.begin().await?;
+                let outcome = Batch::new(workspace_id, source).run(&txn, messages).await?;
+                txn.commit().await?;
+                Ok::<_, DbErr>(outcome)
+            }
+            .await;
+            match result {
+                Err(error) if attempt < 6 && retryable(&error) => {
+                    tracing::debug!(%error, attempt, "ingestion conflict; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(5 << attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// Working state of one batch.
+struct Batch {
+    workspace_id: Uuid,
+    source: String,
+    now: DateTime<Utc>,
+    identities: HashMap<String, Uuid>,
+    emails: HashMap<String, Uuid>,
+    /// Contacts known to exist in the database (their rows are loaded only when needed).
+    existing: HashSet<Uuid>,
+    stored: HashMap<Uuid, contact::Model>,
+    created: HashMap<Uuid, contact::Model>,
+    created_order: Vec<Uuid>,
+    new_identities: Vec<(String, Uuid)>,
+    redirect: HashMap<Uuid, Uuid>,
+    dirty: HashSet<Uuid>,
+    events: Vec<event::Model>,
+    fields: Definitions,
+}
+
+fn user_key(id: &str) -> String {
+    format!("user:{id}")
+}
+
+fn anon_key(id: &str) -> String {
+    format!("anon:{id}")
+}
+
+/// A field of the message's `context.campaign` (Segment's UTM block), at most 300 characters.
+fn campaign_field(message: &Message, name: &str) -> Option<String> {
+    message
+        .context
+        .get("campaign")
+        .and_then(|c| c.get(name))
+        .and_then(Json::as_str)
+        .map(|s| s.chars().take(300).collect())
+}
+
+fn text_trait(traits: &Json, names: &[&str]) -> Option<String> {
+    names
+        .iter()
+        .find_map(|n| traits.get(*n).and_then(Json::as_str))
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && s.chars().count() <= 200)
+        .map(str::to_owned)
+}
+
+impl Batch {
+    fn new(workspace_id: Uuid, source: &str) -> Batch {
+        Batch {
+            workspace_id,
+            source: source.to_owned(),
+            now: crate::now(),
+            identities: HashMap::new(),
+            emails: HashMap::new(),
+            existing: HashSet::new(),
+            stored: HashMap::new(),
+            created: HashMap::new(),
+            created_order: Vec::new(),
+            new_identities: Vec::new(),
+            redirect: HashMap::new(),
+            dirty: HashSet::new(),
+            events: Vec::new(),
+            fields: Definitions::default(),
+        }
+    }
+
+    async fn run(mut self, db: &impl ConnectionTrait, messages: &[Message]) -> Result<Outcome, DbErr> {
+        self.load(db, messages).await?;
+        for message in messages {
+            match message.kind {
+                Kind::Track | Kind::Page | Kind::Screen => {
+                    let contact_id = self.profile(db, message).await?;
+                    self.record(contact_id, message);
+                }
+                Kind::Identify => self.identify(db, message).await?,
+                Kind::Alias => self.alias(db, message).await?,
+                Kind::Group => self.group(db, message).await?,
+            }
+        }
+        self.save(db, messages.len()).await
+    }
+
+    /// One query each for identities, emails named by identify traits, and the contacts whose
+    /// rows are needed. A page or track carrying only an anonymous id (most traffic) needs no
+    /// row: only messages that change a profile or stitch two together load one.
+    async fn load(&mut self, db: &impl ConnectionTrait, messages: &[Message]) -> Result<(), DbErr> {
+        let ws = self.workspace_id;
+        let mut keys = HashSet::new();
+        let mut emails = HashSet::new();
+        for m in messages {
+            keys.extend(m.user_id.as_deref().map(user_key));
+            keys.extend(m.anonymous_id.as_deref().map(anon_key));
+            keys.extend(
+                m.previous_id
+                    .as_deref()
+                    .map(|p| [user_key(p), anon_key(p)])
+                    .into_iter()
+                    .flatten(),
+            );
+            if m.kind == Kind::Identify
+                && let Some(email) = text_trait(&m.traits, &["email"]).and_then(|e| parse_email(&e).ok())
+            {
+                emails.insert(email);
+            }
+        }
+        let keys: Vec<String> = keys.into_iter().collect();
+        for chunk in keys.chunks(1_000) {
+            for row in contact_identity::Entity::find()
+                .filter(contact_identity::Column::WorkspaceId.eq(ws))
+                .filter(contact_identity::Column::Key.is_in(chunk.iter().cloned()))
+                .all(db)
+                .await?
+            {
+                self.identities.insert(row.key, row.contact_id);
+            }
+        }
+        self.existing.extend(self.identities.values().copied());
+        let mut ids: HashSet<Uuid> = HashSet::new();
+        for m in messages {
+            let mut candidates: Vec<Uuid> = Vec::new();
+            let keys = [
+                m.user_id.as_deref().map(user_key),
+                m.anonymous_id.as_deref().map(anon_key),
+            ];
+            let previous = m.previous_id.as_deref().map(|p| [user_key(p), anon_key(p)]);
+            for key in keys.iter().flatten().chain(previous.iter().flatten()) {
+                if let Some(id) = self.identities.get(key)
+                    && !candidates.contains(id)
+                {
+                    candidates.push(*id);
+                }
+            }
+            let changes_profile = !matches!(m.kind, Kind::Track | Kind::Page | Kind::Screen) || m.user_id.is_some();
+            if changes_profile || candidates.len() > 1 {
+                ids.extend(candidates);
+            }
+        }
+        let emails: Vec<String> = emails.into_iter().collect();
+        for chunk in emails.chunks(1_000) {
+            for row in contact::Entity::find()
+                .filter(contact::Column::WorkspaceId.eq(ws))
+                .filter(contact::Column::Email.is_in(chunk.iter().cloned()))
+                .all(db)
+                .await?
+            {
+                if let Some(email) = &row.email {
+                    self.emails.insert(email.clone(), row.id);
+                }
+                ids.remove(&row.id);
+                self.existing.insert(row.id);
+                self.stored.insert(row.id, row);
+            }
+        }
+        let ids: Vec<Uuid> = ids.into_iter().collect();
+        for chunk in ids.chunks(1_000) {
+            for row in contact::Entity::find()
+                .filter(contact::Column::WorkspaceId.eq(ws))
+                .filter(contact::Column::Id.is_in(chunk.iter().copied()))
+                .all(db)
+                .await?
+            {
+                self.stored.insert(row.id, row);
+            }
+        }
+        if messages.iter().any(|m| m.kind == Kind::Identify) {
+            self.fields = Definitions::load(db, ws, ObjectType::Contact)
+                .await
+                .map_err(|e| DbErr::Custom(e.message()))?;
+        }
+        Ok(())
+    }
+
+    fn resolve(&self, mut id: Uuid) -> Uuid {
+        while let Some(next) = self.redirect.get(&id) {
+            id = *next;
+        }
+        id
+    }
+
+    fn lookup(&self, key: &str) -> Option<Uuid> {
+        self.identities.get(key).map(|id| self.resolve(*id))
+    }
+
+    fn model(&self, id: Uuid) -> Option<&contact::Model> {
+        self.stored.get(&id).or_else(|| self.created.get(&id))
+    }
+
+    fn attach(&mut self, key: String, contact_id: Uuid) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.identities.entry(key.clone()) {
+            slot.insert(contact_id);
+            self.new_identities.push((key, contact_id));
+        }
+    }
+
+    fn create(&mut self, message: &Message) -> Uuid {
+        let mut model = crate::contacts::blank(self.workspace_id);
+        model.anonymous = message.user_id.is_none();
+        model.source = Some("tracking".into());
+        let utm = |name: &str| campaign_field(message, name);
+        model.utm_source = utm("source");
+        model.utm_medium = utm("medium");
+        model.utm_campaign = utm("name");
+        model.utm_term = utm("term");
+        model.utm_content = utm("content");
+        let id = model.id;
+        self.created.insert(id, model);
+        self.created_order.push(id);
+        id
+    }
+
+    fn mark_identified(&mut self, id: Uuid) {
+        if let Some(m) = self.stored.get_mut(&id) {
+            if m.anonymous {
+                m.anonymous = false;
+                self.dirty.insert(id);
+            }
+        } else if let Some(m) = self.created.get_mut(&id) {
+            m.anonymous = false;
+        }
+    }
+
+    /// Merges `loser` into `winner`; stored contacts merge in SQL, new ones in memory.
+    async fn merge(&mut self, db: &impl ConnectionTrait, winner: Uuid, loser: Uuid, reason: &str) -> Result<(), DbErr> {
+        if winner == loser {
+            return Ok(());
+        }
+        match (self.existing.contains(&winner), self.existing.contains(&loser)) {
+            (true, true) => {
+                let (Some(w), Some(l)) = (self.stored.get(&winner).cloned(), self.stored.remove(&loser)) else {
+                    return Err(DbErr::Custom(
+                        "internal: a stored profile to merge was not loaded".into(),
+                    ));
+                };
+                self.existing.remove(&loser);
+                // Save pending changes of the winner first: `merge` works from the given rows.
+                let saved = merge(db, &w, &l, reason).await?.contact;
+                self.stored.insert(winner, saved);
+            }
+            (false, true) => {
+                // Stored contacts always win over new ones; callers order them so.
+                return Err(DbErr::Custom(
+                    "internal: a new profile cannot absorb a stored one".into(),
+                ));
+            }
+            (_, false) => {
+                let Some(l) = self.created.remove(&loser) else {
+                    return Ok(());
+                };
+                self.created_order.retain(|id| *id != loser);
+                if self.existing.contains(&winner) && !self.stored.contains_key(&winner) {
+                    return Err(DbErr::Custom(
+                        "internal: a stored profile to merge into was not loaded".into(),
+                    ));
+                }
+                if let Some(w) = self.stored.get(&winner).cloned() {
+                    self.stored.insert(winner, merged_fields(&w, &l));
+                    self.dirty.insert(winner);
+                } else if let Some(w) = self.created.get(&winner).cloned() {
+                    self.created.insert(winner, merged_fields(&w, &l));
+                }
+                for (_, id) in self.new_identities.iter_mut() {
+                    if *id == loser {
+                        *id = winner;
+                    }
+                }
+            }
+        }
+        self.redirect.insert(loser, winner);
+        for id in self.emails.values_mut() {
+            if *id == loser {
+                *id = winner;
+            }
+        }
+        Ok(())
+    }
+
+    /// Orders candidate profiles: stored before new, identified before anonymous, older first.
+    fn rank(&self, mut ids: Vec<Uuid>) -> Vec<Uuid> {
+        ids.dedup();
+        let mut unique = Vec::new();
+        for id in ids {
+            if !unique.contains(&id) {
+                unique.push(id);
+            }
+        }
+        unique.sort_by_key(|id| {
+            let stored = self.existing.contains(id);
+            let model = self.model(*id);
+            (
+                !stored,
+                model.is_none_or(|m| m.anonymous),
+                model.map(|m| m.created_at),
+                *id,
+            )
+        });
+        unique
+    }
+
+    /// The profile a message belongs to, stitching its user id and anonymous id together.
+    async fn profile(&mut self, db: &impl ConnectionTrait, message: &Message) -> Result<Uuid, DbErr> {
+        let user = message.user_id.as_deref().map(user_key);
+        let anon = message.anonymous_id.as_deref().map(anon_key);
+        let candidates: Vec<Uuid> = [&user, &anon]
+            .into_iter()
+            .flatten()
+            .filter_map(|k| self.lookup(k))
+            .collect();
+        let ranked = self.rank(candidates);
+        let winner = match ranked.first() {
+            Some(id) => *id,
+            None => self.create(message),
+        };
+        for loser in ranked.iter().skip(1) {
+            self.merge(db, winner, *loser, "identify").await?;
+        }
+        if let Some(key) = user {
+            self.attach(key, winner);
+            self.mark_identified(winner);
+        }
+        if let Some(key) = anon {
+            self.attach(key, winner);
+        }
+        Ok(winner)
+    }
+
+    async fn identify(&mut self, db: &impl ConnectionTrait, message: &Message) -> Result<(), DbErr> {
+        let email = text_trait(&message.traits, &["email"]).and_then(|e| parse_email(&e).ok());
+        let mut winner = self.profile(db, message).await?;
+        if let Some(email) = &email {
+            // Someone already known by this email is the same person.
+            if let Some(owner) = self.emails.get(email).map(|id| self.resolve(*id))
+                && owner != winner
+            {
+                let ranked = self.rank(vec![winner, owner]);
+                self.merge(db, ranked[0], ranked[1], "identify").await?;
+                winner = ranked[0];
+            }
+            self.emails.insert(email.clone(), winner);
+            self.mark_identified(winner);
+        }
+        self.apply_traits(winner, &message.traits, email);
+        self.record(winner, message);
+        Ok(())
+    }
+
+    fn apply_traits(&mut self, id: Uuid, traits: &Json, email: Option<String>) {
+        let fields = self.fields.clone();
+        let is_stored = self.stored.contains_key(&id);
+        let Some(m) = self.stored.get_mut(&id).or_else(|| self.created.get_mut(&id)) else {
+            return;
+        };
+        if let Some(email) = email {
+            m.email = Some(email);
+        }
+        let mut first = text_trait(traits, &["firstName", "first_name"]);
+        let mut last = text_trait(traits, &["lastName", "last_name"]);
+        if first.is_none()
+            && last.is_none()
+            && let Some(name) = text_trait(traits, &["name"])
+        {
+            let mut parts = name.splitn(2, ' ');
+            first = parts.next().map(str::to_owned);
+            last = parts.next().map(str::to_owned);
+        }
+        if first.is_some() {
+            m.first_name = first;
+        }
+        if last.is_some() {
+            m.last_name = last;
+        }
+        if let Some(phone) =
+            text_trait(traits, &["phone"]).filter(|p| p.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c)))
+        {
+            m.phone = Some(phone);
+        }
+        // Traits named like a custom field fill it when the value fits its definition; every
+        // trait is kept in the `identified` event either way.
+        if let Some(object) = traits.as_object() {
+            let mut custom = m.custom_fields.as_object().cloned().unwrap_or_default();
+            for (key, value) in object {
+                if let Some(definition) = fields.get(key)
+                    && let Ok(value) = normalize_value(definition, value)
+                {
+                    custom.insert(key.clone(), value);
+                }
+            }
+            m.custom_fields = Json::Object(custom);
+        }
+        m.updated_at = self.now;
+        if is_stored {
+            self.dirty.insert(id);
+        }
+    }
+
+    async fn alias(&mut self, db: &impl ConnectionTrait, message: &Message) -> Result<(), DbErr> {
+        let (Some(user), Some(previous)) = (message.user_id.as_deref(), message.previous_id.as_deref()) else {
+            return Ok(());
+        };
+        let user = user_key(user);
+        let previous_keys = [user_key(previous), anon_key(previous)];
+        let mut candidates: Vec<Uuid> = self.lookup(&user).into_iter().collect();
+        candidates.extend(previous_keys.iter().filter_map(|k| self.lookup(k)));
+        let ranked = self.rank(candidates);
+        let winner = match ranked.first() {
+            Some(id) => *id,
+            None => self.create(message),
+        };
+        for loser in ranked.iter().skip(1) {
+            self.merge(db, winner, *loser, "alias").await?;
+        }
+        self.attach(user, winner);
+        // The previous id is linked under the kind it was known by (anonymous when new).
+        let previous_key = previous_keys
+            .iter()
+            .find(|k| self.identities.contains_key(*k))
+            .cloned()
+            .unwrap_or_else(|| previous_keys[1].clone());
+        self.attach(previous_key, winner);
+        self.mark_identified(winner);
+        Ok(())
+    }
+
+    async fn group(&mut self, db: &impl ConnectionTrait, message: &Message) -> Result<(), DbErr> {
+        let contact_id = self.profile(db, message).await?;
+        let domain = text_trait(&message.traits, &["website", "domain"]).and_then(|d| parse_domain(&d).ok());
+        let name = text_trait(&message.traits, &["name"]);
+        let mut query = company::Entity::find().filter(company::Column::WorkspaceId.eq(self.workspace_id));
+        query = match (&domain, &name) {
+            (Some(domain), _) => query.filter(company::Column::Domain.eq(domain.clone())),
+            (None, Some(name)) => query.filter(company::Column::Name.eq(name.clone())),
+            (None, None) => return Ok(()),
+        };
+        let company_id = match query.one(db).await? {
+            Some(found) => found.id,
+            None => {
+                let model = company::Model {
+                    id: Uuid::now_v7(),
+                    workspace_id: self.workspace_id,
+                    name: name.or_else(|| domain.clone()).unwrap_or_default(),
+                    domain,
+                    industry: text_trait(&message.traits, &["industry"]),
+                    size: None,
+                    owner_id: None,
+                    custom_fields: json!({}),
+                    created_at: self.now,
+                    updated_at: self.now,
+                };
+                company::ActiveModel::from(model).reset_all().insert(db).await?.id
+            }
+        };
+        let is_stored = self.stored.contains_key(&contact_id);
+        if let Some(m) = self
+            .stored
+            .get_mut(&contact_id)
+            .or_else(|| self.created.get_mut(&contact_id))
+        {
+            m.company_id = Some(company_id);
+            if is_stored {
+                self.dirty.insert(contact_id);
+            }
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, contact_id: Uuid, message: &Message) {
+        let (event_type, name, channel) = match message.kind {
+            Kind::Track => {
+                let event_name = message.event.clone().unwrap_or_default();
+                let standard = type_for_track(&event_name);
+                (standard, (standard == "custom").then_some(event_name), None)
+            }
+            Kind::Page => ("page_viewed", message.name.clone(), Some("web")),
+            Kind::Screen => ("page_viewed", message.name.clone(), Some("app")),
+            Kind::Identify => ("identified", None, None),
+            Kind::Group | Kind::Alias => return,
+        };
+        let channel = channel.or(match event_type {
+            t if t.starts_with("email_") => Some("email"),
+            "sms_sent" => Some("sms"),
+            "call_logged" => Some("phone"),
+            "letter_sent" => Some("letter"),
+            "visit_logged" => Some("visit"),
+            "portal_visited" => Some("portal"),
+            _ => None,
+        });
+        let utm = |name: &str| campaign_field(message, name);
+        let mut properties = if message.kind == Kind::Identify {
+            message.traits.clone()
+        } else {
+            message.properties.clone()
+        };
+        if let (Some(page), Some(object)) = (message.context.get("page"), properties.as_object_mut()) {
+            object.entry("page").or_insert(page.clone());
+        }
+        self.events.push(event::Model {
+            id: Uuid::now_v7(),
+            workspace_id: self.workspace_id,
+            contact_id,
+            event_type: event_type.to_owned(),
+            name,
+            occurred_at: message.occurred_at,
+            received_at: self.now,
+            source: self.source.clone(),
+            channel: channel.map(str::to_owned),
+            campaign: utm("name"),
+            utm_source: utm("source"),
+            utm_medium: utm("medium"),
+            utm_campaign: utm("name"),
+            utm_term: utm("term"),
+            utm_content: utm("content"),
+            properties,
+            message_id: message.message_id.clone(),
+        });
+    }
+
+    async fn save(mut self, db: &impl ConnectionTrait, applied: usize) -> Result<Outcome, DbErr> {
+        let created: Vec<contact::ActiveModel> = self
+            .created_order
+            .iter()
+            .filter_map(|id| self.created.remove(id))
+            .map(|m| contact::ActiveModel::from(m).reset_all())
+            .collect();
+        for chunk in created.chunks(500) {
+            contact::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(db)
+                .await?;
+        }
+        for id in &self.dirty {
+            if let Some(m) = self.stored.get(id) {
+                contact::ActiveModel::from(m.clone()).reset_all().update(db).await?;
+            }
+        }
+        let identities: Vec<contact_identity::ActiveModel> = self
+            .new_identities
+            .iter()
+            .map(|(key, id)| {
+                contact_identity::ActiveModel::from(contact_identity::Model {
+                    workspace_id: self.workspace_id,
+                    key: key.clone(),
+                    contact_id: self.resolve(*id),
+                    created_at: self.now,
+                })
+                .reset_all()
+            })
+            .collect();
+        // A concurrent batch that created the same identity makes this fail; the caller retries
+        // the whole batch, which then finds that identity.
+        for chunk in identities.chunks(500) {
+            contact_identity::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(db)
+                .await?;
+        }
+        let mut events = std::mem::take(&mut self.events);
+        for e in events.iter_mut() {
+            e.contact_id = self.resolve(e.contact_id);
+        }
+        let stored = insert_events(db, events.clone()).await?;
+        touch_activity(db, &events).await?;
+        Ok(Outcome { stored, applied })
+    }
+}

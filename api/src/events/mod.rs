@@ -1,0 +1,152 @@
+//! The contact journey: an append-only event store, identity resolution (anonymous visitors,
+//! user ids, merges), Segment-compatible ingestion, and the timeline.
+
+pub mod graphql;
+pub mod http;
+pub mod identity;
+pub mod ingest;
+pub mod write_keys;
+
+use chrono::{DateTime, Utc};
+use entities::event;
+use sea_orm::sea_query::{OnConflict, Value};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, Statement};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// Standard event types. Anything else is `custom` with a name.
+pub const STANDARD_TYPES: [&str; 21] = [
+    "page_viewed",
+    "form_submitted",
+    "email_sent",
+    "email_delivered",
+    "email_opened",
+    "email_clicked",
+    "email_bounced",
+    "email_unsubscribed",
+    "link_clicked",
+    "product_viewed",
+    "cart_updated",
+    "order_completed",
+    "meeting_booked",
+    "call_logged",
+    "visit_logged",
+    "letter_sent",
+    "sms_sent",
+    "portal_visited",
+    "identified",
+    "segment_entered",
+    "segment_exited",
+];
+
+/// Maps a Segment `track` event name to a standard type, following Segment's semantic event
+/// names (e.g. "Order Completed") and our snake_case names; other names are custom events.
+pub fn type_for_track(name: &str) -> &'static str {
+    let normalized: String = name
+        .trim()
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_alphanumeric() { c } else { '_' })
+        .collect();
+    let aliases: [(&str, &str); 8] = [
+        ("product_added", "cart_updated"),
+        ("product_removed", "cart_updated"),
+        ("cart_viewed", "cart_updated"),
+        ("email_link_clicked", "email_clicked"),
+        ("email_marked_as_spam", "email_unsubscribed"),
+        ("unsubscribed", "email_unsubscribed"),
+        ("call_completed", "call_logged"),
+        ("page_view", "page_viewed"),
+    ];
+    if let Some((_, standard)) = aliases.iter().find(|(alias, _)| *alias == normalized) {
+        return standard;
+    }
+    STANDARD_TYPES
+        .iter()
+        .find(|t| **t == normalized)
+        .copied()
+        .unwrap_or("custom")
+}
+
+/// Inserts events, skipping any whose `message_id` the workspace already has. Returns how many
+/// were stored.
+pub async fn insert_events(db: &impl ConnectionTrait, rows: Vec<event::Model>) -> Result<u64, DbErr> {
+    let mut inserted = 0;
+    // 18 columns a row: 1,000 rows stay under both backends' bound-parameter limits.
+    for chunk in rows.chunks(1_000) {
+        let models: Vec<event::ActiveModel> = chunk
+            .iter()
+            .cloned()
+            .map(|m| event::ActiveModel::from(m).reset_all())
+            .collect();
+        let result = event::Entity::insert_many(models)
+            .on_conflict(
+                OnConflict::columns([event::Column::WorkspaceId, event::Column::MessageId])
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(db)
+            .await?;
+        inserted += result;
+    }
+    Ok(inserted)
+}
+
+/// Moves each contact's `first_seen_at` / `last_activity_at` to include the given events, in one
+/// statement per 500 contacts.
+pub async fn touch_activity(db: &impl ConnectionTrait, rows: &[event::Model]) -> Result<(), DbErr> {
+    let mut span: HashMap<Uuid, (DateTime<Utc>, DateTime<Utc>)> = HashMap::new();
+    for row in rows {
+        let entry = span.entry(row.contact_id).or_insert((row.occurred_at, row.occurred_at));
+        entry.0 = entry.0.min(row.occurred_at);
+        entry.1 = entry.1.max(row.occurred_at);
+    }
+    let backend = db.get_database_backend();
+    let spans: Vec<_> = span.into_iter().collect();
+    for chunk in spans.chunks(500) {
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 3);
+        let mut tuples = Vec::with_capacity(chunk.len());
+        for (i, (id, (first, last))) in chunk.iter().enumerate() {
+            tuples.push(match backend {
+                DbBackend::Postgres => format!(
+                    "(${}::uuid, ${}::timestamptz, ${}::timestamptz)",
+                    3 * i + 1,
+                    3 * i + 2,
+                    3 * i + 3
+                ),
+                _ => "(?, ?, ?)".to_owned(),
+            });
+            values.extend([Value::from(*id), Value::from(*first), Value::from(*last)]);
+        }
+        let (greatest, least) = match backend {
+            DbBackend::Postgres => ("GREATEST", "LEAST"),
+            _ => ("MAX", "MIN"),
+        };
+        let sql = format!(
+            "WITH v(id, first_at, last_at) AS (VALUES {}) \
+             UPDATE contact SET \
+               last_activity_at = {greatest}(COALESCE(contact.last_activity_at, v.last_at), v.last_at), \
+               first_seen_at = {least}(COALESCE(contact.first_seen_at, v.first_at), v.first_at) \
+             FROM v WHERE contact.id = v.id \
+               AND (contact.last_activity_at IS NULL OR contact.last_activity_at < v.last_at \
+                    OR contact.first_seen_at IS NULL OR contact.first_seen_at > v.first_at)",
+            tuples.join(", ")
+        );
+        db.execute_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_names_map_to_standard_types() {
+        assert_eq!(type_for_track("Order Completed"), "order_completed");
+        assert_eq!(type_for_track("Product Added"), "cart_updated");
+        assert_eq!(type_for_track("page_viewed"), "page_viewed");
+        assert_eq!(type_for_track("Signed Up For Beta"), "custom");
+    }
+}

@@ -1,0 +1,19 @@
+//! Schema migrations. One migration list runs unchanged on SQLite and PostgreSQL; foreign keys
+//! are declared inline because SQLite cannot add them to an existing table.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_foundation;
+mod m20261125_000002_journey;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261125_000001_foundation::Migration),
+            Box::new(m20261125_000002_journey::Migration),
+        ]
+    }
+}

@@ -1,0 +1,96 @@
+//! Credentials and scopes.
+
+use crate::support::{TestApp, codes};
+use reqwest::StatusCode;
+use serde_json::json;
+
+#[tokio::test]
+async fn missing_wrong_and_revoked_keys_are_unauthenticated() {
+    let app = TestApp::spawn().await;
+    let (status, body) = app.gql_as(None, "{ contacts { totalCount } }", json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
+
+    for key in ["vxk_wrong", "not-even-a-key"] {
+        let (status, body) = app.gql_as(Some(key), "{ contacts { totalCount } }", json!({})).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
+    }
+
+    let data = app
+        .gql(r#"mutation { apiKeyCreate(input: {name: "ci", scopes: ["contacts:read"]}) { apiKey { id prefix scopes } secret } }"#, json!({}))
+        .await;
+    let secret = data["apiKeyCreate"]["secret"].as_str().unwrap().to_owned();
+    let id = data["apiKeyCreate"]["apiKey"]["id"].clone();
+    assert!(secret.starts_with(data["apiKeyCreate"]["apiKey"]["prefix"].as_str().unwrap()));
+    let (status, _) = app
+        .gql_as(Some(&secret), "{ contacts { totalCount } }", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let data = app
+        .gql(
+            "mutation($id: ID!) { apiKeyRevoke(id: $id) { apiKey { revokedAt } userErrors { code } } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert!(data["apiKeyRevoke"]["apiKey"]["revokedAt"].is_string());
+    let (status, body) = app
+        .gql_as(Some(&secret), "{ contacts { totalCount } }", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
+    // Keys are stored hashed: the secret appears nowhere in the table.
+    let listed = app.gql("{ apiKeys { prefix scopes revokedAt } }", json!({})).await;
+    assert!(!listed.to_string().contains(&secret));
+}
+
+#[tokio::test]
+async fn scopes_are_enforced_per_field() {
+    let app = TestApp::spawn().await;
+    let reader = app.key_with("contacts:read").await;
+    let (_, body) = app
+        .gql_as(
+            Some(&reader),
+            "{ contacts { totalCount } viewer { scopes } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(body["data"]["contacts"]["totalCount"], 0);
+    assert_eq!(body["data"]["viewer"]["scopes"], json!(["contacts:read"]));
+
+    let (_, body) = app
+        .gql_as(
+            Some(&reader),
+            r#"mutation { contactCreate(input: {email: "a@b.co"}) { contact { id } } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(body["errors"][0]["extensions"]["code"], "FORBIDDEN");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("contacts:write")
+    );
+    let (_, body) = app.gql_as(Some(&reader), "{ users { totalCount } }", json!({})).await;
+    assert_eq!(body["errors"][0]["extensions"]["code"], "FORBIDDEN");
+    assert_eq!(app.contact_count().await, 0);
+
+    // A key cannot mint a key with scopes it does not hold.
+    let admin_only = app.key_with("workspace:admin").await;
+    let (_, body) = app
+        .gql_as(Some(&admin_only), r#"mutation { apiKeyCreate(input: {name: "x", scopes: ["contacts:write"]}) { secret userErrors { code message } } }"#, json!({}))
+        .await;
+    assert_eq!(codes(&body["data"]["apiKeyCreate"]), ["INVALID"]);
+    assert_eq!(body["data"]["apiKeyCreate"]["secret"], json!(null));
+    let (_, body) = app
+        .gql_as(Some(&admin_only), r#"mutation { apiKeyCreate(input: {name: "x", scopes: ["contacts:delete"]}) { userErrors { code message } } }"#, json!({}))
+        .await;
+    assert!(
+        body["data"]["apiKeyCreate"]["userErrors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown scope")
+    );
+}

@@ -1,0 +1,168 @@
+//! Contact writes and the bad inputs that must change nothing.
+
+use crate::support::{TestApp, codes};
+use serde_json::json;
+
+const CREATE: &str = "mutation($input: ContactCreateInput!) { contactCreate(input: $input) { contact { id email firstName lifecycleStage tags consent { email { status doNotContact contactable } } utm { source } customFields } userErrors { code field message } } }";
+const UPDATE: &str = "mutation($id: ID!, $input: ContactUpdateInput!) { contactUpdate(id: $id, input: $input) { contact { id email firstName lastName phone tags } userErrors { code field message } } }";
+
+#[tokio::test]
+async fn create_update_delete_round_trip() {
+    let app = TestApp::spawn().await;
+    let data = app
+        .gql(
+            CREATE,
+            json!({ "input": {
+                "email": "  Ann.Lee@Example.COM ", "firstName": "Ann", "lifecycleStage": "LEAD", "tags": ["vip", "newsletter", "vip"],
+                "consent": { "email": { "status": "GRANTED" } }, "utm": { "source": "google" }
+            }}),
+        )
+        .await;
+    let contact = &data["contactCreate"]["contact"];
+    assert_eq!(contact["email"], "ann.lee@example.com");
+    assert_eq!(contact["lifecycleStage"], "LEAD");
+    assert_eq!(contact["tags"], json!(["newsletter", "vip"]));
+    assert_eq!(
+        contact["consent"]["email"],
+        json!({ "status": "GRANTED", "doNotContact": false, "contactable": true })
+    );
+    assert_eq!(contact["utm"]["source"], "google");
+    let id = contact["id"].as_str().unwrap();
+
+    let data = app
+        .gql(
+            UPDATE,
+            json!({ "id": id, "input": { "lastName": "Lee", "firstName": null, "tags": ["customer"] } }),
+        )
+        .await;
+    let updated = &data["contactUpdate"]["contact"];
+    assert_eq!(updated["firstName"], json!(null));
+    assert_eq!(updated["lastName"], "Lee");
+    assert_eq!(updated["email"], "ann.lee@example.com", "absent fields stay");
+    assert_eq!(updated["tags"], json!(["customer"]));
+
+    let data = app
+        .gql(
+            "mutation($id: ID!) { contactDelete(id: $id) { deletedContactId userErrors { code } } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(data["contactDelete"]["deletedContactId"], id);
+    assert_eq!(app.contact_count().await, 0);
+    let data = app
+        .gql(
+            "mutation($id: ID!) { contactDelete(id: $id) { deletedContactId userErrors { code } } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(codes(&data["contactDelete"]), ["NOT_FOUND"]);
+}
+
+#[tokio::test]
+async fn bad_contact_input_is_reported_and_saves_nothing() {
+    let app = TestApp::spawn().await;
+    let existing = app
+        .create_contact(json!({ "email": "taken@example.com", "firstName": "Keep" }))
+        .await;
+    app.gql(
+        r#"mutation { customFieldDefine(input: {objectType: CONTACT, key: "plan", label: "Plan", type: SINGLE_SELECT, options: ["free", "pro"]}) { userErrors { code } } }"#,
+        json!({}),
+    )
+    .await;
+    app.gql(
+        r#"mutation { customFieldDefine(input: {objectType: CONTACT, key: "nps", label: "NPS", type: NUMBER}) { userErrors { code } } }"#,
+        json!({}),
+    )
+    .await;
+
+    let cases = [
+        (
+            json!({ "email": "not-an-email" }),
+            "INVALID_EMAIL",
+            vec!["input", "email"],
+        ),
+        (json!({ "email": "ann@nodot" }), "INVALID_EMAIL", vec!["input", "email"]),
+        (json!({ "email": "TAKEN@Example.com" }), "TAKEN", vec!["input", "email"]),
+        (
+            json!({ "email": "n@example.com", "customFields": { "colour": "red" } }),
+            "UNKNOWN_FIELD",
+            vec!["input", "customFields", "colour"],
+        ),
+        (
+            json!({ "email": "n@example.com", "customFields": { "nps": "ten" } }),
+            "WRONG_TYPE",
+            vec!["input", "customFields", "nps"],
+        ),
+        (
+            json!({ "email": "n@example.com", "customFields": { "plan": "gold" } }),
+            "NOT_AN_OPTION",
+            vec!["input", "customFields", "plan"],
+        ),
+        (
+            json!({ "email": "n@example.com", "customFields": ["plan"] }),
+            "WRONG_TYPE",
+            vec!["input", "customFields"],
+        ),
+        (
+            json!({ "email": "n@example.com", "phone": "call me" }),
+            "INVALID",
+            vec!["input", "phone"],
+        ),
+        (
+            json!({ "email": "n@example.com", "companyId": "Q29tcGFueTo=" }),
+            "NOT_FOUND",
+            vec!["input", "companyId"],
+        ),
+        (
+            json!({ "email": "n@example.com", "tags": [""] }),
+            "INVALID",
+            vec!["input", "tags"],
+        ),
+    ];
+    for (input, code, field) in cases {
+        let data = app.gql(CREATE, json!({ "input": input })).await;
+        let payload = &data["contactCreate"];
+        assert_eq!(payload["contact"], json!(null), "{input}");
+        assert_eq!(codes(payload), [code], "{input}: {payload}");
+        assert_eq!(payload["userErrors"][0]["field"], json!(field), "{input}");
+    }
+    assert_eq!(app.contact_count().await, 1);
+
+    // An update to a taken email (case variant) or a bad value changes nothing at all.
+    let other = app.create_contact(json!({ "email": "other@example.com" })).await;
+    let data = app
+        .gql(
+            UPDATE,
+            json!({ "id": other["id"], "input": { "email": "Taken@EXAMPLE.com", "firstName": "Changed" } }),
+        )
+        .await;
+    assert_eq!(codes(&data["contactUpdate"]), ["TAKEN"]);
+    let data = app
+        .gql(
+            UPDATE,
+            json!({ "id": existing["id"], "input": { "firstName": "Changed", "email": "bad" } }),
+        )
+        .await;
+    assert_eq!(codes(&data["contactUpdate"]), ["INVALID_EMAIL"]);
+    let data = app
+        .gql(
+            "query($id: ID!) { node(id: $id) { ... on Contact { firstName email } } }",
+            json!({ "id": existing["id"] }),
+        )
+        .await;
+    assert_eq!(
+        data["node"],
+        json!({ "firstName": "Keep", "email": "taken@example.com" })
+    );
+
+    // A Company id where a Contact id is expected is "not found".
+    let company = app.create_company(json!({ "name": "Acme" })).await;
+    let data = app
+        .gql(UPDATE, json!({ "id": company, "input": { "firstName": "X" } }))
+        .await;
+    assert_eq!(codes(&data["contactUpdate"]), ["NOT_FOUND"]);
+    let data = app
+        .gql("query($id: ID!) { node(id: $id) { id } }", json!({ "id": "garbage" }))
+        .await;
+    assert_eq!(data["node"], json!(null));
+}

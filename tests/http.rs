@@ -1,0 +1,52 @@
+//! HTTP behaviour: limits, health, request ids, GraphiQL, error codes on every error.
+
+use crate::support::TestApp;
+use reqwest::StatusCode;
+use serde_json::json;
+
+#[tokio::test]
+async fn oversized_bodies_and_deep_queries_are_refused_before_running() {
+    let app = TestApp::spawn_with(|s| s.server.max_body_bytes = 10_000).await;
+    let big = format!(
+        r#"{{"query":"{{ contacts {{ totalCount }} }}","variables":{{"pad":"{}"}}}}"#,
+        "x".repeat(20_000)
+    );
+    let (status, body) = app.post(Some(&app.key), big.into_bytes()).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(body["errors"][0]["extensions"]["code"], "PAYLOAD_TOO_LARGE");
+
+    // Cheap (one row a level) but deeper than the limit of 12.
+    let deep = format!(
+        "{{ contacts(first: 1) {{ nodes {}{{ id }}{} }} }}",
+        "{ company { contacts(first: 1) { nodes ".repeat(5),
+        " } } }".repeat(5)
+    );
+    let (code, message) = app.gql_error(&deep, json!({})).await;
+    assert_eq!(code, "BAD_USER_INPUT");
+    assert!(message.contains("nested too deep"), "{message}");
+
+    let (code, _) = app.gql_error("{ contacts { nosuchfield } }", json!({})).await;
+    assert_eq!(code, "BAD_USER_INPUT");
+    let (status, body) = app.post(Some(&app.key), b"{not json".to_vec()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT");
+    // Nested connections multiply their cost.
+    let costly = "{ companies(first: 100) { nodes { contacts(first: 100) { nodes { email tags company { name } owner { name } } } } } }";
+    let (code, message) = app.gql_error(costly, json!({})).await;
+    assert_eq!(code, "BAD_USER_INPUT");
+    assert!(message.contains("complex"), "{message}");
+}
+
+#[tokio::test]
+async fn health_readiness_request_ids_and_graphiql() {
+    let app = TestApp::spawn().await;
+    let client = reqwest::Client::new();
+    let health = client.get(format!("{}/healthz", app.address)).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let ready = client.get(format!("{}/readyz", app.address)).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    assert!(ready.headers().get("x-request-id").is_some_and(|v| !v.is_empty()));
+    let graphiql = client.get(format!("{}/graphql", app.address)).send().await.unwrap();
+    assert_eq!(graphiql.status(), StatusCode::OK);
+    assert!(graphiql.text().await.unwrap().to_lowercase().contains("graphiql"));
+}

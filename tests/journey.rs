@@ -1,0 +1,407 @@
+//! The contact journey: Segment-compatible ingestion, identity resolution, the timeline.
+
+use crate::support::{TestApp, codes};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const TIMELINE: &str = r#"query($email: String!) { contactByEmail(email: $email) { id anonymous firstSeenAt lastActivityAt
+    timeline(first: 50) { nodes { type name source channel campaign properties messageId } } } }"#;
+
+async fn timeline_types(app: &TestApp, email: &str) -> Vec<String> {
+    let data = app.gql(TIMELINE, json!({ "email": email })).await;
+    data["contactByEmail"]["timeline"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["type"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_anonymous_visitor_becomes_a_known_contact_with_its_history() {
+    let app = TestApp::spawn().await;
+    let key = app.write_key().await;
+    let t0 = "2026-11-01T10:00:00.000Z";
+    let (status, body) = app
+        .track("/v1/page", &key, json!({ "anonymousId": "anon-1", "name": "Pricing", "timestamp": t0, "messageId": "m1",
+            "context": { "campaign": { "source": "google", "medium": "cpc", "name": "spring" }, "page": { "url": "https://x.com/pricing" } } }))
+        .await;
+    assert_eq!((status, body), (StatusCode::OK, json!({ "success": true })));
+    app.track("/v1/track", &key, json!({ "anonymousId": "anon-1", "event": "Product Viewed", "properties": { "sku": "SOFA-1" }, "timestamp": "2026-11-01T10:01:00Z" }))
+        .await;
+    // Not yet a contact: anonymous profiles stay out of the contact list.
+    assert_eq!(app.contact_count().await, 0);
+    let data = app
+        .gql("{ contacts(filter: {anonymous: true}) { totalCount } }", json!({}))
+        .await;
+    assert_eq!(data["contacts"]["totalCount"], 1);
+
+    let (status, _) = app
+        .track("/v1/identify", &key, json!({ "anonymousId": "anon-1", "userId": "u-42", "traits": { "email": "Ann@Example.com", "firstName": "Ann", "plan": "pro" } }))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    app.track(
+        "/v1/track",
+        &key,
+        json!({ "userId": "u-42", "event": "Order Completed", "properties": { "total": 99.5 } }),
+    )
+    .await;
+
+    assert_eq!(app.contact_count().await, 1);
+    let data = app.gql(TIMELINE, json!({ "email": "ann@example.com" })).await;
+    let contact = &data["contactByEmail"];
+    assert_eq!(contact["anonymous"], false);
+    assert_eq!(contact["firstSeenAt"], "2026-11-01T10:00:00+00:00");
+    let nodes = contact["timeline"]["nodes"].as_array().unwrap();
+    let types: Vec<&str> = nodes.iter().map(|n| n["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        ["ORDER_COMPLETED", "IDENTIFIED", "PRODUCT_VIEWED", "PAGE_VIEWED"]
+    );
+    let page = &nodes[3];
+    assert_eq!(page["name"], "Pricing");
+    assert_eq!(page["channel"], "WEB");
+    assert_eq!(page["campaign"], "spring");
+    assert_eq!(page["messageId"], "m1");
+    assert_eq!(page["properties"]["page"]["url"], "https://x.com/pricing");
+    assert_eq!(
+        nodes[1]["properties"]["plan"], "pro",
+        "traits are kept on the identified event"
+    );
+    let data = app
+        .gql(r#"{ contacts(filter: {anonymous: true}) { totalCount } }"#, json!({}))
+        .await;
+    assert_eq!(data["contacts"]["totalCount"], 0);
+}
+
+#[tokio::test]
+async fn identifying_with_a_known_email_merges_the_visitor_into_that_contact() {
+    let app = TestApp::spawn().await;
+    let key = app.write_key().await;
+    let known = app
+        .create_contact(json!({ "email": "bo@example.com", "firstName": "Bo", "lifecycleStage": "LEAD" }))
+        .await;
+    app.gql(
+        "mutation($id: ID!) { eventRecord(input: {contactId: $id, type: CALL_LOGGED, channel: PHONE, properties: {minutes: 5}}) { userErrors { code } } }",
+        json!({ "id": known["id"] }),
+    )
+    .await;
+    for i in 0..3 {
+        app.track(
+            "/v1/page",
+            &key,
+            json!({ "anonymousId": "visitor-9", "name": format!("Page {i}") }),
+        )
+        .await;
+    }
+    app.track(
+        "/v1/identify",
+        &key,
+        json!({ "anonymousId": "visitor-9", "traits": { "email": "BO@example.com", "lastName": "Berg" } }),
+    )
+    .await;
+
+    assert_eq!(app.contact_count().await, 1, "no duplicate contact");
+    let data = app.gql(TIMELINE, json!({ "email": "bo@example.com" })).await;
+    let contact = &data["contactByEmail"];
+    assert_eq!(contact["id"], known["id"], "the existing contact wins");
+    let types = timeline_types(&app, "bo@example.com").await;
+    assert_eq!(
+        types.iter().filter(|t| *t == "PAGE_VIEWED").count(),
+        3,
+        "no event lost: {types:?}"
+    );
+    assert!(types.contains(&"CALL_LOGGED".to_owned()));
+    let data = app
+        .gql(
+            r#"{ contactByEmail(email: "bo@example.com") { firstName lastName lifecycleStage } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        data["contactByEmail"],
+        json!({ "firstName": "Bo", "lastName": "Berg", "lifecycleStage": "LEAD" })
+    );
+    // Later events by the anonymous id land on the same contact.
+    app.track(
+        "/v1/track",
+        &key,
+        json!({ "anonymousId": "visitor-9", "event": "Cart Viewed" }),
+    )
+    .await;
+    assert!(
+        timeline_types(&app, "bo@example.com")
+            .await
+            .contains(&"CART_UPDATED".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn alias_links_an_old_id_to_a_user() {
+    let app = TestApp::spawn().await;
+    let key = app.write_key().await;
+    app.track(
+        "/v1/track",
+        &key,
+        json!({ "anonymousId": "device-1", "event": "App Opened" }),
+    )
+    .await;
+    app.track(
+        "/v1/identify",
+        &key,
+        json!({ "userId": "cust-7", "traits": { "email": "cy@example.com" } }),
+    )
+    .await;
+    let (status, _) = app
+        .track(
+            "/v1/alias",
+            &key,
+            json!({ "previousId": "device-1", "userId": "cust-7" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let types = timeline_types(&app, "cy@example.com").await;
+    assert!(types.contains(&"CUSTOM".to_owned()), "{types:?}");
+    let data = app
+        .gql("{ contacts(filter: {anonymous: true}) { totalCount } }", json!({}))
+        .await;
+    assert_eq!(data["contacts"]["totalCount"], 0);
+    let (status, body) = app.track("/v1/alias", &key, json!({ "userId": "cust-7" })).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["message"].as_str().unwrap().contains("previousId"));
+}
+
+#[tokio::test]
+async fn batches_are_idempotent_and_report_bad_messages() {
+    let app = TestApp::spawn().await;
+    let key = app.write_key().await;
+    let batch = json!({ "batch": [
+        { "type": "identify", "userId": "u1", "traits": { "email": "dee@example.com" }, "messageId": "b-0" },
+        { "type": "track", "userId": "u1", "event": "Signed Up", "messageId": "b-1" },
+        { "type": "track", "userId": "u1", "event": "Signed Up", "messageId": "b-1" },
+        { "type": "track", "event": "Nobody", "messageId": "b-2" },
+        { "type": "track", "userId": "u1", "event": "Later", "timestamp": "2099-01-01T00:00:00Z", "messageId": "b-3" },
+        { "type": "track", "userId": "u1", "messageId": "b-4" },
+        { "type": "teleport", "userId": "u1" },
+        { "type": "page", "userId": "u1", "name": "Home", "messageId": "b-5" }
+    ]});
+    let (status, body) = app.track("/v1/batch", &key, batch.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["accepted"], 4);
+    assert_eq!(body["stored"], 3, "identified, Signed Up (once), page");
+    let rejected: Vec<(i64, String)> = body["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["index"].as_i64().unwrap(), r["error"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(rejected.iter().map(|r| r.0).collect::<Vec<_>>(), [3, 4, 5, 6]);
+    assert!(rejected[0].1.contains("userId"));
+    assert!(rejected[1].1.contains("future"));
+    assert!(rejected[2].1.contains("event"));
+    assert!(rejected[3].1.contains("teleport"));
+
+    // The client retries the whole batch: nothing is stored twice.
+    let (_, body) = app.track("/v1/batch", &key, batch).await;
+    assert_eq!(body["stored"], 0);
+    assert_eq!(timeline_types(&app, "dee@example.com").await.len(), 3);
+    let data = app
+        .gql(
+            r#"{ events(filter: {types: [CUSTOM], name: {eq: "Signed Up"}}) { totalCount } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(data["events"]["totalCount"], 1);
+}
+
+#[tokio::test]
+async fn tracking_limits_keys_and_clock_skew() {
+    let app = TestApp::spawn().await;
+    let key = app.write_key().await;
+    let big = json!({ "userId": "u", "event": "Big", "properties": { "pad": "x".repeat(33 * 1024) } });
+    let (status, body) = app.track("/v1/track", &key, big).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["message"].as_str().unwrap().contains("32 KB"));
+    let items: Vec<Value> = (0..40).map(|i| json!({ "type": "track", "userId": "u", "event": "E", "properties": { "pad": "y".repeat(14 * 1024), "i": i } })).collect();
+    let (status, body) = app.track("/v1/batch", &key, json!({ "batch": items })).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["message"].as_str().unwrap().contains("500 KB"));
+    let (status, body) = app.track_raw("/v1/track", &key, b"{\"userId\": ".to_vec()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["code"], "invalid_json");
+    let (status, _) = app
+        .track("/v1/track", "vwk_wrong", json!({ "userId": "u", "event": "E" }))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = app.track("/v1/teleport", &key, json!({ "userId": "u" })).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.gql("{ events { totalCount } }", json!({})).await["events"]["totalCount"],
+        0,
+        "nothing stored by bad calls"
+    );
+
+    // Rotation: the old key stops, the new one works.
+    let data = app.gql("{ writeKeys { id } }", json!({})).await;
+    let id = data["writeKeys"][0]["id"].clone();
+    let data = app
+        .gql(
+            "mutation($id: ID!) { writeKeyRotate(id: $id) { secret userErrors { code } } }",
+            json!({ "id": id }),
+        )
+        .await;
+    let rotated = data["writeKeyRotate"]["secret"].as_str().unwrap().to_owned();
+    let (status, _) = app
+        .track("/v1/track", &key, json!({ "userId": "u", "event": "E" }))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // The write key may also travel in the body, as Segment allows.
+    let (status, _) = app
+        .track(
+            "/v1/track",
+            "",
+            json!({ "writeKey": rotated, "userId": "u", "event": "E", "messageId": "skew",
+        "timestamp": "2026-01-01T00:00:00Z", "sentAt": "2026-01-01T01:00:00Z" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // Sent an hour after it happened by the device's clock: it happened an hour before arrival.
+    let data = app
+        .gql("{ events(first: 1) { nodes { occurredAt receivedAt } } }", json!({}))
+        .await;
+    let node = &data["events"]["nodes"][0];
+    let occurred = chrono::DateTime::parse_from_rfc3339(node["occurredAt"].as_str().unwrap()).unwrap();
+    let received = chrono::DateTime::parse_from_rfc3339(node["receivedAt"].as_str().unwrap()).unwrap();
+    assert_eq!((received - occurred).num_minutes(), 60);
+}
+
+#[tokio::test]
+async fn concurrent_batches_for_one_new_visitor_lose_nothing_and_make_one_contact() {
+    let app = TestApp::spawn().await;
+    let key = app.write_key().await;
+    let mut tasks = Vec::new();
+    for b in 0..8 {
+        let batch: Vec<Value> = (0..50)
+            .map(|i| json!({ "type": "track", "anonymousId": "same-visitor", "userId": "same-user", "event": "Clicked", "messageId": format!("c-{b}-{i}") }))
+            .collect();
+        let body = json!({ "batch": batch });
+        let app = &app;
+        let key = key.clone();
+        tasks.push(async move { app.track("/v1/batch", &key, body).await });
+    }
+    let results = futures_util::future::join_all(tasks).await;
+    assert!(
+        results.iter().all(|(status, _)| *status == StatusCode::OK),
+        "{results:?}"
+    );
+    let data = app.gql("{ contacts { totalCount } events { totalCount } anon: contacts(filter: {anonymous: true}) { totalCount } }", json!({})).await;
+    assert_eq!(data["contacts"]["totalCount"], 1);
+    assert_eq!(data["anon"]["totalCount"], 0);
+    assert_eq!(data["events"]["totalCount"], 400);
+}
+
+#[tokio::test]
+async fn timelines_page_filter_and_batch_across_a_list() {
+    let app = TestApp::spawn().await;
+    let key = app.write_key().await;
+    let mut batch = Vec::new();
+    for c in 0..12 {
+        batch.push(json!({ "type": "identify", "userId": format!("u{c}"), "traits": { "email": format!("t{c}@example.com") }, "timestamp": "2026-01-01T00:00:00Z" }));
+        for e in 0..5 {
+            let kind = if e % 2 == 0 { "page" } else { "track" };
+            batch.push(json!({ "type": kind, "userId": format!("u{c}"), "event": "Custom Thing", "name": "P", "timestamp": format!("2026-01-0{}T00:00:00Z", e + 2) }));
+        }
+    }
+    app.track("/v1/batch", &key, json!({ "batch": batch })).await;
+
+    // Paging one timeline with a filter.
+    let query = "query($after: String) { contactByEmail(email: \"t0@example.com\") { timeline(first: 2, after: $after, filter: {types: [PAGE_VIEWED]}) { pageInfo { hasNextPage endCursor } nodes { occurredAt } } } }";
+    let mut seen = Vec::new();
+    let mut after = Value::Null;
+    loop {
+        let data = app.gql(query, json!({ "after": after })).await;
+        let page = &data["contactByEmail"]["timeline"];
+        seen.extend(
+            page["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n["occurredAt"].as_str().unwrap().to_owned()),
+        );
+        if page["pageInfo"]["hasNextPage"] == false {
+            break;
+        }
+        after = page["pageInfo"]["endCursor"].clone();
+    }
+    assert_eq!(
+        seen,
+        [
+            "2026-01-06T00:00:00+00:00",
+            "2026-01-04T00:00:00+00:00",
+            "2026-01-02T00:00:00+00:00"
+        ]
+    );
+
+    // A list of contacts with their timelines costs the same statements for 3 or 12 contacts.
+    let list = "query($n: Int!) { contacts(first: $n) { nodes { email timeline(first: 3) { nodes { type } } } } }";
+    let mut costs = Vec::new();
+    for n in [3, 12] {
+        let before = app.statements.get();
+        let data = app.gql(list, json!({ "n": n })).await;
+        costs.push(app.statements.get() - before);
+        for node in data["contacts"]["nodes"].as_array().unwrap() {
+            assert_eq!(node["timeline"]["nodes"].as_array().unwrap().len(), 3);
+        }
+    }
+    assert!(costs.iter().all(|&c| c <= 3), "key lookup, page, timelines: {costs:?}");
+
+    let (code, message) = app
+        .gql_error(
+            "{ events(filter: {occurredAt: {gt: \"soon\"}}) { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code, "BAD_USER_INPUT", "{message}");
+}
+
+#[tokio::test]
+async fn back_office_events_and_manual_merges() {
+    let app = TestApp::spawn().await;
+    let a = app.create_contact(json!({ "email": "a@example.com", "firstName": "Al", "tags": ["vip"], "consent": { "email": { "status": "GRANTED" } } })).await;
+    let b = app
+        .create_contact(json!({ "email": "b@example.com", "lastName": "Bell", "lifecycleStage": "CUSTOMER", "tags": ["fair"], "consent": { "email": { "status": "WITHDRAWN" } } }))
+        .await;
+    let record = "mutation($i: EventRecordInput!) { eventRecord(input: $i) { event { type channel properties } userErrors { code field } } }";
+    let data = app.gql(record, json!({ "i": { "contactId": b["id"], "type": "VISIT_LOGGED", "channel": "VISIT", "properties": { "note": "showroom" } } })).await;
+    assert_eq!(data["eventRecord"]["event"]["type"], "VISIT_LOGGED");
+    for (input, code) in [
+        (json!({ "contactId": "nope", "type": "CALL_LOGGED" }), "NOT_FOUND"),
+        (json!({ "contactId": a["id"], "type": "CUSTOM" }), "REQUIRED"),
+        (
+            json!({ "contactId": a["id"], "type": "CALL_LOGGED", "occurredAt": "2099-01-01T00:00:00Z" }),
+            "INVALID",
+        ),
+        (
+            json!({ "contactId": a["id"], "type": "CALL_LOGGED", "properties": [1] }),
+            "WRONG_TYPE",
+        ),
+    ] {
+        let data = app.gql(record, json!({ "i": input })).await;
+        assert_eq!(codes(&data["eventRecord"]), [code], "{input}");
+    }
+
+    let merge = "mutation($w: ID!, $l: ID!) { contactMerge(winnerId: $w, loserId: $l) { contact { email firstName lastName lifecycleStage tags consent { email { status } } } eventsMoved userErrors { code } } }";
+    let data = app.gql(merge, json!({ "w": a["id"], "l": a["id"] })).await;
+    assert_eq!(codes(&data["contactMerge"]), ["INVALID"]);
+    let data = app.gql(merge, json!({ "w": a["id"], "l": b["id"] })).await;
+    let merged = &data["contactMerge"];
+    assert_eq!(merged["eventsMoved"], 1);
+    assert_eq!(
+        merged["contact"],
+        json!({ "email": "a@example.com", "firstName": "Al", "lastName": "Bell", "lifecycleStage": "CUSTOMER", "tags": ["fair", "vip"], "consent": { "email": { "status": "WITHDRAWN" } } })
+    );
+    assert_eq!(app.contact_count().await, 1);
+    assert_eq!(timeline_types(&app, "a@example.com").await, ["VISIT_LOGGED"]);
+    let data = app.gql(merge, json!({ "w": a["id"], "l": b["id"] })).await;
+    assert_eq!(codes(&data["contactMerge"]), ["NOT_FOUND"]);
+}

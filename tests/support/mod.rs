@@ -1,0 +1,221 @@
+use reqwest::StatusCode;
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use serde_json::{Value, json};
+use uuid::Uuid;
+use voxtur::auth::{ScopeSet, issue_api_key};
+use voxtur::config::Settings;
+use voxtur::db::StatementCounter;
+use voxtur::server::Application;
+
+pub struct TestApp {
+    pub address: String,
+    /// An all-scopes key of the test's first workspace.
+    pub key: String,
+    pub workspace_id: Uuid,
+    pub db: DatabaseConnection,
+    pub statements: StatementCounter,
+    client: reqwest::Client,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// The database settings for one test: a fresh SQLite file, or a fresh PostgreSQL schema.
+async fn test_database() -> (Settings, Option<tempfile::TempDir>) {
+    let mut settings = Settings::default();
+    settings.server.port = 0;
+    settings.server.workers = 1;
+    settings.database.max_connections = 5;
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) if url.starts_with("postgres") => {
+            let schema = format!("voxtur_t_{}", Uuid::new_v4().simple());
+            let admin = Database::connect(&url)
+                .await
+                .expect("TEST_DATABASE_URL must be reachable");
+            admin
+                .execute_unprepared(&format!("CREATE SCHEMA {schema}"))
+                .await
+                .expect("create schema");
+            admin.close().await.ok();
+            settings.database.url = url;
+            settings.database.schema = Some(schema);
+            (settings, None)
+        }
+        _ => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            settings.database.url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
+            (settings, Some(dir))
+        }
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+        let (mut settings, dir) = test_database().await;
+        adjust(&mut settings);
+        let (db, _) = voxtur::db::connect(&settings.database).await.expect("connect");
+        voxtur::db::migrate(&db).await.expect("migrate");
+        let app = Application::build(&settings).await.expect("build app");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let statements = app.statements();
+        let app_db = app.db();
+        tokio::spawn(app.run_until_stopped());
+        let (workspace_id, key) = new_workspace(&db, "Test workspace", &ScopeSet::all()).await;
+        TestApp {
+            address,
+            key,
+            workspace_id,
+            db: app_db,
+            statements,
+            client: reqwest::Client::new(),
+            _dir: dir,
+        }
+    }
+
+    /// Another tenant in the same database, with a key of the given scopes.
+    pub async fn other_workspace(&self, scopes: &str) -> String {
+        new_workspace(&self.db, "Other workspace", &ScopeSet::parse(scopes).expect("scopes"))
+            .await
+            .1
+    }
+
+    /// A key of this test's workspace with the given scopes.
+    pub async fn key_with(&self, scopes: &str) -> String {
+        issue_api_key(
+            &self.db,
+            self.workspace_id,
+            "test",
+            &ScopeSet::parse(scopes).expect("scopes"),
+        )
+        .await
+        .expect("issue key")
+        .secret
+    }
+
+    pub async fn post(&self, key: Option<&str>, body: Vec<u8>) -> (StatusCode, Value) {
+        let mut request = self
+            .client
+            .post(format!("{}/graphql", self.address))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")),
+        )
+    }
+
+    /// Runs a GraphQL operation with `key`; returns the HTTP status and the whole response.
+    pub async fn gql_as(&self, key: Option<&str>, query: &str, variables: Value) -> (StatusCode, Value) {
+        self.post(
+            key,
+            serde_json::to_vec(&json!({ "query": query, "variables": variables })).expect("json"),
+        )
+        .await
+    }
+
+    /// Runs a GraphQL operation with the admin key and returns `data`, failing on any error.
+    pub async fn gql(&self, query: &str, variables: Value) -> Value {
+        let (status, body) = self.gql_as(Some(&self.key), query, variables).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+        body["data"].clone()
+    }
+
+    /// Runs a GraphQL operation expected to fail; returns its first error's code.
+    pub async fn gql_error(&self, query: &str, variables: Value) -> (String, String) {
+        let (_, body) = self.gql_as(Some(&self.key), query, variables).await;
+        let error = &body["errors"][0];
+        assert!(!error.is_null(), "expected an error: {body}");
+        (
+            error["extensions"]["code"].as_str().unwrap_or_default().to_owned(),
+            error["message"].as_str().unwrap_or_default().to_owned(),
+        )
+    }
+
+    /// A fresh write key of this workspace.
+    pub async fn write_key(&self) -> String {
+        let data = self
+            .gql(r#"mutation { writeKeyCreate(name: "site") { secret } }"#, json!({}))
+            .await;
+        data["writeKeyCreate"]["secret"].as_str().expect("secret").to_owned()
+    }
+
+    /// POSTs raw bytes to a tracking endpoint (`/v1/...`) with the write key as basic-auth user.
+    pub async fn track_raw(&self, path: &str, write_key: &str, body: Vec<u8>) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.address))
+            .basic_auth(write_key, Some(""))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")),
+        )
+    }
+
+    pub async fn track(&self, path: &str, write_key: &str, body: Value) -> (StatusCode, Value) {
+        self.track_raw(path, write_key, serde_json::to_vec(&body).expect("json"))
+            .await
+    }
+
+    pub async fn create_contact(&self, input: Value) -> Value {
+        let data = self
+            .gql(
+                "mutation($input: ContactCreateInput!) { contactCreate(input: $input) { contact { id email } userErrors { code message field } } }",
+                json!({ "input": input }),
+            )
+            .await;
+        assert_eq!(data["contactCreate"]["userErrors"], json!([]), "{data}");
+        data["contactCreate"]["contact"].clone()
+    }
+
+    pub async fn create_company(&self, input: Value) -> String {
+        let data = self
+            .gql(
+                "mutation($input: CompanyCreateInput!) { companyCreate(input: $input) { company { id } userErrors { code message } } }",
+                json!({ "input": input }),
+            )
+            .await;
+        assert_eq!(data["companyCreate"]["userErrors"], json!([]), "{data}");
+        data["companyCreate"]["company"]["id"].as_str().expect("id").to_owned()
+    }
+
+    pub async fn contact_count(&self) -> i64 {
+        self.gql("{ contacts { totalCount } }", json!({})).await["contacts"]["totalCount"]
+            .as_i64()
+            .expect("count")
+    }
+}
+
+async fn new_workspace(db: &DatabaseConnection, name: &str, scopes: &ScopeSet) -> (Uuid, String) {
+    let ws = voxtur::workspaces::create_workspace(db, name).await.expect("workspace");
+    let key = issue_api_key(db, ws.id, "test", scopes).await.expect("key");
+    (ws.id, key.secret)
+}
+
+/// The `userErrors` codes of a payload.
+pub fn codes(payload: &Value) -> Vec<String> {
+    payload["userErrors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .map(|e| e["code"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}

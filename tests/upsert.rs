@@ -1,0 +1,67 @@
+//! Bulk upsert: index-aligned results; good rows saved, bad rows reported and not written.
+
+use crate::support::TestApp;
+use serde_json::json;
+
+const UPSERT: &str = "mutation($i: [ContactUpsertInput!]!) { contactsUpsert(inputs: $i) { createdCount updatedCount results { index created contact { email firstName tags } userErrors { code field } } userErrors { code field } } }";
+
+#[tokio::test]
+async fn upsert_saves_good_rows_and_reports_bad_ones_by_index() {
+    let app = TestApp::spawn().await;
+    app.create_contact(json!({ "email": "old@example.com", "firstName": "Old", "lastName": "Kept" }))
+        .await;
+    let inputs = json!([
+        { "email": "new@example.com", "firstName": "New", "tags": ["a"] },
+        { "email": "OLD@example.com", "firstName": "Updated" },
+        { "email": "broken" },
+        { "email": "new@EXAMPLE.com", "firstName": "Twice" },
+        { "email": "x@example.com", "customFields": { "nope": 1 } },
+    ]);
+    let data = app.gql(UPSERT, json!({ "i": inputs })).await;
+    let payload = &data["contactsUpsert"];
+    assert_eq!(payload["createdCount"], 1);
+    assert_eq!(payload["updatedCount"], 1);
+    let results = payload["results"].as_array().unwrap();
+    assert_eq!(results.len(), 5);
+    assert_eq!(
+        results[0]["contact"],
+        json!({ "email": "new@example.com", "firstName": "New", "tags": ["a"] })
+    );
+    assert_eq!(results[0]["created"], true);
+    assert_eq!(results[1]["contact"]["firstName"], "Updated");
+    assert_eq!(results[1]["created"], false);
+    assert_eq!(
+        results[2]["userErrors"],
+        json!([{ "code": "INVALID_EMAIL", "field": ["inputs", "2", "email"] }])
+    );
+    assert_eq!(results[3]["userErrors"][0]["code"], "DUPLICATE_IN_BATCH");
+    assert_eq!(
+        results[4]["userErrors"],
+        json!([{ "code": "UNKNOWN_FIELD", "field": ["inputs", "4", "customFields", "nope"] }])
+    );
+    assert_eq!(payload["userErrors"].as_array().unwrap().len(), 3);
+
+    let data = app
+        .gql(
+            r#"{ contactByEmail(email: "old@example.com") { firstName lastName } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        data["contactByEmail"],
+        json!({ "firstName": "Updated", "lastName": "Kept" }),
+        "absent fields stay"
+    );
+    assert_eq!(app.contact_count().await, 2, "only the good rows were written");
+}
+
+#[tokio::test]
+async fn upsert_refuses_more_than_a_thousand() {
+    let app = TestApp::spawn().await;
+    let inputs: Vec<_> = (0..1001)
+        .map(|i| json!({ "email": format!("c{i}@example.com") }))
+        .collect();
+    let data = app.gql(UPSERT, json!({ "i": inputs })).await;
+    assert_eq!(data["contactsUpsert"]["userErrors"][0]["code"], "TOO_MANY");
+    assert_eq!(app.contact_count().await, 0);
+}
