@@ -51,9 +51,12 @@ async fn a_page_costs_the_same_statements_whatever_its_size() {
         );
     }
     // Key lookup, count, page, companies, tags, users for contact owners and for company owners
-    // (two batches when the levels resolve apart, one when they meet): at most 7, any size.
+    // (two batches when the levels resolve apart, one when they meet): 7. Loaders batch over a
+    // 1 ms window, and a list of more than 30 items is polled in rounds (futures' join_all), so
+    // on a loaded machine one level may land in two batches: at most 9, any size. One statement
+    // per row would cost at least 18 for 5 contacts and 153 for 50.
     assert!(
-        costs.iter().all(|&c| c <= 7),
+        costs.iter().all(|&c| c <= 9),
         "statements for 5 and 50 contacts: {costs:?}"
     );
 
