@@ -12,6 +12,7 @@ mod companies;
 mod contacts;
 mod custom_fields;
 mod demo;
+mod generator;
 mod http;
 mod journey;
 mod pagination;

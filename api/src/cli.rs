@@ -2,6 +2,7 @@
 
 use crate::auth::{ScopeSet, issue_api_key};
 use crate::config::Settings;
+use crate::demo::generate::GenerateOptions;
 use crate::graphql::relay::{NodeKind, decode_as};
 use crate::server::Application;
 use crate::{db, demo, telemetry, workspaces};
@@ -76,10 +77,39 @@ enum Command {
         command: ApiKeyCommand,
     },
     /// Create a demo workspace with sample companies and contacts, and print its API key.
+    #[command(args_conflicts_with_subcommands = true)]
     Demo {
         /// Number of contacts.
         #[arg(long, default_value_t = 500)]
         contacts: usize,
+        #[command(subcommand)]
+        command: Option<DemoCommand>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DemoCommand {
+    /// Generate a large, realistic, deterministic workspace for benchmarks (bulk-loaded: COPY on
+    /// PostgreSQL), and print its API key and write key.
+    Generate {
+        /// Number of contacts.
+        #[arg(long, default_value_t = 10_000)]
+        contacts: u64,
+        /// Mean events per contact (activity is skewed: most contacts are quiet, a few very busy).
+        #[arg(long, default_value_t = 10.0)]
+        events_per_contact: f64,
+        /// Seed: the same seed gives the same data.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Last day of the two years of history (YYYY-MM-DD); default today.
+        #[arg(long)]
+        until: Option<chrono::NaiveDate>,
+        /// Name of the new workspace.
+        #[arg(long, default_value = "Generated")]
+        name: String,
+        /// Print the summary as JSON (keys included) instead of text; progress goes to stderr.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -186,7 +216,7 @@ async fn run(command: Option<Command>, mut settings: Settings) -> Result<(), Str
             db::migrate(&db).await.map_err(|e| format!("migration failed: {e}"))?;
             let ws = workspaces::create_workspace(&db, &name)
                 .await
-                .map_err(|e| e.message())?;
+                .map_err(|e| e.for_operator())?;
             println!("{}", ws.id);
             Ok(())
         }
@@ -215,14 +245,38 @@ async fn run(command: Option<Command>, mut settings: Settings) -> Result<(), Str
                 .ok_or_else(|| format!("no workspace with id {workspace_id}"))?;
             let issued = issue_api_key(&db, workspace_id, &name, &scopes)
                 .await
-                .map_err(|e| e.message())?;
+                .map_err(|e| e.for_operator())?;
             println!("{}", issued.secret);
             Ok(())
         }
-        Command::Demo { contacts } => {
+        Command::Demo { contacts, command } => {
             let db = connect(&settings).await?;
             db::migrate(&db).await.map_err(|e| format!("migration failed: {e}"))?;
-            print_demo(&db, contacts).await
+            match command {
+                None => print_demo(&db, contacts).await,
+                Some(DemoCommand::Generate {
+                    contacts,
+                    events_per_contact,
+                    seed,
+                    until,
+                    name,
+                    json,
+                }) => {
+                    let until = until
+                        .unwrap_or_else(|| chrono::Utc::now().date_naive())
+                        .and_hms_opt(23, 59, 59)
+                        .map(|t| t.and_utc())
+                        .ok_or("invalid --until")?;
+                    let options = GenerateOptions {
+                        workspace_name: name,
+                        contacts,
+                        events_per_contact,
+                        seed,
+                        until,
+                    };
+                    generate_workspace(&db, &options, json).await
+                }
+            }
         }
     }
 }
@@ -235,10 +289,10 @@ async fn first_start(db: &DatabaseConnection) -> Result<(), String> {
     }
     let ws = workspaces::create_workspace(db, "Default")
         .await
-        .map_err(|e| e.message())?;
+        .map_err(|e| e.for_operator())?;
     let issued = issue_api_key(db, ws.id, "admin (first start)", &ScopeSet::all())
         .await
-        .map_err(|e| e.message())?;
+        .map_err(|e| e.for_operator())?;
     println!("Created workspace \"Default\" ({}).", ws.id);
     println!("Admin API key, shown only now; keep it safe:\n\n  {}\n", issued.secret);
     println!("Use it as the header  Authorization: Bearer {}", issued.secret);
@@ -259,11 +313,57 @@ async fn seed_demo_once(db: &DatabaseConnection) -> Result<(), String> {
     print_demo(db, 500).await
 }
 
+async fn generate_workspace(db: &DatabaseConnection, options: &GenerateOptions, json: bool) -> Result<(), String> {
+    let progress = indicatif::ProgressBar::new(options.contacts).with_style(
+        indicatif::ProgressStyle::with_template("{msg:>14} [{bar:40}] {human_pos}/{human_len} {per_sec} eta {eta}")
+            .map_err(|e| e.to_string())?
+            .progress_chars("=> "),
+    );
+    let summary = demo::generate::generate(db, options, &progress)
+        .await
+        .map_err(|e| e.for_operator())?;
+    progress.finish_and_clear();
+    let api_key = issue_api_key(db, summary.workspace_id, "generated", &ScopeSet::all())
+        .await
+        .map_err(|e| e.for_operator())?
+        .secret;
+    let write_key = crate::events::write_keys::issue(db, summary.workspace_id, "generated")
+        .await
+        .map_err(|e| e.for_operator())?
+        .secret;
+    if json {
+        let mut value = serde_json::to_value(&summary).map_err(|e| e.to_string())?;
+        value["api_key"] = api_key.into();
+        value["write_key"] = write_key.into();
+        println!("{value}");
+    } else {
+        let rows = summary.contacts + summary.tags + summary.events + summary.companies;
+        println!(
+            "Generated workspace \"{}\" ({}) in {:.1} s ({:.0} rows/s):",
+            options.workspace_name,
+            summary.workspace_id,
+            summary.seconds,
+            rows as f64 / summary.seconds.max(1e-9)
+        );
+        println!(
+            "  {} users, {} companies, {} contacts ({} tags), {} events",
+            summary.users, summary.companies, summary.contacts, summary.tags, summary.events
+        );
+        println!(
+            "  busiest contact: {} events; contacts without events: {}",
+            summary.busiest_contact_events, summary.contacts_without_events
+        );
+        println!("API key (shown once):   {api_key}");
+        println!("Write key (shown once): {write_key}");
+    }
+    Ok(())
+}
+
 async fn print_demo(db: &DatabaseConnection, contacts: usize) -> Result<(), String> {
-    let ws = demo::seed(db, "Demo", contacts).await.map_err(|e| e.message())?;
+    let ws = demo::seed(db, "Demo", contacts).await.map_err(|e| e.for_operator())?;
     let issued = issue_api_key(db, ws.id, "demo", &ScopeSet::all())
         .await
-        .map_err(|e| e.message())?;
+        .map_err(|e| e.for_operator())?;
     println!("Created workspace \"Demo\" ({}) with {contacts} contacts.", ws.id);
     println!("Demo API key, shown only now:\n\n  {}\n", issued.secret);
     Ok(())

@@ -36,6 +36,14 @@ impl ApiError {
         }
     }
 
+    /// What an operator at the command line is told: internal faults with their cause.
+    pub fn for_operator(&self) -> String {
+        match self {
+            ApiError::Internal(source) => format!("internal error: {source}"),
+            other => other.message(),
+        }
+    }
+
     pub fn bad_input(message: impl Into<String>) -> Self {
         ApiError::BadUserInput(message.into())
     }

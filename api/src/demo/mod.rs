@@ -1,5 +1,6 @@
 //! Demo data: a workspace with realistic companies, members, custom fields and contacts, made
-//! through the same services the API uses (so it is validated like any other input).
+//! through the same services the API uses (so it is validated like any other input), and the
+//! large generated workspaces of `voxtur demo generate` ([`generate`]) for benchmarks.
 
 use crate::companies::{self, CompanyChanges};
 use crate::contacts::{self, ChannelKind, ContactChanges};
@@ -12,6 +13,13 @@ use async_graphql::MaybeUndefined;
 use entities::enums::{CompanySize, ConsentStatus, CustomFieldType, LifecycleStage, ObjectType, Role};
 use entities::workspace;
 use sea_orm::DatabaseConnection;
+use uuid::Uuid;
+
+mod bulk;
+pub mod generate;
+mod rng;
+
+use rng::Rng;
 
 const FIRST: [&str; 24] = [
     "Anna", "Jón", "Guðrún", "Marko", "Jelena", "Luka", "Maja", "Nina", "Stefan", "Sara", "Ivan", "Eva", "Helga",
@@ -75,24 +83,6 @@ const SOURCES: [(&str, &str, &str); 5] = [
     ("google", "cpc", "brand-search"),
 ];
 
-/// Small deterministic generator, so every demo looks the same.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[(self.next() % items.len() as u64) as usize]
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-}
-
 fn failed(error: MutationError) -> ApiError {
     match error {
         MutationError::Api(e) => e,
@@ -103,7 +93,7 @@ fn failed(error: MutationError) -> ApiError {
 /// Creates a demo workspace with `contacts` contacts and returns it.
 pub async fn seed(db: &DatabaseConnection, name: &str, contact_count: usize) -> ApiResult<workspace::Model> {
     let ws = workspaces::create_workspace(db, name).await?;
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);
 
     let mut owners = Vec::new();
     for (email, name, role) in [
@@ -119,6 +109,97 @@ pub async fn seed(db: &DatabaseConnection, name: &str, contact_count: usize) -> 
         owners.push(NodeKind::User.id(user.id));
     }
 
+    define_fields(db, ws.id).await?;
+
+    let sizes = [
+        CompanySize::S1To10,
+        CompanySize::S11To50,
+        CompanySize::S51To200,
+        CompanySize::S201To1000,
+        CompanySize::S1001To5000,
+    ];
+    let mut company_ids = Vec::new();
+    for (name, domain, industry) in COMPANIES {
+        let changes = CompanyChanges {
+            name: Some(name.into()),
+            domain: MaybeUndefined::Value(domain.into()),
+            industry: MaybeUndefined::Value(industry.into()),
+            size: MaybeUndefined::Value(*rng.pick(&sizes)),
+            owner_id: MaybeUndefined::Value(rng.pick(&owners[1..4]).clone()),
+            custom_fields: Some(serde_json::json!({ "annual_revenue": (rng.next_u64() % 50_000) * 1_000 })),
+        };
+        let company = companies::create(db, ws.id, changes).await.map_err(failed)?;
+        company_ids.push((NodeKind::Company.id(company.id), domain));
+    }
+
+    let stages = [
+        LifecycleStage::Subscriber,
+        LifecycleStage::Subscriber,
+        LifecycleStage::Lead,
+        LifecycleStage::Lead,
+        LifecycleStage::Lead,
+        LifecycleStage::MarketingQualified,
+        LifecycleStage::SalesQualified,
+        LifecycleStage::Opportunity,
+        LifecycleStage::Customer,
+        LifecycleStage::Evangelist,
+    ];
+    let mut batch = Vec::new();
+    for i in 0..contact_count {
+        let first = *rng.pick(&FIRST);
+        let last = *rng.pick(&LAST);
+        // Most demo contacts work somewhere; a quarter are consumers with a webmail address.
+        let company = (!rng.chance(25)).then(|| rng.pick(&company_ids).clone());
+        let domain = company.as_ref().map_or("example.com", |(_, d)| d);
+        let local = ascii_fold(&format!("{first}.{last}"));
+        let (utm_source, utm_medium, utm_campaign) = *rng.pick(&SOURCES);
+        let mut tags: Vec<String> = Vec::new();
+        for tag in TAGS {
+            if rng.chance(15) {
+                tags.push(tag.to_owned());
+            }
+        }
+        let email_consent = if rng.chance(70) {
+            ConsentStatus::Granted
+        } else {
+            ConsentStatus::Unknown
+        };
+        batch.push(ContactChanges {
+            email: MaybeUndefined::Value(format!("{local}.{i}@{domain}")),
+            first_name: MaybeUndefined::Value(first.into()),
+            last_name: MaybeUndefined::Value(last.into()),
+            phone: MaybeUndefined::Value(format!("+354 {:03} {:04}", rng.next_u64() % 1000, rng.next_u64() % 10_000)),
+            company_id: company.map_or(MaybeUndefined::Undefined, |(id, _)| MaybeUndefined::Value(id)),
+            owner_id: MaybeUndefined::Value(rng.pick(&owners[1..4]).clone()),
+            lifecycle_stage: Some(*rng.pick(&stages)),
+            tags: Some(tags),
+            consent: vec![(ChannelKind::Email, Some(email_consent), Some(rng.chance(3)))],
+            source: MaybeUndefined::Value(if rng.chance(60) { "form" } else { "import" }.into()),
+            utm_source: MaybeUndefined::Value(utm_source.into()),
+            utm_medium: MaybeUndefined::Value(utm_medium.into()),
+            utm_campaign: MaybeUndefined::Value(utm_campaign.into()),
+            custom_fields: Some(serde_json::json!({
+                "plan": *rng.pick(&["free", "pro", "enterprise"]),
+                "nps": rng.next_u64() % 11,
+                "interests": [*rng.pick(&["sofas", "parquet", "fridges", "cameras", "cars"])],
+                "birthday": format!("19{:02}-{:02}-{:02}", 60 + rng.next_u64() % 40, 1 + rng.next_u64() % 12, 1 + rng.next_u64() % 28),
+            })),
+            ..Default::default()
+        });
+        if batch.len() == contacts::MAX_UPSERT {
+            contacts::upsert(db, ws.id, std::mem::take(&mut batch))
+                .await
+                .map_err(failed)?;
+        }
+    }
+    if !batch.is_empty() {
+        contacts::upsert(db, ws.id, batch).await.map_err(failed)?;
+    }
+    Ok(ws)
+}
+
+/// The custom fields every demo and generated workspace has.
+async fn define_fields(db: &DatabaseConnection, workspace_id: Uuid) -> ApiResult<()> {
     for (object_type, key, label, field_type, options) in [
         (
             ObjectType::Contact,
@@ -164,7 +245,7 @@ pub async fn seed(db: &DatabaseConnection, name: &str, contact_count: usize) -> 
         };
         custom_fields::define(
             db,
-            ws.id,
+            workspace_id,
             input,
             FieldSql {
                 backend: db.get_database_backend(),
@@ -175,110 +256,27 @@ pub async fn seed(db: &DatabaseConnection, name: &str, contact_count: usize) -> 
         .map_err(failed)?;
     }
 
-    let sizes = [
-        CompanySize::S1To10,
-        CompanySize::S11To50,
-        CompanySize::S51To200,
-        CompanySize::S201To1000,
-        CompanySize::S1001To5000,
-    ];
-    let mut company_ids = Vec::new();
-    for (name, domain, industry) in COMPANIES {
-        let changes = CompanyChanges {
-            name: Some(name.into()),
-            domain: MaybeUndefined::Value(domain.into()),
-            industry: MaybeUndefined::Value(industry.into()),
-            size: MaybeUndefined::Value(*rng.pick(&sizes)),
-            owner_id: MaybeUndefined::Value(rng.pick(&owners[1..4]).clone()),
-            custom_fields: Some(serde_json::json!({ "annual_revenue": (rng.next() % 50_000) * 1_000 })),
-        };
-        let company = companies::create(db, ws.id, changes).await.map_err(failed)?;
-        company_ids.push((NodeKind::Company.id(company.id), domain));
-    }
+    Ok(())
+}
 
-    let stages = [
-        LifecycleStage::Subscriber,
-        LifecycleStage::Subscriber,
-        LifecycleStage::Lead,
-        LifecycleStage::Lead,
-        LifecycleStage::Lead,
-        LifecycleStage::MarketingQualified,
-        LifecycleStage::SalesQualified,
-        LifecycleStage::Opportunity,
-        LifecycleStage::Customer,
-        LifecycleStage::Evangelist,
-    ];
-    let mut batch = Vec::new();
-    for i in 0..contact_count {
-        let first = *rng.pick(&FIRST);
-        let last = *rng.pick(&LAST);
-        // Most demo contacts work somewhere; a quarter are consumers with a webmail address.
-        let company = (!rng.chance(25)).then(|| rng.pick(&company_ids).clone());
-        let domain = company.as_ref().map_or("example.com", |(_, d)| d);
-        let local: String = format!("{}.{}", first, last)
-            .to_lowercase()
-            .chars()
-            .map(|c| match c {
-                'á' => 'a',
-                'é' => 'e',
-                'í' => 'i',
-                'ó' => 'o',
-                'ú' => 'u',
-                'ý' => 'y',
-                'ö' => 'o',
-                'ð' => 'd',
-                'þ' => 't',
-                'č' => 'c',
-                'ć' => 'c',
-                'š' => 's',
-                'ž' => 'z',
-                'đ' => 'd',
-                'æ' => 'a',
-                other => other,
-            })
-            .collect();
-        let (utm_source, utm_medium, utm_campaign) = *rng.pick(&SOURCES);
-        let mut tags: Vec<String> = Vec::new();
-        for tag in TAGS {
-            if rng.chance(15) {
-                tags.push(tag.to_owned());
-            }
-        }
-        let email_consent = if rng.chance(70) {
-            ConsentStatus::Granted
-        } else {
-            ConsentStatus::Unknown
-        };
-        batch.push(ContactChanges {
-            email: MaybeUndefined::Value(format!("{local}.{i}@{domain}")),
-            first_name: MaybeUndefined::Value(first.into()),
-            last_name: MaybeUndefined::Value(last.into()),
-            phone: MaybeUndefined::Value(format!("+354 {:03} {:04}", rng.next() % 1000, rng.next() % 10_000)),
-            company_id: company.map_or(MaybeUndefined::Undefined, |(id, _)| MaybeUndefined::Value(id)),
-            owner_id: MaybeUndefined::Value(rng.pick(&owners[1..4]).clone()),
-            lifecycle_stage: Some(*rng.pick(&stages)),
-            tags: Some(tags),
-            consent: vec![(ChannelKind::Email, Some(email_consent), Some(rng.chance(3)))],
-            source: MaybeUndefined::Value(if rng.chance(60) { "form" } else { "import" }.into()),
-            utm_source: MaybeUndefined::Value(utm_source.into()),
-            utm_medium: MaybeUndefined::Value(utm_medium.into()),
-            utm_campaign: MaybeUndefined::Value(utm_campaign.into()),
-            custom_fields: Some(serde_json::json!({
-                "plan": *rng.pick(&["free", "pro", "enterprise"]),
-                "nps": rng.next() % 11,
-                "interests": [*rng.pick(&["sofas", "parquet", "fridges", "cameras", "cars"])],
-                "birthday": format!("19{:02}-{:02}-{:02}", 60 + rng.next() % 40, 1 + rng.next() % 12, 1 + rng.next() % 28),
-            })),
-            ..Default::default()
-        });
-        if batch.len() == contacts::MAX_UPSERT {
-            contacts::upsert(db, ws.id, std::mem::take(&mut batch))
-                .await
-                .map_err(failed)?;
-        }
-    }
-    if !batch.is_empty() {
-        contacts::upsert(db, ws.id, batch).await.map_err(failed)?;
-    }
-    Ok(ws)
+/// Lower-case ASCII for an e-mail local part: "Guðrún" -> "gudrun".
+fn ascii_fold(text: &str) -> String {
+    text.to_lowercase()
+        .chars()
+        .map(|c| match c {
+            'á' => 'a',
+            'é' => 'e',
+            'í' => 'i',
+            'ó' | 'ö' => 'o',
+            'ú' => 'u',
+            'ý' => 'y',
+            'ð' | 'đ' => 'd',
+            'þ' => 't',
+            'č' | 'ć' => 'c',
+            'š' => 's',
+            'ž' => 'z',
+            'æ' => 'a',
+            other => other,
+        })
+        .collect()
 }
