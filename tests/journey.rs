@@ -2,7 +2,9 @@
 
 use crate::support::{TestApp, codes};
 use reqwest::StatusCode;
+use sea_orm::EntityTrait;
 use serde_json::{Value, json};
+use uuid::Uuid;
 
 const TIMELINE: &str = r#"query($email: String!) { contactByEmail(email: $email) { id anonymous firstSeenAt lastActivityAt
     timeline(first: 50) { nodes { type name source channel campaign properties messageId } } } }"#;
@@ -298,6 +300,72 @@ async fn concurrent_batches_for_one_new_visitor_lose_nothing_and_make_one_contac
     assert_eq!(data["contacts"]["totalCount"], 1);
     assert_eq!(data["anon"]["totalCount"], 0);
     assert_eq!(data["events"]["totalCount"], 400);
+}
+
+#[tokio::test]
+async fn concurrent_batches_sharing_new_visitors_all_succeed_and_merge_profiles() {
+    let app = TestApp::spawn().await;
+    let key = app.write_key().await;
+    // Eight batches at once, each touching the same 30 new visitors and 10 new users, some
+    // stitched together by identify: every batch races the others for the same new identities.
+    let mut tasks = Vec::new();
+    for b in 0..8 {
+        let batch: Vec<Value> = (0..120)
+            .map(|i| {
+                let visitor = (i * 7 + b * 3) % 30;
+                let mut message = if i % 12 == 0 {
+                    json!({ "type": "identify", "anonymousId": format!("v{visitor}"), "userId": format!("u{}", visitor % 10) })
+                } else if i % 4 == 0 {
+                    json!({ "type": "track", "userId": format!("u{}", visitor % 10), "event": "Clicked" })
+                } else {
+                    json!({ "type": "page", "anonymousId": format!("v{visitor}"), "name": "Home" })
+                };
+                message["messageId"] = json!(format!("race-{b}-{i}"));
+                message
+            })
+            .collect();
+        let body = json!({ "batch": batch });
+        let app = &app;
+        let key = key.clone();
+        tasks.push(async move { app.track("/v1/batch", &key, body).await });
+    }
+    let results = futures_util::future::join_all(tasks).await;
+    assert!(
+        results.iter().all(|(status, _)| *status == StatusCode::OK),
+        "{results:?}"
+    );
+    let data = app
+        .gql(
+            "{ events { totalCount } contacts(first: 100) { totalCount nodes { id } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(data["events"]["totalCount"], 8 * 120, "every message kept");
+    // One profile per visitor or user at most, and each identity names exactly one of them.
+    let contacts = data["contacts"]["totalCount"].as_i64().unwrap();
+    assert!((1..=40).contains(&contacts), "{contacts} contacts");
+    let identities: Vec<(String, Uuid)> = entities::contact_identity::Entity::find()
+        .all(&app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| (row.key, row.contact_id))
+        .collect();
+    assert_eq!(identities.len(), 40, "30 visitors and 10 users: {identities:?}");
+    let live: std::collections::HashSet<Uuid> = entities::contact::Entity::find()
+        .all(&app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert!(
+        identities.iter().all(|(_, id)| live.contains(id)),
+        "no identity names a merged-away profile"
+    );
+    // A visitor stitched to a user shares the user's profile.
+    let of = |key: &str| identities.iter().find(|(k, _)| k == key).map(|(_, id)| *id).unwrap();
+    assert_eq!(of("anon:v0"), of("user:u0"));
 }
 
 #[tokio::test]

@@ -50,7 +50,10 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<(DatabaseConnection,
         count.fetch_add(1, Ordering::Relaxed);
         tracing::trace!(target: "voxtur::sql", elapsed_us = info.elapsed.as_micros() as u64, sql = %info.statement.sql);
         if info.elapsed > SLOW_STATEMENT {
-            tracing::warn!(elapsed_ms = info.elapsed.as_millis() as u64, sql = %info.statement.sql, "slow statement");
+            // The start names the statement; a 500-row INSERT in full would flood the log.
+            let sql = &info.statement.sql;
+            let head = &sql[..sql.floor_char_boundary(300)];
+            tracing::warn!(elapsed_ms = info.elapsed.as_millis() as u64, sql = %head, "slow statement");
         }
     });
     tracing::Span::current().record("backend", tracing::field::debug(db.get_database_backend()));

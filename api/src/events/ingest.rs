@@ -16,7 +16,8 @@ use entities::enums::ObjectType;
 use entities::{company, contact, contact_identity, event};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
-    SqlErr, TransactionTrait,
+    QueryOrder, QuerySelect, SqlErr, TransactionTrait,
+    sea_query::{LockType, OnConflict},
 };
 use serde_json::{Value as Json, json};
 use std::collections::{HashMap, HashSet};
@@ -188,8 +189,17 @@ pub struct Ingestor {
     sqlite_writer: Arc<tokio::sync::Mutex<()>>,
 }
 
+/// A profile read at the start of the batch was merged away by a concurrent batch.
+const PROFILE_GONE: &str = "a profile was merged concurrently";
+
 fn retryable(error: &DbErr) -> bool {
-    if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
+    // Unique keys: a concurrent batch created the same profile. Foreign keys and vanished rows:
+    // it merged away (or the API deleted) a profile this batch read. A fresh attempt sees both.
+    if matches!(
+        error.sql_err(),
+        Some(SqlErr::UniqueConstraintViolation(_) | SqlErr::ForeignKeyConstraintViolation(_))
+    ) || matches!(error, DbErr::RecordNotUpdated)
+    {
         return true;
     }
     let text = error.to_string();
@@ -197,6 +207,7 @@ fn retryable(error: &DbErr) -> bool {
         "database is locked",
         "could not serialize",
         "deadlock detected",
+        PROFILE_GONE,
         "(code: 5)",
         "(code: 517)",
     ]
@@ -759,6 +770,94 @@ impl Batch {
         });
     }
 
+    /// Stores the batch's new identities, in key order (so batches waiting on each other's keys
+    /// wait in one direction). Returns the keys a concurrent batch claimed first, as pairs of
+    /// our profile and theirs: the same person, to be merged rather than failing the batch.
+    async fn claim_identities(&mut self, db: &impl ConnectionTrait) -> Result<Vec<(Uuid, Uuid)>, DbErr> {
+        let mut claims: Vec<(String, Uuid)> = self
+            .new_identities
+            .iter()
+            .map(|(key, id)| (key.clone(), self.resolve(*id)))
+            .collect();
+        claims.sort();
+        claims.dedup_by(|a, b| a.0 == b.0);
+        let mut inserted = 0;
+        for chunk in claims.chunks(500) {
+            let rows = chunk.iter().map(|(key, contact_id)| {
+                contact_identity::ActiveModel::from(contact_identity::Model {
+                    workspace_id: self.workspace_id,
+                    key: key.clone(),
+                    contact_id: *contact_id,
+                    created_at: self.now,
+                })
+                .reset_all()
+            });
+            inserted += contact_identity::Entity::insert_many(rows)
+                .on_conflict(
+                    OnConflict::columns([contact_identity::Column::WorkspaceId, contact_identity::Column::Key])
+                        .do_nothing()
+                        .to_owned(),
+                )
+                .exec_without_returning(db)
+                .await?;
+        }
+        if inserted == claims.len() as u64 {
+            return Ok(Vec::new());
+        }
+        let ours: HashMap<String, Uuid> = claims.into_iter().collect();
+        let mut lost = Vec::new();
+        let keys: Vec<String> = ours.keys().cloned().collect();
+        for chunk in keys.chunks(1_000) {
+            for row in contact_identity::Entity::find()
+                .filter(contact_identity::Column::WorkspaceId.eq(self.workspace_id))
+                .filter(contact_identity::Column::Key.is_in(chunk.iter().cloned()))
+                .all(db)
+                .await?
+            {
+                if ours.get(&row.key) != Some(&row.contact_id) {
+                    lost.push((ours[&row.key], row.contact_id));
+                }
+            }
+        }
+        Ok(lost)
+    }
+
+    /// Merges the profiles of lost identity claims (older wins); their rows are locked already.
+    async fn merge_lost(&mut self, db: &impl ConnectionTrait, lost: Vec<(Uuid, Uuid)>) -> Result<(), DbErr> {
+        for (ours, theirs) in lost {
+            let (a, b) = (self.resolve(ours), self.resolve(theirs));
+            if a == b {
+                continue;
+            }
+            // Pending changes go first: the merge works from the stored rows.
+            for id in [a, b] {
+                if self.dirty.remove(&id)
+                    && let Some(m) = self.stored.get(&id)
+                {
+                    contact::ActiveModel::from(m.clone()).reset_all().update(db).await?;
+                }
+            }
+            let rows = contact::Entity::find()
+                .filter(contact::Column::Id.is_in([a, b]))
+                .all(db)
+                .await?;
+            let [first, second] = rows.as_slice() else {
+                return Err(DbErr::Custom(PROFILE_GONE.into()));
+            };
+            let (winner, loser) = if (first.created_at, first.id) <= (second.created_at, second.id) {
+                (first, second)
+            } else {
+                (second, first)
+            };
+            let merged = merge(db, winner, loser, "concurrent identity").await?.contact;
+            self.redirect.insert(loser.id, winner.id);
+            self.stored.remove(&loser.id);
+            self.dirty.remove(&loser.id);
+            self.stored.insert(winner.id, merged);
+        }
+        Ok(())
+    }
+
     async fn save(mut self, db: &impl ConnectionTrait, applied: usize) -> Result<Outcome, DbErr> {
         let created: Vec<contact::ActiveModel> = self
             .created_order
@@ -771,34 +870,44 @@ impl Batch {
                 .exec_without_returning(db)
                 .await?;
         }
-        for id in &self.dirty {
-            if let Some(m) = self.stored.get(id) {
-                contact::ActiveModel::from(m.clone()).reset_all().update(db).await?;
+        let lost = self.claim_identities(db).await?;
+        // Every batch locks the contact rows it changes in one order, after its identities and
+        // before changing any, so concurrent batches wait in one direction and never deadlock.
+        let mut touched: Vec<Uuid> = self
+            .dirty
+            .iter()
+            .copied()
+            .chain(self.events.iter().map(|e| self.resolve(e.contact_id)))
+            .chain(lost.iter().flat_map(|(a, b)| [self.resolve(*a), self.resolve(*b)]))
+            .collect();
+        touched.sort();
+        touched.dedup();
+        if db.get_database_backend() == DbBackend::Postgres {
+            for chunk in touched.chunks(1_000) {
+                let locked = contact::Entity::find()
+                    .select_only()
+                    .column(contact::Column::Id)
+                    .filter(contact::Column::Id.is_in(chunk.iter().copied()))
+                    .order_by_asc(contact::Column::Id)
+                    .lock(LockType::NoKeyUpdate)
+                    .into_tuple::<Uuid>()
+                    .all(db)
+                    .await?;
+                if locked.len() < chunk.len() {
+                    // A concurrent batch merged one of them away since we read it: start again.
+                    return Err(DbErr::Custom(PROFILE_GONE.into()));
+                }
             }
         }
-        let identities: Vec<contact_identity::ActiveModel> = self
-            .new_identities
-            .iter()
-            .map(|(key, id)| {
-                contact_identity::ActiveModel::from(contact_identity::Model {
-                    workspace_id: self.workspace_id,
-                    key: key.clone(),
-                    contact_id: self.resolve(*id),
-                    created_at: self.now,
-                })
-                .reset_all()
-            })
-            .collect();
-        // A concurrent batch that created the same identity makes this fail; the caller retries
-        // the whole batch, which then finds that identity.
-        for chunk in identities.chunks(500) {
-            contact_identity::Entity::insert_many(chunk.to_vec())
-                .exec_without_returning(db)
-                .await?;
-        }
+        self.merge_lost(db, lost).await?;
         let mut events = std::mem::take(&mut self.events);
         for e in events.iter_mut() {
             e.contact_id = self.resolve(e.contact_id);
+        }
+        for id in touched.iter().filter(|id| self.dirty.contains(id)) {
+            if let Some(m) = self.stored.get(id) {
+                contact::ActiveModel::from(m.clone()).reset_all().update(db).await?;
+            }
         }
         let stored = insert_events(db, events.clone()).await?;
         touch_activity(db, &events).await?;

@@ -102,7 +102,9 @@ pub async fn touch_activity(db: &impl ConnectionTrait, rows: &[event::Model]) ->
         entry.1 = entry.1.max(row.occurred_at);
     }
     let backend = db.get_database_backend();
-    let spans: Vec<_> = span.into_iter().collect();
+    // In id order, the order every batch locks rows in, so concurrent batches never deadlock.
+    let mut spans: Vec<_> = span.into_iter().collect();
+    spans.sort_by_key(|(id, _)| *id);
     for chunk in spans.chunks(500) {
         let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 3);
         let mut tuples = Vec::with_capacity(chunk.len());
