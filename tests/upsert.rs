@@ -65,3 +65,41 @@ async fn upsert_refuses_more_than_a_thousand() {
     assert_eq!(data["contactsUpsert"]["userErrors"][0]["code"], "TOO_MANY");
     assert_eq!(app.contact_count().await, 0);
 }
+
+#[tokio::test]
+async fn concurrent_upserts_of_the_same_new_emails_all_succeed() {
+    let app = TestApp::spawn().await;
+    // Six calls at once, each with the same 40 new emails in a different order: they race to
+    // create them; every call must end with all 40 saved and none duplicated.
+    let mut calls = Vec::new();
+    for c in 0..6usize {
+        let inputs: Vec<_> = (0..40usize)
+            .map(|i| (i * 7 + c * 11) % 40)
+            .map(|n| json!({ "email": format!("race{n}@example.com"), "firstName": format!("Call{c}"), "tags": [format!("c{c}")] }))
+            .collect();
+        let app = &app;
+        calls.push(async move { app.gql(UPSERT, json!({ "i": inputs })).await });
+    }
+    let results = futures_util::future::join_all(calls).await;
+    let mut created = 0;
+    for data in &results {
+        let payload = &data["contactsUpsert"];
+        assert_eq!(payload["userErrors"], json!([]), "{payload}");
+        let (c, u) = (
+            payload["createdCount"].as_i64().unwrap(),
+            payload["updatedCount"].as_i64().unwrap(),
+        );
+        assert_eq!(c + u, 40, "{payload}");
+        created += c;
+    }
+    assert_eq!(created, 40, "each email created exactly once");
+    assert_eq!(app.contact_count().await, 40);
+    // Each contact is wholly one call's version: name and tags from the same call.
+    let data = app
+        .gql("{ contacts(first: 100) { nodes { firstName tags } } }", json!({}))
+        .await;
+    for node in data["contacts"]["nodes"].as_array().unwrap() {
+        let call = node["firstName"].as_str().unwrap().trim_start_matches("Call");
+        assert_eq!(node["tags"], json!([format!("c{call}")]), "{node}");
+    }
+}

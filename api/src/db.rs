@@ -60,6 +60,21 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<(DatabaseConnection,
     Ok((db, counter))
 }
 
+/// Errors that a fresh attempt of the same transaction can succeed past: lock conflicts, and on
+/// SQLite a writer that committed since this transaction read.
+pub fn is_transient(error: &DbErr) -> bool {
+    let text = error.to_string();
+    [
+        "deadlock detected",
+        "could not serialize",
+        "database is locked",
+        "(code: 5)",
+        "(code: 517)",
+    ]
+    .iter()
+    .any(|needle| text.contains(needle))
+}
+
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     Migrator::up(db, None).await
 }

@@ -11,8 +11,8 @@ use async_graphql::{ID, MaybeUndefined};
 use entities::enums::{ConsentStatus, LifecycleStage, ObjectType};
 use entities::{app_user, company, contact, contact_tag};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect,
-    SqlErr, TransactionSession, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, SqlErr, TransactionSession, TransactionTrait, sea_query::LockType,
 };
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
@@ -375,6 +375,86 @@ fn taken(email: &str, prefix: &[String]) -> UserError {
     .under(prefix)
 }
 
+/// One attempt at writing an upsert, in one transaction: the matched rows are locked (in id
+/// order, as every call locks them, so concurrent calls never deadlock) before they are changed,
+/// so a concurrent edit is never overwritten with stale fields; new rows go in email order.
+async fn write_upsert<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    workspace_id: Uuid,
+    items: &[ContactChanges],
+    emails: &[Option<String>],
+    refs: &References,
+    fields: &Definitions,
+    outcomes: &mut [Option<UpsertOutcome>],
+) -> Result<(), DbErr> {
+    let txn = db.begin().await?;
+    let wanted: Vec<String> = emails.iter().flatten().cloned().collect();
+    let mut existing: HashMap<String, contact::Model> = HashMap::new();
+    for chunk in wanted.chunks(500) {
+        let mut query = contact::Entity::find()
+            .filter(contact::Column::WorkspaceId.eq(workspace_id))
+            .filter(contact::Column::Email.is_in(chunk.iter().cloned()))
+            .order_by_asc(contact::Column::Id);
+        if txn.get_database_backend() == DbBackend::Postgres {
+            query = query.lock(LockType::NoKeyUpdate);
+        }
+        for row in query.all(&txn).await? {
+            if let Some(email) = row.email.clone() {
+                existing.insert(email, row);
+            }
+        }
+    }
+
+    let now = crate::now();
+    let mut inserts = Vec::new();
+    let mut updates = Vec::new();
+    let mut tag_sets = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        let Some(email) = &emails[index] else { continue };
+        let prefix = ["inputs".to_owned(), index.to_string()];
+        let (base, is_new) = match existing.get(email) {
+            Some(row) => (row.clone(), false),
+            None => (blank(workspace_id), true),
+        };
+        match apply(base, item, refs, fields) {
+            Ok((mut model, tags)) => {
+                if !is_new {
+                    model.updated_at = now;
+                }
+                if let Some(tags) = tags {
+                    tag_sets.push((model.id, tags));
+                }
+                if is_new {
+                    inserts.push(model.clone());
+                    outcomes[index] = Some(UpsertOutcome::Created(model));
+                } else {
+                    updates.push(model.clone());
+                    outcomes[index] = Some(UpsertOutcome::Updated(model));
+                }
+            }
+            Err(errors) => outcomes[index] = Some(UpsertOutcome::Failed(prefixed(errors, &prefix))),
+        }
+    }
+
+    inserts.sort_by(|a, b| a.email.cmp(&b.email));
+    let rows: Vec<contact::ActiveModel> = inserts
+        .into_iter()
+        .map(|m| contact::ActiveModel::from(m).reset_all())
+        .collect();
+    // ~40 columns a row: 20 rows a statement keeps well under SQLite's parameter limit.
+    for chunk in rows.chunks(20) {
+        contact::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(&txn)
+            .await?;
+    }
+    for model in updates {
+        contact::ActiveModel::from(model).reset_all().update(&txn).await?;
+    }
+    replace_tags(&txn, workspace_id, tag_sets).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
 fn is_unique_violation(error: &DbErr) -> bool {
     matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
 }
@@ -595,81 +675,27 @@ pub async fn upsert<C: ConnectionTrait + TransactionTrait>(
         }
     }
 
-    let wanted: Vec<String> = emails.iter().flatten().cloned().collect();
-    let mut existing: HashMap<String, contact::Model> = HashMap::new();
-    for chunk in wanted.chunks(500) {
-        for row in contact::Entity::find()
-            .filter(contact::Column::WorkspaceId.eq(workspace_id))
-            .filter(contact::Column::Email.is_in(chunk.iter().cloned()))
-            .all(db)
-            .await?
-        {
-            if let Some(email) = row.email.clone() {
-                existing.insert(email, row);
+    // Concurrent calls for the same new emails race on the unique index; the loser starts
+    // again and finds the winner's rows. Nothing of a failed attempt is written.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match write_upsert(db, workspace_id, &items, &emails, &refs, &fields, &mut outcomes).await {
+            Ok(()) => break,
+            Err(e) if attempt < 5 && (is_unique_violation(&e) || crate::db::is_transient(&e)) => {
+                tokio::time::sleep(std::time::Duration::from_millis(5 << attempt)).await;
             }
-        }
-    }
-
-    let now = crate::now();
-    let mut inserts = Vec::new();
-    let mut updates = Vec::new();
-    let mut tag_sets = Vec::new();
-    for (index, item) in items.iter().enumerate() {
-        let Some(email) = &emails[index] else { continue };
-        let prefix = ["inputs".to_owned(), index.to_string()];
-        let (base, is_new) = match existing.get(email) {
-            Some(row) => (row.clone(), false),
-            None => (blank(workspace_id), true),
-        };
-        match apply(base, item, &refs, &fields) {
-            Ok((mut model, tags)) => {
-                if !is_new {
-                    model.updated_at = now;
-                }
-                if let Some(tags) = tags {
-                    tag_sets.push((model.id, tags));
-                }
-                if is_new {
-                    inserts.push(model.clone());
-                    outcomes[index] = Some(UpsertOutcome::Created(model));
-                } else {
-                    updates.push(model.clone());
-                    outcomes[index] = Some(UpsertOutcome::Updated(model));
-                }
-            }
-            Err(errors) => outcomes[index] = Some(UpsertOutcome::Failed(prefixed(errors, &prefix))),
-        }
-    }
-
-    let txn = db.begin().await?;
-    let rows: Vec<contact::ActiveModel> = inserts
-        .into_iter()
-        .map(|m| contact::ActiveModel::from(m).reset_all())
-        .collect();
-    // ~40 columns a row: 20 rows a statement keeps well under SQLite's parameter limit.
-    for chunk in rows.chunks(20) {
-        if let Err(e) = contact::Entity::insert_many(chunk.to_vec())
-            .exec_without_returning(&txn)
-            .await
-        {
-            if is_unique_violation(&e) {
-                // Another request created one of these emails since we looked; nothing of this
-                // call is written, and the caller can retry.
+            Err(e) if is_unique_violation(&e) => {
                 return Err(UserError::new(
                     &["inputs"],
                     UserErrorCode::Taken,
-                    "a concurrent request created some of these emails; retry the call",
+                    "concurrent requests keep creating some of these emails; retry the call",
                 )
                 .into());
             }
-            return Err(e.into());
+            Err(e) => return Err(e.into()),
         }
     }
-    for model in updates {
-        contact::ActiveModel::from(model).reset_all().update(&txn).await?;
-    }
-    replace_tags(&txn, workspace_id, tag_sets).await?;
-    txn.commit().await?;
     Ok(outcomes
         .into_iter()
         .map(|o| o.unwrap_or(UpsertOutcome::Failed(Vec::new())))

@@ -199,20 +199,11 @@ fn retryable(error: &DbErr) -> bool {
         error.sql_err(),
         Some(SqlErr::UniqueConstraintViolation(_) | SqlErr::ForeignKeyConstraintViolation(_))
     ) || matches!(error, DbErr::RecordNotUpdated)
+        || error.to_string().contains(PROFILE_GONE)
     {
         return true;
     }
-    let text = error.to_string();
-    [
-        "database is locked",
-        "could not serialize",
-        "deadlock detected",
-        PROFILE_GONE,
-        "(code: 5)",
-        "(code: 517)",
-    ]
-    .iter()
-    .any(|needle| text.contains(needle))
+    crate::db::is_transient(error)
 }
 
 impl Ingestor {
