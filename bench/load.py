@@ -233,7 +233,8 @@ def wrk(args, url, script, workdir, delay_ms=None):
     requests = int(re.search(r"(\d+) requests in", out).group(1))
     socket_errors = re.search(r"Socket errors: (.*)", out)
     if errors or socket_errors or requests == 0:
-        sys.exit(f"scenario had errors ({errors} bad responses, {socket_errors.group(1) if socket_errors else 'no socket errors'}, {requests} requests):\n{out}")
+        sys.exit(f"scenario had errors ({errors} bad responses, {socket_errors.group(1) if socket_errors else 'no socket errors'}, "
+                 f"{requests} requests):\n{out}\n{result.stderr}")
     return {"rps": rps, "p50_ms": to_ms(latency["50"]), "p99_ms": to_ms(latency["99"]), "requests": requests}
 
 
@@ -251,9 +252,11 @@ def dataset(args, env):
     if args.reuse and os.path.exists(state_path):
         with open(state_path) as f:
             state = json.load(f)
-        if state["params"] == params:
-            print(f"dataset: reusing {state['summary']['contacts']} contacts, {state['summary']['events']} events")
-            return state["summary"]
+        if state["params"] != params:
+            sys.exit(f"--reuse: the stored dataset was made with {state['params']}, not {params}; "
+                     "pass the same options, or drop --reuse to generate anew")
+        print(f"dataset: reusing {state['summary']['contacts']} contacts, {state['summary']['events']} events")
+        return state["summary"]
     if args.backend == "postgres":
         run(["psql", args.database_url, "-qc", f"DROP SCHEMA IF EXISTS {args.schema} CASCADE; CREATE SCHEMA {args.schema}"])
     elif os.path.exists(args.sqlite_path):
@@ -318,9 +321,13 @@ def main():
     results = {"machine": machine(), "args": vars(args), "dataset": {k: v for k, v in summary.items() if not k.endswith("_key")},
                "scenarios": {}, "peer": {}}
 
+    workdir = tempfile.mkdtemp(prefix="voxtur-load-")
+    if args.peer:
+        # First, while the dataset is as generated (the write scenarios below add to it).
+        results["peer"] = peer(args, summary, workdir)
+
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    workdir = tempfile.mkdtemp(prefix="voxtur-load-")
     server_log = open(os.path.join(workdir, "server.log"), "w")
     server = subprocess.Popen([args.binary, "serve", "--port", str(port)], env=env, stdout=server_log, stderr=subprocess.STDOUT)
     try:
@@ -332,7 +339,7 @@ def main():
         ids = contact_ids(base, auth)
         scenarios = {
             "contacts_list": ("/graphql", lambda: lua_static(json.dumps({"query": LIST}), auth)),
-            "contact_timeline": ("/graphql", lambda: lua_timeline([i for i, _ in ids], auth, peer=False)),
+            "contact_timeline": ("/graphql", lambda: lua_timeline(ids, auth, peer=False)),
             "contacts_upsert": ("/graphql", lambda: lua_upsert(auth)),
             "ingest_batch": ("/v1/batch", lambda: lua_ingest({
                 "Authorization": "Basic " + base64.b64encode(f"{summary['write_key']}:".encode()).decode(),
@@ -359,7 +366,6 @@ def main():
         server_log.close()
 
     if args.peer:
-        results["peer"] = peer(args, summary, ids, workdir)
         for name in ("contacts_list", "contact_timeline"):
             if name in results["scenarios"] and name in results["peer"]:
                 ratio = results["scenarios"][name]["rps"] / results["peer"][name]["rps"]
@@ -377,15 +383,13 @@ def contact_ids(base, auth):
     out = []
     for order in ("DESC", "ASC"):
         data = post(f"{base}/graphql", {"query": query, "variables": {"o": [{"createdAt": order}]}}, auth)
-        for node in data["contacts"]["nodes"]:
-            raw = base64.urlsafe_b64decode(node["id"] + "=" * (-len(node["id"]) % 4)).decode()
-            out.append((node["id"], raw.split(":", 1)[1]))
+        out.extend(node["id"] for node in data["contacts"]["nodes"])
     if not out:
         sys.exit("the dataset has no contacts")
     return out
 
 
-def peer(args, summary, ids, workdir):
+def peer(args, summary, workdir):
     peer_dir = os.path.join(ROOT, "bench", "peer")
     if not os.path.exists(os.path.join(peer_dir, "node_modules", ".bin", "postgraphile")):
         run(["npm", "ci", "--no-audit", "--no-fund", "--prefix", peer_dir])
@@ -417,12 +421,15 @@ def peer(args, summary, ids, workdir):
                     sys.exit("PostGraphile did not start")
                 time.sleep(0.2)
         headers = {"Content-Type": "application/json"}
+        ids = run(["psql", args.database_url, "-Atc",
+                   f"(SELECT id FROM {args.schema}.contact WHERE workspace_id = '{summary['workspace_id']}' ORDER BY created_at DESC LIMIT 100) "
+                   f"UNION ALL (SELECT id FROM {args.schema}.contact WHERE workspace_id = '{summary['workspace_id']}' ORDER BY created_at LIMIT 100)"]).split()
         list_query = PEER_LIST % summary["workspace_id"]
         post(f"{base}/graphql", {"query": list_query}, headers)
         time.sleep(1)
         results["idle_rss_mib"] = round(rss_kib(process.pid) / 1024, 1)
         for name, script in (("contacts_list", lua_static(json.dumps({"query": list_query}), headers)),
-                             ("contact_timeline", lua_timeline([raw for _, raw in ids], headers, peer=True))):
+                             ("contact_timeline", lua_timeline(ids, headers, peer=True))):
             if name not in args.scenarios.split(","):
                 continue
             result = wrk(args, f"{base}/graphql", script, workdir)
