@@ -18,6 +18,7 @@ mod journey;
 mod pagination;
 mod queries_cost;
 mod schema;
+mod segments;
 mod tenancy;
 mod upsert;
 mod web;

@@ -76,6 +76,11 @@ enum Command {
         #[command(subcommand)]
         command: ApiKeyCommand,
     },
+    /// Manage segments.
+    Segment {
+        #[command(subcommand)]
+        command: SegmentCommand,
+    },
     /// Create a demo workspace with sample companies and contacts, and print its API key.
     #[command(args_conflicts_with_subcommands = true)]
     Demo {
@@ -84,6 +89,18 @@ enum Command {
         contacts: usize,
         #[command(subcommand)]
         command: Option<DemoCommand>,
+    },
+}
+
+#[derive(Subcommand)]
+enum SegmentCommand {
+    /// Re-evaluate dynamic segments for every contact (repair), and print who entered and left.
+    Rebuild {
+        /// Segment ids (global ids or UUIDs); none with --workspace for all of its segments.
+        ids: Vec<String>,
+        /// Every dynamic segment of this workspace.
+        #[arg(long)]
+        workspace: Option<String>,
     },
 }
 
@@ -247,6 +264,56 @@ async fn run(command: Option<Command>, mut settings: Settings) -> Result<(), Str
                 .await
                 .map_err(|e| e.for_operator())?;
             println!("{}", issued.secret);
+            Ok(())
+        }
+        Command::Segment {
+            command: SegmentCommand::Rebuild { ids, workspace },
+        } => {
+            let db = connect(&settings).await?;
+            let mut targets = Vec::new();
+            for id in &ids {
+                let uuid = Uuid::parse_str(id)
+                    .ok()
+                    .or_else(|| decode_as(id, NodeKind::Segment))
+                    .ok_or_else(|| format!("`{id}` is not a segment id"))?;
+                let found = entities::segment::Entity::find_by_id(uuid)
+                    .one(&db)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("no segment with id {uuid}"))?;
+                targets.push(found);
+            }
+            if let Some(workspace) = workspace {
+                let workspace_id = Uuid::parse_str(&workspace)
+                    .ok()
+                    .or_else(|| decode_as(&workspace, NodeKind::Workspace))
+                    .ok_or_else(|| format!("`{workspace}` is not a workspace id"))?;
+                targets.extend(
+                    crate::segments::in_dependency_order(&db, workspace_id)
+                        .await
+                        .map_err(|e| e.for_operator())?,
+                );
+            }
+            if targets.is_empty() {
+                return Err("name segment ids or --workspace".into());
+            }
+            for segment in targets {
+                if segment.kind != crate::segments::DYNAMIC {
+                    println!("{} (static): nothing to rebuild", segment.name);
+                    continue;
+                }
+                let started = std::time::Instant::now();
+                let done = crate::segments::evaluate(&db, segment.id, segment.workspace_id, None)
+                    .await
+                    .map_err(|e| e.for_operator())?;
+                println!(
+                    "{}: {} entered, {} left, in {:.2} s",
+                    segment.name,
+                    done.entered,
+                    done.exited,
+                    started.elapsed().as_secs_f64()
+                );
+            }
             Ok(())
         }
         Command::Demo { contacts, command } => {

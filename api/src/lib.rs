@@ -18,6 +18,7 @@ pub mod error;
 pub mod events;
 pub mod graphql;
 pub mod listing;
+pub mod segments;
 pub mod server;
 pub mod telemetry;
 pub mod web;

@@ -24,6 +24,9 @@ pub struct AppState {
 }
 
 /// A built, bound, not yet running server. Binding happens in `build`, so port 0 works for tests.
+/// How often sliding segment windows are re-evaluated.
+const SEGMENT_WINDOW_CHECK: std::time::Duration = std::time::Duration::from_secs(60);
+
 pub struct Application {
     port: u16,
     server: Server,
@@ -90,8 +93,24 @@ impl Application {
     }
 
     /// Serves until SIGTERM / SIGINT (actix handles both), letting in-flight requests finish.
+    /// Meanwhile, every minute, segments with a sliding window ("in the last 30 days") are
+    /// re-evaluated so contacts leave as the window passes. Several servers may do it at once:
+    /// evaluations of one segment take turns and the later finds nothing left to change.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let db = self.db.clone();
+        let windows = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SEGMENT_WINDOW_CHECK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(error) = crate::segments::expire_windows(&db).await {
+                    tracing::error!(error = %error.for_operator(), "segment windows not re-evaluated");
+                }
+            }
+        });
+        let result = self.server.await;
+        windows.abort();
+        result
     }
 }
 

@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_foundation;
 mod m20261125_000002_journey;
+mod m20261125_000003_segments;
 
 pub struct Migrator;
 
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261125_000001_foundation::Migration),
             Box::new(m20261125_000002_journey::Migration),
+            Box::new(m20261125_000003_segments::Migration),
         ]
     }
 }

@@ -142,10 +142,7 @@ impl CompanyFilter {
         }
         if let Some(filters) = &self.custom_fields {
             check_list("customFields", filters)?;
-            let sql = FieldSql {
-                backend,
-                table: "company",
-            };
+            let sql = FieldSql::custom_fields(backend, "company");
             for f in filters {
                 all = all.add(f.condition(fields, sql)?);
             }

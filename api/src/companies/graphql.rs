@@ -106,10 +106,7 @@ impl Company {
         let spec: SortSpec<_> = sort_spec(
             &order,
             &Definitions::default(),
-            FieldSql {
-                backend,
-                table: "contact",
-            },
+            FieldSql::custom_fields(backend, "contact"),
             "company.contacts",
         )?;
         let with_total = ctx.look_ahead().field("totalCount").exists();
@@ -257,14 +254,7 @@ impl CompanyQuery {
         } else {
             Definitions::default()
         };
-        let spec = company_sort(
-            &order_by,
-            &fields,
-            FieldSql {
-                backend,
-                table: "company",
-            },
-        )?;
+        let spec = company_sort(&order_by, &fields, FieldSql::custom_fields(backend, "company"))?;
         let mut select = company::Entity::find().filter(company::Column::WorkspaceId.eq(workspace_id));
         if let Some(filter) = &filter {
             select = select.filter(filter.condition(&fields, backend)?);

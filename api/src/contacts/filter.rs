@@ -6,10 +6,15 @@ use super::graphql::{Channel, ConsentStatus, LifecycleStage};
 use crate::companies::filter::{CompanyFilter, IdFilter};
 use crate::custom_fields::{CustomFieldFilter, Definitions, FieldSql};
 use crate::error::ApiResult;
+use crate::events::filter::EventCondition;
 use crate::graphql::relay::NodeKind;
 use crate::listing::filters::{DateTimeFilter, StringFilter, check_depth, check_list};
+use crate::segments::filter::SegmentMembershipFilter;
 use async_graphql::InputObject;
+use chrono::{DateTime, Utc};
+use entities::enums::ObjectType;
 use entities::{company, contact, contact_tag};
+use sea_orm::ConnectionTrait;
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{ColumnTrait, Condition, DbBackend};
 use uuid::Uuid;
@@ -20,6 +25,39 @@ pub struct FilterContext {
     pub workspace_id: Uuid,
     pub contact_fields: Definitions,
     pub company_fields: Definitions,
+    /// The moment sliding windows ("in the last 30 days") count back from.
+    pub now: DateTime<Utc>,
+    /// Only these contacts, when re-evaluating segments for a few: behaviour subqueries are
+    /// narrowed too, so they read only those contacts' events.
+    pub scope: Option<Vec<Uuid>>,
+}
+
+impl FilterContext {
+    /// Loads the custom field definitions the filter needs (none when it uses none).
+    pub async fn load(
+        db: &impl ConnectionTrait,
+        workspace_id: Uuid,
+        filter: Option<&ContactFilter>,
+    ) -> ApiResult<Self> {
+        let contact_fields = filter.is_some_and(|f| f.uses_custom_fields());
+        let company_fields = filter.is_some_and(|f| f.uses_company_custom_fields());
+        Ok(FilterContext {
+            backend: db.get_database_backend(),
+            workspace_id,
+            contact_fields: if contact_fields {
+                Definitions::load(db, workspace_id, ObjectType::Contact).await?
+            } else {
+                Definitions::default()
+            },
+            company_fields: if company_fields {
+                Definitions::load(db, workspace_id, ObjectType::Company).await?
+            } else {
+                Definitions::default()
+            },
+            now: crate::now(),
+            scope: None,
+        })
+    }
 }
 
 /// Conditions on contacts. All given fields must hold; combine with `and`, `or`, `not`.
@@ -74,6 +112,10 @@ pub struct ContactFilter {
     pub first_seen_at: Option<DateTimeFilter>,
     /// Time of the latest recorded event.
     pub last_activity_at: Option<DateTimeFilter>,
+    /// Behaviour: what the contact did, counted over its events; every entry must hold.
+    pub events: Option<Vec<EventCondition>>,
+    /// Membership of segments.
+    pub segments: Option<SegmentMembershipFilter>,
 }
 
 /// Conditions on the lifecycle stage.
@@ -115,6 +157,45 @@ pub struct ChannelConsentFilter {
 }
 
 impl ContactFilter {
+    /// The filter and every filter nested in it.
+    fn all(&self) -> Vec<&ContactFilter> {
+        let mut out = vec![self];
+        for f in self
+            .and
+            .iter()
+            .flatten()
+            .chain(self.or.iter().flatten())
+            .chain(self.not.as_deref())
+        {
+            out.extend(f.all());
+        }
+        out
+    }
+
+    fn uses_company_custom_fields(&self) -> bool {
+        self.all()
+            .iter()
+            .any(|f| f.company.as_ref().is_some_and(|c| c.uses_custom_fields()))
+    }
+
+    /// Segments the filter refers to.
+    pub fn segment_ids(&self) -> ApiResult<Vec<Uuid>> {
+        let mut ids = Vec::new();
+        for f in self.all() {
+            if let Some(s) = &f.segments {
+                ids.extend(s.segment_ids()?);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Whether membership can change with time alone (a sliding event window).
+    pub fn is_time_relative(&self) -> bool {
+        self.all()
+            .iter()
+            .any(|f| f.events.iter().flatten().any(|e| e.is_time_relative()))
+    }
+
     pub fn uses_custom_fields(&self) -> bool {
         self.custom_fields.is_some()
             || self.company.as_ref().is_some_and(|c| c.uses_custom_fields())
@@ -209,12 +290,18 @@ impl ContactFilter {
         if let Some(f) = &self.last_activity_at {
             all = all.add(f.condition(contact::Column::LastActivityAt.into_expr()));
         }
+        if let Some(conditions) = &self.events {
+            check_list("events", conditions)?;
+            for c in conditions {
+                all = all.add(c.condition(ctx.backend, ctx.workspace_id, ctx.now, ctx.scope.as_deref())?);
+            }
+        }
+        if let Some(f) = &self.segments {
+            all = all.add(f.condition(ctx.workspace_id)?);
+        }
         if let Some(filters) = &self.custom_fields {
             check_list("customFields", filters)?;
-            let sql = FieldSql {
-                backend: ctx.backend,
-                table: "contact",
-            };
+            let sql = FieldSql::custom_fields(ctx.backend, "contact");
             for f in filters {
                 all = all.add(f.condition(&ctx.contact_fields, sql)?);
             }

@@ -270,6 +270,20 @@ impl Contact {
             .map_err(crate::graphql::loaders::load_failed)?
             .unwrap_or_default())
     }
+    /// Segments and marketing lists the contact is in, by name.
+    #[graphql(guard = "ScopeGuard(Scope::ContactsRead)")]
+    async fn segments(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<crate::segments::graphql::Segment>> {
+        let loaders = request(ctx)?.loaders;
+        Ok(loaders
+            .contact_segments
+            .load_one(self.0.id)
+            .await
+            .map_err(crate::graphql::loaders::load_failed)?
+            .unwrap_or_default()
+            .into_iter()
+            .map(crate::segments::graphql::Segment)
+            .collect())
+    }
     /// Consent per channel.
     async fn consent(&self) -> ContactConsent {
         let m = &self.0;
@@ -430,32 +444,16 @@ pub(crate) async fn list_contacts(
     page: PageArgs,
 ) -> ApiResult<ContactConnection> {
     let backend = db.get_database_backend();
-    let uses_fields = filter.as_ref().is_some_and(|f| f.uses_custom_fields())
-        || order_by.iter().any(|o| matches!(o, ContactOrderBy::CustomField(_)));
-    let needs_company_fields = filter
-        .as_ref()
-        .is_some_and(|f| f.company.as_ref().is_some_and(|c| c.uses_custom_fields()));
-    let filter_ctx = FilterContext {
-        backend,
-        workspace_id,
-        contact_fields: if uses_fields {
-            Definitions::load(db, workspace_id, ObjectType::Contact).await?
-        } else {
-            Definitions::default()
-        },
-        company_fields: if needs_company_fields {
-            Definitions::load(db, workspace_id, ObjectType::Company).await?
-        } else {
-            Definitions::default()
-        },
-    };
+    let mut filter_ctx = FilterContext::load(db, workspace_id, filter.as_ref()).await?;
+    if order_by.iter().any(|o| matches!(o, ContactOrderBy::CustomField(_)))
+        && !filter.as_ref().is_some_and(|f| f.uses_custom_fields())
+    {
+        filter_ctx.contact_fields = Definitions::load(db, workspace_id, ObjectType::Contact).await?;
+    }
     let spec = sort_spec(
         &order_by,
         &filter_ctx.contact_fields,
-        FieldSql {
-            backend,
-            table: "contact",
-        },
+        FieldSql::custom_fields(backend, "contact"),
         "contacts",
     )?;
     let mut select = contact::Entity::find().filter(contact::Column::WorkspaceId.eq(workspace_id));
@@ -756,6 +754,9 @@ impl ContactMutation {
     ) -> async_graphql::Result<ContactCreatePayload> {
         let r = request(ctx)?;
         let (contact, user_errors) = into_payload(super::create(r.db, r.principal.workspace_id, input.into()).await)?;
+        if let Some(c) = &contact {
+            crate::segments::keep_current(r.db, r.principal.workspace_id, vec![c.id]).await;
+        }
         Ok(ContactCreatePayload {
             contact: contact.map(Contact),
             user_errors,
@@ -773,6 +774,9 @@ impl ContactMutation {
         let r = request(ctx)?;
         let (contact, user_errors) =
             into_payload(super::update(r.db, r.principal.workspace_id, &id, input.into()).await)?;
+        if let Some(c) = &contact {
+            crate::segments::keep_current(r.db, r.principal.workspace_id, vec![c.id]).await;
+        }
         Ok(ContactUpdatePayload {
             contact: contact.map(Contact),
             user_errors,
@@ -810,6 +814,15 @@ impl ContactMutation {
         let r = request(ctx)?;
         let changes = inputs.into_iter().map(Into::into).collect();
         let (outcomes, user_errors) = into_payload(super::upsert(r.db, r.principal.workspace_id, changes).await)?;
+        let saved: Vec<Uuid> = outcomes
+            .iter()
+            .flatten()
+            .filter_map(|o| match o {
+                UpsertOutcome::Created(m) | UpsertOutcome::Updated(m) => Some(m.id),
+                UpsertOutcome::Failed(_) => None,
+            })
+            .collect();
+        crate::segments::keep_current(r.db, r.principal.workspace_id, saved).await;
         let mut payload = ContactsUpsertPayload {
             results: Vec::new(),
             created_count: 0,

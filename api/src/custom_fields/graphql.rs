@@ -159,10 +159,7 @@ impl CustomFieldMutation {
             ObjectType::Contact => "contact",
             ObjectType::Company => "company",
         };
-        let sql = FieldSql {
-            backend: r.db.get_database_backend(),
-            table,
-        };
+        let sql = FieldSql::custom_fields(r.db.get_database_backend(), table);
         let define = DefineInput {
             object_type: input.object_type.into(),
             key: input.key,

@@ -166,26 +166,33 @@ fn check_option(definition: &custom_field::Model, choice: &str) -> Result<(), (U
 pub struct FieldSql {
     pub backend: DbBackend,
     pub table: &'static str,
+    /// The JSON object column: `custom_fields`, or an event's `properties`.
+    pub column: &'static str,
 }
 
 impl FieldSql {
+    pub fn custom_fields(backend: DbBackend, table: &'static str) -> FieldSql {
+        FieldSql {
+            backend,
+            table,
+            column: "custom_fields",
+        }
+    }
+
     /// The value, typed: `jsonb` on PostgreSQL, the SQL value `json_extract` returns on SQLite.
     pub fn value(&self, key: &str) -> Expr {
-        let table = self.table;
+        let (table, column) = (self.table, self.column);
         match self.backend {
-            DbBackend::Postgres => Expr::cust_with_values(format!(r#"("{table}"."custom_fields" -> $1)"#), [key]),
-            _ => Expr::cust_with_values(
-                format!(r#"json_extract("{table}"."custom_fields", ?)"#),
-                [json_path(key)],
-            ),
+            DbBackend::Postgres => Expr::cust_with_values(format!(r#"("{table}"."{column}" -> $1)"#), [key]),
+            _ => Expr::cust_with_values(format!(r#"json_extract("{table}"."{column}", ?)"#), [json_path(key)]),
         }
     }
 
     /// The value as text, for pattern matching.
     fn text(&self, key: &str) -> Expr {
-        let table = self.table;
+        let (table, column) = (self.table, self.column);
         match self.backend {
-            DbBackend::Postgres => Expr::cust_with_values(format!(r#"("{table}"."custom_fields" ->> $1)"#), [key]),
+            DbBackend::Postgres => Expr::cust_with_values(format!(r#"("{table}"."{column}" ->> $1)"#), [key]),
             _ => self.value(key),
         }
     }
@@ -205,14 +212,14 @@ impl FieldSql {
 
     /// The multi-select field holds this option.
     fn has_option(&self, key: &str, option: &str) -> Expr {
-        let table = self.table;
+        let (table, column) = (self.table, self.column);
         match self.backend {
             DbBackend::Postgres => Expr::cust_with_values(
-                format!(r#"("{table}"."custom_fields" -> $1) @> $2"#),
+                format!(r#"("{table}"."{column}" -> $1) @> $2"#),
                 [Value::from(key), Value::from(Json::from(vec![option]))],
             ),
             _ => Expr::cust_with_values(
-                format!(r#"EXISTS (SELECT 1 FROM json_each("{table}"."custom_fields", ?) WHERE value = ?)"#),
+                format!(r#"EXISTS (SELECT 1 FROM json_each("{table}"."{column}", ?) WHERE value = ?)"#),
                 [json_path(key), option.to_owned()],
             ),
         }

@@ -2,12 +2,12 @@
 //! multi-row INSERTs in large transactions on SQLite. Written here because sea-orm has no COPY;
 //! sqlx gives only the raw stream, so the text encoding of a row is ours.
 
+use sea_orm::sqlx::pool::PoolConnection;
+use sea_orm::sqlx::postgres::{PgCopyIn, PgPoolCopyExt, Postgres};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait, IdenStatic, Iterable,
     ModelTrait, Statement, TransactionTrait, Value,
 };
-use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgCopyIn, PgPoolCopyExt, Postgres};
 use std::fmt::Write as _;
 
 /// Bytes buffered before a COPY send.
@@ -174,7 +174,7 @@ fn insert_sql(table: &str, list: &str, columns: usize, rows: usize) -> String {
     )
 }
 
-fn copy_error(error: sqlx::Error) -> DbErr {
+fn copy_error(error: sea_orm::sqlx::Error) -> DbErr {
     DbErr::Custom(format!("COPY: {error}"))
 }
 

@@ -247,10 +247,7 @@ async fn define_fields(db: &DatabaseConnection, workspace_id: Uuid) -> ApiResult
             db,
             workspace_id,
             input,
-            FieldSql {
-                backend: db.get_database_backend(),
-                table,
-            },
+            FieldSql::custom_fields(db.get_database_backend(), table),
         )
         .await
         .map_err(failed)?;

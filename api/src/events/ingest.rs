@@ -180,6 +180,8 @@ pub struct Outcome {
     pub stored: u64,
     /// Messages applied, including identity-only ones.
     pub applied: usize,
+    /// The profiles the batch changed or recorded events for (after merges).
+    pub contacts: Vec<Uuid>,
 }
 
 /// Serialises ingestion on SQLite (one writer anyway) and retries on conflicts everywhere.
@@ -236,6 +238,11 @@ impl Ingestor {
             }
             .await;
             match result {
+                Ok(outcome) => {
+                    // Segment membership follows at once, for the profiles this batch touched.
+                    crate::segments::keep_current(&self.db, workspace_id, outcome.contacts.clone()).await;
+                    return Ok(outcome);
+                }
                 Err(error) if attempt < 6 && retryable(&error) => {
                     tracing::debug!(%error, attempt, "ingestion conflict; retrying");
                     tokio::time::sleep(std::time::Duration::from_millis(5 << attempt)).await;
@@ -902,6 +909,13 @@ impl Batch {
         }
         let stored = insert_events(db, events.clone()).await?;
         touch_activity(db, &events).await?;
-        Ok(Outcome { stored, applied })
+        let mut contacts: Vec<Uuid> = touched.iter().map(|id| self.resolve(*id)).collect();
+        contacts.sort();
+        contacts.dedup();
+        Ok(Outcome {
+            stored,
+            applied,
+            contacts,
+        })
     }
 }

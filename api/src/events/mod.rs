@@ -1,6 +1,7 @@
 //! The contact journey: an append-only event store, identity resolution (anonymous visitors,
 //! user ids, merges), Segment-compatible ingestion, and the timeline.
 
+pub mod filter;
 pub mod graphql;
 pub mod http;
 pub mod identity;

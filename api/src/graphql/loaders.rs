@@ -3,7 +3,7 @@
 //! Each loader turns N lookups in a page into one `IN (...)` query.
 
 use async_graphql::dataloader::{DataLoader, Loader};
-use entities::{app_user, company, contact, contact_tag, event};
+use entities::{app_user, company, contact, contact_tag, event, segment, segment_member};
 use sea_orm::sea_query::{Alias, Asterisk, Order, Query};
 use sea_orm::{
     ColumnTrait, DatabaseConnection, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect,
@@ -28,6 +28,7 @@ pub struct Loaders {
     pub tags: DataLoader<TagLoader>,
     pub company_contacts: DataLoader<CompanyContactsLoader>,
     pub company_contact_counts: DataLoader<CompanyContactCountLoader>,
+    pub contact_segments: DataLoader<ContactSegmentsLoader>,
 }
 
 impl Loaders {
@@ -40,7 +41,8 @@ impl Loaders {
             users: DataLoader::new(UserLoader(scoped.clone()), tokio::spawn),
             tags: DataLoader::new(TagLoader(scoped.clone()), tokio::spawn),
             company_contacts: DataLoader::new(CompanyContactsLoader(scoped.clone()), tokio::spawn),
-            company_contact_counts: DataLoader::new(CompanyContactCountLoader(scoped), tokio::spawn),
+            company_contact_counts: DataLoader::new(CompanyContactCountLoader(scoped.clone()), tokio::spawn),
+            contact_segments: DataLoader::new(ContactSegmentsLoader(scoped), tokio::spawn),
         }
     }
 }
@@ -173,6 +175,31 @@ impl Loader<Uuid> for TagLoader {
             tags.entry(row.contact_id).or_default().push(row.tag);
         }
         Ok(tags)
+    }
+}
+
+/// The segments each contact is in, by name: one statement for a page of contacts.
+pub struct ContactSegmentsLoader(Scoped);
+
+impl Loader<Uuid> for ContactSegmentsLoader {
+    type Value = Vec<segment::Model>;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Vec<segment::Model>>, LoadError> {
+        let rows: Vec<(segment_member::Model, Option<segment::Model>)> = segment_member::Entity::find()
+            .find_also_related(segment::Entity)
+            .filter(segment_member::Column::WorkspaceId.eq(self.0.workspace_id))
+            .filter(segment_member::Column::ContactId.is_in(keys.iter().copied()))
+            .order_by_asc(segment::Column::Name)
+            .all(&self.0.db)
+            .await?;
+        let mut out: HashMap<Uuid, Vec<segment::Model>> = keys.iter().map(|k| (*k, Vec::new())).collect();
+        for (member, segment) in rows {
+            if let Some(segment) = segment {
+                out.entry(member.contact_id).or_default().push(segment);
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -12,6 +12,7 @@ use crate::contacts::graphql::{Contact, ContactMutation, ContactQuery};
 use crate::custom_fields::graphql::{CustomField, CustomFieldMutation, CustomFieldQuery};
 use crate::error::{ApiError, ApiResult};
 use crate::events::graphql::{Event, EventMutation, EventQuery};
+use crate::segments::graphql::{Segment, SegmentMutation, SegmentQuery};
 use crate::web::graphql::{WebMutation, WebQuery};
 use crate::workspaces::graphql::{User, WorkspaceMutation, WorkspaceQuery};
 use async_graphql::{Context, EmptySubscription, Enum, ID, Interface, MergedObject, Object, Schema, SchemaBuilder};
@@ -58,6 +59,7 @@ pub enum Node {
     User(User),
     CustomField(CustomField),
     Event(Event),
+    Segment(Segment),
 }
 
 /// Root of the `node` / `nodes` lookups.
@@ -144,6 +146,16 @@ async fn load_nodes(ctx: &Context<'_>, ids: &[ID]) -> ApiResult<Vec<Option<Node>
             found.insert(m.id, Node::Event(Event(m)));
         }
     }
+    if readable && !of(NodeKind::Segment).is_empty() {
+        for m in entities::segment::Entity::find()
+            .filter(entities::segment::Column::WorkspaceId.eq(ws))
+            .filter(entities::segment::Column::Id.is_in(of(NodeKind::Segment)))
+            .all(r.db)
+            .await?
+        {
+            found.insert(m.id, Node::Segment(Segment(m)));
+        }
+    }
     if (readable || r.principal.scopes.allows(Scope::WorkspaceRead)) && !of(NodeKind::User).is_empty() {
         for m in app_user::Entity::find()
             .filter(app_user::Column::WorkspaceId.eq(ws))
@@ -166,6 +178,7 @@ async fn load_nodes(ctx: &Context<'_>, ids: &[ID]) -> ApiResult<Vec<Option<Node>
                         | (NodeKind::User, Node::User(_))
                         | (NodeKind::CustomField, Node::CustomField(_))
                         | (NodeKind::Event, Node::Event(_))
+                        | (NodeKind::Segment, Node::Segment(_))
                 );
                 same_kind.then(|| clone_node(node))
             })
@@ -180,6 +193,7 @@ fn clone_node(node: &Node) -> Node {
         Node::User(u) => Node::User(User(u.0.clone())),
         Node::CustomField(f) => Node::CustomField(CustomField(f.0.clone())),
         Node::Event(e) => Node::Event(Event(e.0.clone())),
+        Node::Segment(s) => Node::Segment(Segment(s.0.clone())),
     }
 }
 
@@ -193,6 +207,7 @@ pub struct Query(
     CustomFieldQuery,
     EventQuery,
     WebQuery,
+    SegmentQuery,
 );
 
 /// The root mutation type.
@@ -204,6 +219,7 @@ pub struct Mutation(
     WorkspaceMutation,
     EventMutation,
     WebMutation,
+    SegmentMutation,
 );
 
 pub fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {

@@ -20,10 +20,11 @@ pub enum NodeKind {
     Form,
     LandingPage,
     TrackedLink,
+    Segment,
 }
 
 impl NodeKind {
-    const ALL: [NodeKind; 12] = [
+    const ALL: [NodeKind; 13] = [
         NodeKind::Workspace,
         NodeKind::User,
         NodeKind::Team,
@@ -36,6 +37,7 @@ impl NodeKind {
         NodeKind::Form,
         NodeKind::LandingPage,
         NodeKind::TrackedLink,
+        NodeKind::Segment,
     ];
 
     fn name(self) -> &'static str {
@@ -52,6 +54,7 @@ impl NodeKind {
             NodeKind::Form => "Form",
             NodeKind::LandingPage => "LandingPage",
             NodeKind::TrackedLink => "TrackedLink",
+            NodeKind::Segment => "Segment",
         }
     }
 

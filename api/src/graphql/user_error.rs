@@ -31,6 +31,8 @@ pub enum UserErrorCode {
     DuplicateInBatch,
     /// This property cannot be changed once set.
     Immutable,
+    /// The reference would make a cycle (a segment that, through others, contains itself).
+    Cycle,
 }
 
 /// A validation failure in a mutation's input.

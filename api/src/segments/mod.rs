@@ -1,0 +1,904 @@
+//! Segments: dynamic ones keep the contacts matching a stored contact filter, static ones
+//! (marketing lists) the contacts added to them. Membership is materialized in
+//! `segment_member`; every entry and exit is recorded in `segment_change` and on the contact's
+//! timeline (`segment_entered` / `segment_exited`), so workflows can trigger on them.
+//!
+//! Evaluation is set-based SQL in one transaction: the filter compiles to one condition
+//! (behaviour and membership conditions are subqueries), exits are `DELETE ... NOT IN`, entries
+//! `INSERT ... SELECT ... NOT IN`. The same statements re-evaluate a few contacts (a scope), which
+//! is how changes to contacts and arriving events keep membership current.
+
+pub mod filter;
+pub mod graphql;
+
+use crate::contacts::filter::{ContactFilter, FilterContext};
+use crate::error::{ApiError, ApiResult};
+use crate::graphql::relay::NodeKind;
+use crate::graphql::user_error::{MutationResult, UserError, UserErrorCode};
+use async_graphql::{InputType, MaybeUndefined};
+use chrono::{DateTime, Utc};
+use entities::{contact, event, segment, segment_change, segment_member};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, LockType, Query, SelectStatement};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect,
+    TransactionSession, TransactionTrait,
+};
+use std::collections::HashSet;
+use uuid::Uuid;
+
+pub const DYNAMIC: &str = "dynamic";
+pub const STATIC: &str = "static";
+/// Contacts per statement when adding or removing static members by id.
+const MAX_MEMBERS_PER_CALL: usize = 1_000;
+
+/// What a create or update sets; `None` leaves a field as it is.
+#[derive(Default)]
+pub struct SegmentChanges {
+    pub name: Option<String>,
+    pub description: MaybeUndefined<String>,
+    /// Dynamic segments only: the filter, and the input exactly as given (stored; a parsed
+    /// filter does not convert back to its input faithfully: JSON scalars become strings).
+    pub filter: Option<(ContactFilter, serde_json::Value)>,
+}
+
+/// How many contacts entered and left in one evaluation.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Evaluation {
+    pub entered: u64,
+    pub exited: u64,
+}
+
+/// The stored filter of a dynamic segment (the GraphQL input, kept as JSON).
+pub fn stored_filter(segment: &segment::Model) -> ApiResult<Option<ContactFilter>> {
+    let Some(json) = &segment.filter else { return Ok(None) };
+    let value = async_graphql::Value::from_json(json.clone())
+        .map_err(|e| ApiError::Internal(format!("segment {} filter: {e}", segment.id).into()))?;
+    ContactFilter::parse(Some(value)).map(Some).map_err(|e| {
+        ApiError::Internal(
+            format!(
+                "segment {} filter: {}",
+                segment.id,
+                e.into_server_error(Default::default()).message
+            )
+            .into(),
+        )
+    })
+}
+
+pub async fn find(db: &impl ConnectionTrait, workspace_id: Uuid, id: Uuid) -> ApiResult<Option<segment::Model>> {
+    Ok(segment::Entity::find_by_id(id)
+        .filter(segment::Column::WorkspaceId.eq(workspace_id))
+        .one(db)
+        .await?)
+}
+
+async fn require(
+    db: &impl ConnectionTrait,
+    workspace_id: Uuid,
+    id: Uuid,
+    field: &[&str],
+) -> MutationResult<segment::Model> {
+    find(db, workspace_id, id).await?.ok_or_else(|| {
+        UserError::new(
+            field,
+            UserErrorCode::NotFound,
+            format!("no segment {} in this workspace", NodeKind::Segment.id(id).as_str()),
+        )
+        .into()
+    })
+}
+
+/// Checks a filter before it is saved: it compiles, every segment it names exists in this
+/// workspace, and following those references never leads back to `own_id`.
+async fn check_filter(
+    db: &impl ConnectionTrait,
+    workspace_id: Uuid,
+    own_id: Option<Uuid>,
+    filter: &ContactFilter,
+) -> MutationResult<()> {
+    let invalid = |message: String| UserError::new(&["input", "filter"], UserErrorCode::Invalid, message);
+    let ctx = FilterContext::load(db, workspace_id, Some(filter))
+        .await
+        .map_err(|e| invalid(e.message()))?;
+    filter.condition(&ctx).map_err(|e| match e {
+        ApiError::BadUserInput(message) | ApiError::NotFound(message) => invalid(message).into(),
+        other => crate::graphql::user_error::MutationError::Api(other),
+    })?;
+    // Walk the references through stored filters, one query per level.
+    let mut seen: HashSet<Uuid> = HashSet::new();
+    let mut frontier: Vec<Uuid> = filter.segment_ids().map_err(|e| invalid(e.message()))?;
+    let mut first_level = true;
+    while !frontier.is_empty() {
+        if let Some(own) = own_id
+            && frontier.contains(&own)
+        {
+            return Err(UserError::new(
+                &["input", "filter", "segments"],
+                UserErrorCode::Cycle,
+                "this filter would make the segment contain itself through segment membership",
+            )
+            .into());
+        }
+        let rows = segment::Entity::find()
+            .filter(segment::Column::WorkspaceId.eq(workspace_id))
+            .filter(segment::Column::Id.is_in(frontier.clone()))
+            .all(db)
+            .await?;
+        if first_level {
+            let found: HashSet<Uuid> = rows.iter().map(|r| r.id).collect();
+            if let Some(missing) = frontier.iter().find(|id| !found.contains(id)) {
+                return Err(UserError::new(
+                    &["input", "filter", "segments"],
+                    UserErrorCode::NotFound,
+                    format!(
+                        "no segment {} in this workspace",
+                        NodeKind::Segment.id(*missing).as_str()
+                    ),
+                )
+                .into());
+            }
+            first_level = false;
+        }
+        seen.extend(frontier.iter().copied());
+        let mut next = Vec::new();
+        for row in rows {
+            if let Some(f) = stored_filter(&row)? {
+                next.extend(f.segment_ids()?.into_iter().filter(|id| !seen.contains(id)));
+            }
+        }
+        frontier = next;
+    }
+    Ok(())
+}
+
+fn check_name(name: &str) -> MutationResult<String> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(UserError::new(&["input", "name"], UserErrorCode::Required, "a segment needs a name").into());
+    }
+    if name.chars().count() > 200 {
+        return Err(UserError::new(&["input", "name"], UserErrorCode::TooLong, "at most 200 characters").into());
+    }
+    Ok(name.to_owned())
+}
+
+async fn check_name_free(
+    db: &impl ConnectionTrait,
+    workspace_id: Uuid,
+    name: &str,
+    own_id: Option<Uuid>,
+) -> MutationResult<()> {
+    let mut query = segment::Entity::find()
+        .filter(segment::Column::WorkspaceId.eq(workspace_id))
+        .filter(segment::Column::Name.eq(name));
+    if let Some(id) = own_id {
+        query = query.filter(segment::Column::Id.ne(id));
+    }
+    if query.one(db).await?.is_some() {
+        return Err(UserError::new(
+            &["input", "name"],
+            UserErrorCode::Taken,
+            format!("a segment named \"{name}\" already exists"),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Creates a segment; a dynamic one is evaluated at once, so its members are there on return.
+pub async fn create<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    workspace_id: Uuid,
+    dynamic: bool,
+    changes: SegmentChanges,
+) -> MutationResult<segment::Model> {
+    let name = check_name(changes.name.as_deref().unwrap_or_default())?;
+    let filter = match (dynamic, changes.filter) {
+        (true, Some(filter)) => Some(filter),
+        (true, None) => {
+            return Err(UserError::new(
+                &["input", "filter"],
+                UserErrorCode::Required,
+                "a dynamic segment needs a filter",
+            )
+            .into());
+        }
+        (false, Some(_)) => {
+            return Err(UserError::new(
+                &["input", "filter"],
+                UserErrorCode::Invalid,
+                "a static segment (marketing list) has no filter; add members instead",
+            )
+            .into());
+        }
+        (false, None) => None,
+    };
+    if let Some((f, _)) = &filter {
+        check_filter(db, workspace_id, None, f).await?;
+    }
+    check_name_free(db, workspace_id, &name, None).await?;
+    let now = crate::now();
+    let model = segment::Model {
+        id: Uuid::now_v7(),
+        workspace_id,
+        name,
+        description: changes.description.take().filter(|d| !d.trim().is_empty()),
+        kind: if dynamic { DYNAMIC } else { STATIC }.to_owned(),
+        filter: filter.map(|(_, json)| json),
+        member_count: 0,
+        evaluated_at: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let saved = segment::ActiveModel::from(model).reset_all().insert(db).await?;
+    if dynamic {
+        evaluate(db, saved.id, workspace_id, None).await?;
+        return require(db, workspace_id, saved.id, &["id"]).await;
+    }
+    Ok(saved)
+}
+
+pub async fn update<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    workspace_id: Uuid,
+    id: Uuid,
+    changes: SegmentChanges,
+) -> MutationResult<segment::Model> {
+    let current = require(db, workspace_id, id, &["id"]).await?;
+    let mut model = current.clone();
+    if let Some(name) = &changes.name {
+        model.name = check_name(name)?;
+        check_name_free(db, workspace_id, &model.name, Some(id)).await?;
+    }
+    match changes.description {
+        MaybeUndefined::Value(d) => model.description = Some(d).filter(|d| !d.trim().is_empty()),
+        MaybeUndefined::Null => model.description = None,
+        MaybeUndefined::Undefined => {}
+    }
+    let refilter = changes.filter.is_some();
+    if let Some((filter, json)) = changes.filter {
+        if model.kind != DYNAMIC {
+            return Err(UserError::new(
+                &["input", "filter"],
+                UserErrorCode::Invalid,
+                "a static segment (marketing list) has no filter; add members instead",
+            )
+            .into());
+        }
+        check_filter(db, workspace_id, Some(id), &filter).await?;
+        model.filter = Some(json);
+    }
+    model.updated_at = crate::now();
+    let saved = segment::ActiveModel::from(model).reset_all().update(db).await?;
+    if refilter {
+        evaluate(db, id, workspace_id, None).await?;
+        return require(db, workspace_id, id, &["id"]).await;
+    }
+    Ok(saved)
+}
+
+/// Deletes a segment. Refused while another segment's filter names it.
+pub async fn delete(db: &impl ConnectionTrait, workspace_id: Uuid, id: Uuid) -> MutationResult<Uuid> {
+    require(db, workspace_id, id, &["id"]).await?;
+    for other in segment::Entity::find()
+        .filter(segment::Column::WorkspaceId.eq(workspace_id))
+        .filter(segment::Column::Kind.eq(DYNAMIC))
+        .filter(segment::Column::Id.ne(id))
+        .all(db)
+        .await?
+    {
+        if stored_filter(&other)?.is_some_and(|f| f.segment_ids().unwrap_or_default().contains(&id)) {
+            return Err(UserError::new(
+                &["id"],
+                UserErrorCode::Invalid,
+                format!("segment \"{}\" refers to this one; change its filter first", other.name),
+            )
+            .into());
+        }
+    }
+    segment::Entity::delete_by_id(id).exec(db).await?;
+    Ok(id)
+}
+
+/// The contacts matching a dynamic segment's filter (identified contacts unless the filter
+/// asks for anonymous ones), optionally among `scope`.
+fn matching(filter: &ContactFilter, ctx: &FilterContext) -> ApiResult<SelectStatement> {
+    let mut select = Query::select();
+    select
+        .column((contact::Entity, contact::Column::Id))
+        .from(contact::Entity)
+        .and_where(contact::Column::WorkspaceId.eq(ctx.workspace_id))
+        .cond_where(filter.condition(ctx)?);
+    if filter.anonymous.is_none() {
+        select.and_where(contact::Column::Anonymous.eq(false));
+    }
+    if let Some(ids) = &ctx.scope {
+        select.and_where(contact::Column::Id.is_in(ids.iter().copied()));
+    }
+    Ok(select.to_owned())
+}
+
+/// Re-evaluates a dynamic segment for every contact (`scope: None`) or some, in its own
+/// transaction, and records who entered and left. Evaluations of one segment run one at a time
+/// (its row is locked), so their records never interleave.
+pub async fn evaluate<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    id: Uuid,
+    workspace_id: Uuid,
+    scope: Option<Vec<Uuid>>,
+) -> ApiResult<Evaluation> {
+    let txn = db.begin().await?;
+    let mut query = segment::Entity::find_by_id(id).filter(segment::Column::WorkspaceId.eq(workspace_id));
+    if txn.get_database_backend() == DbBackend::Postgres {
+        query = query.lock(LockType::Update);
+    }
+    let Some(segment) = query.one(&txn).await? else {
+        return Err(ApiError::NotFound(format!(
+            "no segment {}",
+            NodeKind::Segment.id(id).as_str()
+        )));
+    };
+    let Some(filter) = stored_filter(&segment)? else {
+        return Ok(Evaluation::default());
+    };
+    let mut ctx = FilterContext::load(&txn, workspace_id, Some(&filter)).await?;
+    let now = change_time(&segment);
+    ctx.now = now;
+    ctx.scope = scope;
+    let matching = matching(&filter, &ctx)?;
+    let members_in_scope = |select: &mut SelectStatement| {
+        if let Some(ids) = &ctx.scope {
+            select.and_where(segment_member::Column::ContactId.is_in(ids.iter().copied()));
+        }
+    };
+
+    // Exits: members that no longer match.
+    let mut leaving = Query::select();
+    leaving
+        .column(segment_member::Column::ContactId)
+        .from(segment_member::Entity)
+        .and_where(segment_member::Column::SegmentId.eq(id))
+        .and_where(segment_member::Column::ContactId.not_in_subquery(matching.clone()));
+    members_in_scope(&mut leaving);
+    let exited = record_changes(&txn, &segment, &leaving, false, now).await?;
+    if exited > 0 {
+        let mut delete = Query::delete();
+        delete
+            .from_table(segment_member::Entity)
+            .and_where(segment_member::Column::SegmentId.eq(id))
+            .and_where(segment_member::Column::ContactId.not_in_subquery(matching.clone()));
+        if let Some(ids) = &ctx.scope {
+            delete.and_where(segment_member::Column::ContactId.is_in(ids.iter().copied()));
+        }
+        txn.execute(&delete).await?;
+    }
+
+    // Entries: matching contacts not yet members, stamped with this evaluation's time.
+    let mut entering = matching;
+    entering.and_where(
+        contact::Column::Id.not_in_subquery(
+            Query::select()
+                .column(segment_member::Column::ContactId)
+                .from(segment_member::Entity)
+                .and_where(segment_member::Column::SegmentId.eq(id))
+                .to_owned(),
+        ),
+    );
+    let mut insert = Query::insert();
+    insert
+        .into_table(segment_member::Entity)
+        .columns([
+            segment_member::Column::SegmentId,
+            segment_member::Column::ContactId,
+            segment_member::Column::WorkspaceId,
+            segment_member::Column::EnteredAt,
+        ])
+        .select_from(
+            entering
+                .clear_selects()
+                .expr(Expr::val(id))
+                .column((contact::Entity, contact::Column::Id))
+                .expr(Expr::val(workspace_id))
+                .expr(Expr::val(now))
+                .to_owned(),
+        )
+        .map_err(|e| ApiError::Internal(e.to_string().into()))?;
+    let entered = txn.execute(&insert).await?.rows_affected();
+    if entered > 0 {
+        let mut new_members = Query::select();
+        new_members
+            .column(segment_member::Column::ContactId)
+            .from(segment_member::Entity)
+            .and_where(segment_member::Column::SegmentId.eq(id))
+            .and_where(segment_member::Column::EnteredAt.eq(now));
+        record_changes(&txn, &segment, &new_members, true, now).await?;
+    }
+    finish(&txn, &segment, entered, exited, now).await?;
+    txn.commit().await?;
+    Ok(Evaluation { entered, exited })
+}
+
+/// The time of a membership change: now, but strictly after the segment's last change, since
+/// a change's entries are told apart by it (changes of one segment take turns on its row).
+fn change_time(segment: &segment::Model) -> DateTime<Utc> {
+    let now = crate::now();
+    segment
+        .evaluated_at
+        .map_or(now, |last| std::cmp::max(now, last + chrono::Duration::microseconds(1)))
+}
+
+/// Moves the cached count and the evaluation time.
+async fn finish(
+    db: &impl ConnectionTrait,
+    segment: &segment::Model,
+    entered: u64,
+    exited: u64,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    let delta = entered as i64 - exited as i64;
+    segment::Entity::update_many()
+        .col_expr(
+            segment::Column::MemberCount,
+            Expr::col(segment::Column::MemberCount).add(delta),
+        )
+        .col_expr(segment::Column::EvaluatedAt, Expr::val(now))
+        .filter(segment::Column::Id.eq(segment.id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Records an entry or exit for every contact `contacts` selects (a select of one column,
+/// `contact_id`): a `segment_change` row and a `segment_entered` / `segment_exited` event on the
+/// contact's timeline. Returns how many.
+async fn record_changes(
+    db: &impl ConnectionTrait,
+    segment: &segment::Model,
+    contacts: &SelectStatement,
+    entered: bool,
+    now: DateTime<Utc>,
+) -> ApiResult<u64> {
+    let backend = db.get_database_backend();
+    let new_id = || match backend {
+        DbBackend::Postgres => Expr::cust("gen_random_uuid()"),
+        _ => Expr::cust("randomblob(16)"),
+    };
+    let c = Alias::new("c");
+    let rows = Query::select()
+        .expr(new_id())
+        .expr(Expr::val(segment.workspace_id))
+        .expr(Expr::val(segment.id))
+        .column((c.clone(), segment_member::Column::ContactId))
+        .expr(Expr::val(entered))
+        .expr(Expr::val(now))
+        .from_subquery(contacts.clone(), c)
+        .to_owned();
+    let insert = Query::insert()
+        .into_table(segment_change::Entity)
+        .columns([
+            segment_change::Column::Id,
+            segment_change::Column::WorkspaceId,
+            segment_change::Column::SegmentId,
+            segment_change::Column::ContactId,
+            segment_change::Column::Entered,
+            segment_change::Column::At,
+        ])
+        .select_from(rows)
+        .map_err(|e| ApiError::Internal(e.to_string().into()))?
+        .to_owned();
+    let count = db.execute(&insert).await?.rows_affected();
+    if count == 0 {
+        return Ok(0);
+    }
+    let reference = [
+        sea_orm::Value::from(NodeKind::Segment.id(segment.id).to_string()),
+        sea_orm::Value::from(segment.name.clone()),
+    ];
+    let properties = match backend {
+        DbBackend::Postgres => Expr::cust_with_values(
+            "jsonb_build_object('segmentId', $1::text, 'segment', $2::text)",
+            reference,
+        ),
+        _ => Expr::cust_with_values("json_object('segmentId', ?, 'segment', ?)", reference),
+    };
+    let kind = if entered { "segment_entered" } else { "segment_exited" };
+    let events = Query::select()
+        .expr(new_id())
+        .column(segment_change::Column::WorkspaceId)
+        .column(segment_change::Column::ContactId)
+        .expr(Expr::val(kind))
+        .expr(Expr::val(now))
+        .expr(Expr::val(now))
+        .expr(Expr::val("segments"))
+        .expr(properties)
+        .from(segment_change::Entity)
+        .and_where(segment_change::Column::SegmentId.eq(segment.id))
+        .and_where(segment_change::Column::At.eq(now))
+        .and_where(segment_change::Column::Entered.eq(entered))
+        .to_owned();
+    let insert = Query::insert()
+        .into_table(event::Entity)
+        .columns([
+            event::Column::Id,
+            event::Column::WorkspaceId,
+            event::Column::ContactId,
+            event::Column::EventType,
+            event::Column::OccurredAt,
+            event::Column::ReceivedAt,
+            event::Column::Source,
+            event::Column::Properties,
+        ])
+        .select_from(events)
+        .map_err(|e| ApiError::Internal(e.to_string().into()))?
+        .to_owned();
+    db.execute(&insert).await?;
+    Ok(count)
+}
+
+/// Which contacts a static-membership change is about.
+pub enum Members {
+    Ids(Vec<Uuid>),
+    /// The contacts matching a filter now (a snapshot; later changes do not follow it).
+    Filter(Box<ContactFilter>),
+}
+
+/// Locks a static segment for a membership change.
+async fn lock_static(db: &impl ConnectionTrait, workspace_id: Uuid, id: Uuid) -> MutationResult<segment::Model> {
+    let mut query = segment::Entity::find_by_id(id).filter(segment::Column::WorkspaceId.eq(workspace_id));
+    if db.get_database_backend() == DbBackend::Postgres {
+        query = query.lock(LockType::Update);
+    }
+    let segment = query.one(db).await?.ok_or_else(|| {
+        UserError::new(
+            &["segmentId"],
+            UserErrorCode::NotFound,
+            format!("no segment {} in this workspace", NodeKind::Segment.id(id).as_str()),
+        )
+    })?;
+    if segment.kind != STATIC {
+        return Err(UserError::new(
+            &["segmentId"],
+            UserErrorCode::Invalid,
+            "members of a dynamic segment follow its filter; add or remove them in a static segment",
+        )
+        .into());
+    }
+    Ok(segment)
+}
+
+/// The selected contacts of this workspace, as a select of their ids.
+async fn select_members(
+    db: &impl ConnectionTrait,
+    workspace_id: Uuid,
+    members: &Members,
+) -> MutationResult<SelectStatement> {
+    let mut select = Query::select();
+    select
+        .column((contact::Entity, contact::Column::Id))
+        .from(contact::Entity)
+        .and_where(contact::Column::WorkspaceId.eq(workspace_id));
+    match members {
+        Members::Ids(ids) => {
+            if ids.len() > MAX_MEMBERS_PER_CALL {
+                return Err(UserError::new(
+                    &["contactIds"],
+                    UserErrorCode::TooMany,
+                    format!("at most {MAX_MEMBERS_PER_CALL} contacts per call (got {})", ids.len()),
+                )
+                .into());
+            }
+            let found: HashSet<Uuid> = contact::Entity::find()
+                .select_only()
+                .column(contact::Column::Id)
+                .filter(contact::Column::WorkspaceId.eq(workspace_id))
+                .filter(contact::Column::Id.is_in(ids.iter().copied()))
+                .into_tuple::<Uuid>()
+                .all(db)
+                .await?
+                .into_iter()
+                .collect();
+            let missing: Vec<UserError> = ids
+                .iter()
+                .enumerate()
+                .filter(|(_, id)| !found.contains(id))
+                .map(|(i, id)| {
+                    UserError::new(
+                        &["contactIds", &i.to_string()],
+                        UserErrorCode::NotFound,
+                        format!("no contact {} in this workspace", NodeKind::Contact.id(*id).as_str()),
+                    )
+                })
+                .collect();
+            if !missing.is_empty() {
+                return Err(missing.into());
+            }
+            select.and_where(contact::Column::Id.is_in(ids.iter().copied()));
+        }
+        Members::Filter(filter) => {
+            let filter = filter.as_ref();
+            let invalid = |message: String| UserError::new(&["filter"], UserErrorCode::Invalid, message);
+            let ctx = FilterContext::load(db, workspace_id, Some(filter))
+                .await
+                .map_err(|e| invalid(e.message()))?;
+            select.cond_where(filter.condition(&ctx).map_err(|e| invalid(e.message()))?);
+            if filter.anonymous.is_none() {
+                select.and_where(contact::Column::Anonymous.eq(false));
+            }
+        }
+    }
+    Ok(select.to_owned())
+}
+
+/// Adds contacts to a static segment; members already in it stay as they are. Returns how
+/// many entered.
+pub async fn add_members<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    workspace_id: Uuid,
+    id: Uuid,
+    members: Members,
+) -> MutationResult<u64> {
+    let txn = db.begin().await?;
+    let segment = lock_static(&txn, workspace_id, id).await?;
+    let mut entering = select_members(&txn, workspace_id, &members).await?;
+    let now = change_time(&segment);
+    entering.and_where(
+        contact::Column::Id.not_in_subquery(
+            Query::select()
+                .column(segment_member::Column::ContactId)
+                .from(segment_member::Entity)
+                .and_where(segment_member::Column::SegmentId.eq(id))
+                .to_owned(),
+        ),
+    );
+    let entered = insert_members(&txn, &segment, entering, now).await?;
+    finish(&txn, &segment, entered, 0, now).await?;
+    txn.commit().await?;
+    Ok(entered)
+}
+
+/// Removes contacts from a static segment. Returns how many left.
+pub async fn remove_members<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    workspace_id: Uuid,
+    id: Uuid,
+    members: Members,
+) -> MutationResult<u64> {
+    let txn = db.begin().await?;
+    let segment = lock_static(&txn, workspace_id, id).await?;
+    let selected = select_members(&txn, workspace_id, &members).await?;
+    let now = change_time(&segment);
+    let mut leaving = Query::select();
+    leaving
+        .column(segment_member::Column::ContactId)
+        .from(segment_member::Entity)
+        .and_where(segment_member::Column::SegmentId.eq(id))
+        .and_where(segment_member::Column::ContactId.in_subquery(selected.clone()));
+    let exited = record_changes(&txn, &segment, &leaving, false, now).await?;
+    if exited > 0 {
+        let delete = Query::delete()
+            .from_table(segment_member::Entity)
+            .and_where(segment_member::Column::SegmentId.eq(id))
+            .and_where(segment_member::Column::ContactId.in_subquery(selected))
+            .to_owned();
+        txn.execute(&delete).await?;
+    }
+    finish(&txn, &segment, 0, exited, now).await?;
+    txn.commit().await?;
+    Ok(exited)
+}
+
+/// Inserts the contacts `entering` selects as members entered at `now`, and records them.
+async fn insert_members(
+    db: &impl ConnectionTrait,
+    segment: &segment::Model,
+    mut entering: SelectStatement,
+    now: DateTime<Utc>,
+) -> ApiResult<u64> {
+    let insert = Query::insert()
+        .into_table(segment_member::Entity)
+        .columns([
+            segment_member::Column::SegmentId,
+            segment_member::Column::ContactId,
+            segment_member::Column::WorkspaceId,
+            segment_member::Column::EnteredAt,
+        ])
+        .select_from(
+            entering
+                .clear_selects()
+                .expr(Expr::val(segment.id))
+                .column((contact::Entity, contact::Column::Id))
+                .expr(Expr::val(segment.workspace_id))
+                .expr(Expr::val(now))
+                .to_owned(),
+        )
+        .map_err(|e| ApiError::Internal(e.to_string().into()))?
+        .to_owned();
+    let entered = db.execute(&insert).await?.rows_affected();
+    if entered > 0 {
+        let new_members = Query::select()
+            .column(segment_member::Column::ContactId)
+            .from(segment_member::Entity)
+            .and_where(segment_member::Column::SegmentId.eq(segment.id))
+            .and_where(segment_member::Column::EnteredAt.eq(now))
+            .to_owned();
+        record_changes(db, segment, &new_members, true, now).await?;
+    }
+    Ok(entered)
+}
+
+/// Parses a CSV of e-mail addresses: one per row, in the column headed `email` when there is a
+/// header, else the first column. Returns the addresses, or the rows that are not addresses.
+pub fn parse_email_csv(text: &str) -> Result<Vec<String>, Vec<UserError>> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let mut column = 0;
+    let mut emails = Vec::new();
+    let mut errors = Vec::new();
+    for (row, record) in reader.records().enumerate() {
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                errors.push(UserError::new(
+                    &["csv", &(row + 1).to_string()],
+                    UserErrorCode::Invalid,
+                    e.to_string(),
+                ));
+                continue;
+            }
+        };
+        if row == 0
+            && let Some(i) = record
+                .iter()
+                .position(|h| h.eq_ignore_ascii_case("email") || h.eq_ignore_ascii_case("e-mail"))
+        {
+            column = i;
+            continue;
+        }
+        let value = record.get(column).unwrap_or_default();
+        if value.is_empty() {
+            continue;
+        }
+        match crate::contacts::parse_email(value) {
+            Ok(email) => emails.push(email),
+            Err(message) => errors.push(UserError::new(
+                &["csv", &(row + 1).to_string()],
+                UserErrorCode::InvalidEmail,
+                format!("row {}: {message}", row + 1),
+            )),
+        }
+    }
+    if errors.is_empty() { Ok(emails) } else { Err(errors) }
+}
+
+/// Adds the contacts with these e-mails to a static segment. Returns how many entered and the
+/// addresses no contact has (reported, never silently dropped).
+pub async fn import_emails<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    workspace_id: Uuid,
+    id: Uuid,
+    csv_text: &str,
+) -> MutationResult<(u64, Vec<String>)> {
+    let emails = parse_email_csv(csv_text)?;
+    if emails.len() > 100_000 {
+        return Err(UserError::new(&["csv"], UserErrorCode::TooMany, "at most 100,000 rows per import").into());
+    }
+    lock_static(db, workspace_id, id).await?;
+    let mut ids = Vec::new();
+    let mut known = HashSet::new();
+    for chunk in emails.chunks(1_000) {
+        for (contact_id, email) in contact::Entity::find()
+            .select_only()
+            .column(contact::Column::Id)
+            .column(contact::Column::Email)
+            .filter(contact::Column::WorkspaceId.eq(workspace_id))
+            .filter(contact::Column::Email.is_in(chunk.iter().cloned()))
+            .into_tuple::<(Uuid, String)>()
+            .all(db)
+            .await?
+        {
+            ids.push(contact_id);
+            known.insert(email);
+        }
+    }
+    let mut unknown: Vec<String> = emails.into_iter().filter(|e| !known.contains(e)).collect();
+    unknown.dedup();
+    let mut entered = 0;
+    for chunk in ids.chunks(MAX_MEMBERS_PER_CALL) {
+        entered += add_members(db, workspace_id, id, Members::Ids(chunk.to_vec())).await?;
+    }
+    Ok((entered, unknown))
+}
+
+/// Re-evaluates the workspace's dynamic segments for some contacts (after they changed or
+/// did something). Segments that name others come after them.
+pub async fn refresh_contacts<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    workspace_id: Uuid,
+    contact_ids: Vec<Uuid>,
+) -> ApiResult<()> {
+    if contact_ids.is_empty() {
+        return Ok(());
+    }
+    for segment in in_dependency_order(db, workspace_id).await? {
+        for chunk in contact_ids.chunks(MAX_MEMBERS_PER_CALL) {
+            evaluate(db, segment.id, workspace_id, Some(chunk.to_vec())).await?;
+        }
+    }
+    Ok(())
+}
+
+/// [`refresh_contacts`] after a change that is already saved: a failure is logged, not
+/// returned (the change stands; `segmentRebuild` repairs membership).
+pub async fn keep_current<C: ConnectionTrait + TransactionTrait>(db: &C, workspace_id: Uuid, contact_ids: Vec<Uuid>) {
+    if let Err(error) = refresh_contacts(db, workspace_id, contact_ids).await {
+        tracing::error!(error = %error.for_operator(), %workspace_id, "segment membership not updated");
+    }
+}
+
+/// The workspace's dynamic segments, each after every segment its filter names.
+pub async fn in_dependency_order(db: &impl ConnectionTrait, workspace_id: Uuid) -> ApiResult<Vec<segment::Model>> {
+    let segments = segment::Entity::find()
+        .filter(segment::Column::WorkspaceId.eq(workspace_id))
+        .filter(segment::Column::Kind.eq(DYNAMIC))
+        .all(db)
+        .await?;
+    let mut pending: Vec<(segment::Model, Vec<Uuid>)> = Vec::with_capacity(segments.len());
+    for s in segments {
+        let refs = stored_filter(&s)?
+            .map(|f| f.segment_ids())
+            .transpose()?
+            .unwrap_or_default();
+        pending.push((s, refs));
+    }
+    let dynamic: HashSet<Uuid> = pending.iter().map(|(s, _)| s.id).collect();
+    let mut done: HashSet<Uuid> = HashSet::new();
+    let mut ordered = Vec::with_capacity(pending.len());
+    while !pending.is_empty() {
+        let before = pending.len();
+        let (ready, rest): (Vec<_>, Vec<_>) = pending
+            .into_iter()
+            .partition(|(_, refs)| refs.iter().all(|r| done.contains(r) || !dynamic.contains(r)));
+        pending = rest;
+        for (s, _) in ready {
+            done.insert(s.id);
+            ordered.push(s);
+        }
+        if pending.len() == before {
+            // Saving refuses cycles; should one exist anyway, evaluate the rest as they come.
+            ordered.extend(pending.drain(..).map(|(s, _)| s));
+        }
+    }
+    Ok(ordered)
+}
+
+/// Re-evaluates every dynamic segment whose filter has a sliding window, so contacts leave as
+/// the window passes. Run by the server every minute.
+pub async fn expire_windows<C: ConnectionTrait + TransactionTrait>(db: &C) -> ApiResult<u64> {
+    let mut evaluated = 0;
+    let workspaces: Vec<Uuid> = segment::Entity::find()
+        .select_only()
+        .column(segment::Column::WorkspaceId)
+        .distinct()
+        .filter(segment::Column::Kind.eq(DYNAMIC))
+        .into_tuple::<Uuid>()
+        .all(db)
+        .await?;
+    for workspace_id in workspaces {
+        // Segments naming a re-evaluated segment follow it.
+        let mut moved: HashSet<Uuid> = HashSet::new();
+        for segment in in_dependency_order(db, workspace_id).await? {
+            let Some(filter) = stored_filter(&segment)? else {
+                continue;
+            };
+            if filter.is_time_relative() || filter.segment_ids()?.iter().any(|id| moved.contains(id)) {
+                evaluate(db, segment.id, workspace_id, None).await?;
+                moved.insert(segment.id);
+                evaluated += 1;
+            }
+        }
+    }
+    Ok(evaluated)
+}

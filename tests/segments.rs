@@ -1,0 +1,429 @@
+//! Segments: dynamic membership kept current by changes and events, marketing lists, history,
+//! and clear errors for bad definitions.
+
+use crate::support::{TestApp, codes};
+use chrono::{Duration, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use serde_json::{Value, json};
+
+const CREATE: &str = "mutation($input: SegmentCreateInput!) { segmentCreate(input: $input) { segment { id name kind memberCount } userErrors { code field message } } }";
+const UPDATE: &str = "mutation($id: ID!, $input: SegmentUpdateInput!) { segmentUpdate(id: $id, input: $input) { segment { id memberCount } userErrors { code field message } } }";
+const MEMBERS: &str = "query($id: ID!) { segment(id: $id) { memberCount members(first: 100, orderBy: [{email: ASC}]) { totalCount nodes { email } } } }";
+
+async fn create_segment(app: &TestApp, input: Value) -> Value {
+    let data = app.gql(CREATE, json!({ "input": input })).await;
+    data["segmentCreate"].clone()
+}
+
+async fn segment_id(app: &TestApp, input: Value) -> String {
+    let payload = create_segment(app, input).await;
+    assert_eq!(payload["userErrors"], json!([]), "{payload}");
+    payload["segment"]["id"].as_str().unwrap().to_owned()
+}
+
+async fn members(app: &TestApp, id: &str) -> (i64, Vec<String>) {
+    let data = app.gql(MEMBERS, json!({ "id": id })).await;
+    let segment = &data["segment"];
+    let emails: Vec<String> = segment["members"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["email"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(segment["members"]["totalCount"], segment["memberCount"], "{segment}");
+    (segment["memberCount"].as_i64().unwrap(), emails)
+}
+
+async fn update_contact(app: &TestApp, id: &str, input: Value) {
+    let data = app
+        .gql(
+            "mutation($id: ID!, $input: ContactUpdateInput!) { contactUpdate(id: $id, input: $input) { userErrors { code } } }",
+            json!({ "id": id, "input": input }),
+        )
+        .await;
+    assert_eq!(data["contactUpdate"]["userErrors"], json!([]));
+}
+
+#[tokio::test]
+async fn dynamic_segments_follow_contact_changes_and_events() {
+    let app = TestApp::spawn().await;
+    let a = app
+        .create_contact(json!({ "email": "a@example.com", "lifecycleStage": "LEAD", "tags": ["vip"] }))
+        .await;
+    let b = app
+        .create_contact(json!({ "email": "b@example.com", "lifecycleStage": "LEAD" }))
+        .await;
+    app.create_contact(json!({ "email": "c@example.com", "lifecycleStage": "CUSTOMER" }))
+        .await;
+
+    let hot = segment_id(
+        &app,
+        json!({ "name": "Hot leads", "filter": { "lifecycleStage": { "eq": "LEAD" }, "tags": { "hasAny": ["vip"] } } }),
+    )
+    .await;
+    assert_eq!(members(&app, &hot).await, (1, vec!["a@example.com".to_owned()]));
+
+    // A change to a contact moves it in at once; and out again.
+    update_contact(&app, b["id"].as_str().unwrap(), json!({ "tags": ["vip"] })).await;
+    assert_eq!(members(&app, &hot).await.0, 2);
+    update_contact(&app, a["id"].as_str().unwrap(), json!({ "tags": [] })).await;
+    assert_eq!(members(&app, &hot).await, (1, vec!["b@example.com".to_owned()]));
+
+    // Behaviour: at least two page views in the last 30 days, and "never ordered".
+    let active = segment_id(
+        &app,
+        json!({ "name": "Active", "filter": { "events": [{ "type": "PAGE_VIEWED", "atLeast": 2, "withinLastDays": 30 }] } }),
+    )
+    .await;
+    let never = segment_id(
+        &app,
+        json!({ "name": "Never ordered", "filter": { "events": [{ "type": "ORDER_COMPLETED", "atMost": 0 }] } }),
+    )
+    .await;
+    assert_eq!(members(&app, &active).await.0, 0);
+    assert_eq!(members(&app, &never).await.0, 3);
+    let key = app.write_key().await;
+    let batch = json!({ "batch": [
+        { "type": "identify", "userId": "c", "traits": { "email": "c@example.com" } },
+        { "type": "page", "userId": "c", "name": "Home" },
+        { "type": "page", "userId": "c", "name": "Pricing" },
+        { "type": "track", "userId": "c", "event": "Order Completed", "properties": { "total": 120 } },
+    ]});
+    let (status, _) = app.track("/v1/batch", &key, batch).await;
+    assert!(status.is_success());
+    // The events moved membership before the ingestion call returned.
+    assert_eq!(members(&app, &active).await, (1, vec!["c@example.com".to_owned()]));
+    assert_eq!(members(&app, &never).await.0, 2);
+
+    // Property conditions and exact counts.
+    let big = segment_id(
+        &app,
+        json!({ "name": "Big order", "filter": { "events": [{ "type": "ORDER_COMPLETED", "exactly": 1, "properties": [{ "key": "total", "gte": 100 }] }] } }),
+    )
+    .await;
+    assert_eq!(members(&app, &big).await.0, 1);
+    let bigger = segment_id(
+        &app,
+        json!({ "name": "Bigger order", "filter": { "events": [{ "type": "ORDER_COMPLETED", "properties": [{ "key": "total", "gt": 500 }] }] } }),
+    )
+    .await;
+    assert_eq!(members(&app, &bigger).await.0, 0);
+
+    // Membership of other segments, nested with and/or/not.
+    let either = segment_id(
+        &app,
+        json!({ "name": "Hot or active", "filter": { "or": [ { "segments": { "in": [hot] } }, { "segments": { "in": [active] } } ] } }),
+    )
+    .await;
+    assert_eq!(members(&app, &either).await.0, 2);
+    let quiet = segment_id(
+        &app,
+        json!({ "name": "Quiet", "filter": { "not": { "segments": { "in": [either] } } } }),
+    )
+    .await;
+    assert_eq!(members(&app, &quiet).await, (1, vec!["a@example.com".to_owned()]));
+    // A change flows through the dependent segments in order.
+    update_contact(&app, a["id"].as_str().unwrap(), json!({ "tags": ["vip"] })).await;
+    assert_eq!(members(&app, &either).await.0, 3);
+    assert_eq!(members(&app, &quiet).await.0, 0);
+
+    // The preview counts the same without saving.
+    let preview = app
+        .gql(
+            "query($f: ContactFilter!) { segmentPreview(filter: $f, first: 1) { totalCount nodes { email } } }",
+            json!({ "f": { "events": [{ "type": "ORDER_COMPLETED", "atMost": 0 }] } }),
+        )
+        .await;
+    assert_eq!(preview["segmentPreview"]["totalCount"], 2);
+
+    // History, the contact's segments, and its timeline.
+    let data = app
+        .gql(
+            "query($id: ID!) { segment(id: $id) { history(first: 10) { totalCount nodes { entered contact { email } } } } }",
+            json!({ "id": hot }),
+        )
+        .await;
+    let history: Vec<(bool, String)> = data["segment"]["history"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["entered"].as_bool().unwrap(),
+                n["contact"]["email"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        history,
+        vec![
+            (true, "a@example.com".to_owned()),
+            (false, "a@example.com".to_owned()),
+            (true, "b@example.com".to_owned()),
+            (true, "a@example.com".to_owned()),
+        ],
+        "newest first"
+    );
+    let data = app
+        .gql(
+            r#"{ contactByEmail(email: "a@example.com") { segments { name } timeline(first: 20, filter: {types: [SEGMENT_ENTERED, SEGMENT_EXITED]}) { nodes { type properties } } } }"#,
+            json!({}),
+        )
+        .await;
+    let names: Vec<&str> = data["contactByEmail"]["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["Hot leads", "Hot or active", "Never ordered"]);
+    let timeline = data["contactByEmail"]["timeline"]["nodes"].as_array().unwrap();
+    assert!(
+        timeline
+            .iter()
+            .any(|e| e["type"] == "SEGMENT_EXITED" && e["properties"]["segment"] == "Hot leads")
+    );
+}
+
+#[tokio::test]
+async fn sliding_windows_expire_and_rebuild_repairs() {
+    let app = TestApp::spawn().await;
+    let key = app.write_key().await;
+    let batch = json!({ "batch": [
+        { "type": "identify", "userId": "v", "traits": { "email": "v@example.com" } },
+        { "type": "page", "userId": "v", "name": "Home" },
+    ]});
+    app.track("/v1/batch", &key, batch).await;
+    let recent = segment_id(
+        &app,
+        json!({ "name": "Recent visitors", "filter": { "events": [{ "type": "PAGE_VIEWED", "withinLastDays": 7 }] } }),
+    )
+    .await;
+    let fans = segment_id(
+        &app,
+        json!({ "name": "Not recent", "filter": { "not": { "segments": { "in": [recent] } } } }),
+    )
+    .await;
+    assert_eq!(members(&app, &recent).await.0, 1);
+    assert_eq!(members(&app, &fans).await.0, 0);
+
+    // Eight days pass for that page view.
+    entities::event::Entity::update_many()
+        .col_expr(
+            entities::event::Column::OccurredAt,
+            Expr::value(Utc::now() - Duration::days(8)),
+        )
+        .filter(entities::event::Column::EventType.eq("page_viewed"))
+        .exec(&app.db)
+        .await
+        .unwrap();
+    let evaluated = voxtur::segments::expire_windows(&app.db).await.unwrap();
+    assert_eq!(evaluated, 2, "the windowed segment and the one that names it");
+    assert_eq!(members(&app, &recent).await.0, 0);
+    assert_eq!(members(&app, &fans).await.0, 1);
+
+    // Membership damaged behind the API's back is repaired by a rebuild.
+    entities::segment_member::Entity::delete_many()
+        .exec(&app.db)
+        .await
+        .unwrap();
+    let data = app
+        .gql(
+            "mutation($id: ID!) { segmentRebuild(id: $id) { enteredCount exitedCount segment { memberCount } userErrors { code } } }",
+            json!({ "id": fans }),
+        )
+        .await;
+    assert_eq!(data["segmentRebuild"]["enteredCount"], 1);
+    assert_eq!(data["segmentRebuild"]["exitedCount"], 0);
+}
+
+#[tokio::test]
+async fn marketing_lists_take_members_by_id_filter_and_csv() {
+    let app = TestApp::spawn().await;
+    let a = app.create_contact(json!({ "email": "a@example.com" })).await;
+    let b = app.create_contact(json!({ "email": "b@example.com" })).await;
+    app.create_contact(json!({ "email": "c@example.com", "lifecycleStage": "CUSTOMER" }))
+        .await;
+    let list = segment_id(&app, json!({ "name": "Fair visitors", "kind": "STATIC" })).await;
+    let add = "mutation($s: ID!, $ids: [ID!], $f: ContactFilter) { segmentAddMembers(segmentId: $s, contactIds: $ids, filter: $f) { changedCount segment { memberCount } userErrors { code field } } }";
+    let remove = "mutation($s: ID!, $ids: [ID!]) { segmentRemoveMembers(segmentId: $s, contactIds: $ids) { changedCount userErrors { code } } }";
+    let data = app.gql(add, json!({ "s": list, "ids": [a["id"], b["id"]] })).await;
+    assert_eq!(data["segmentAddMembers"]["changedCount"], 2);
+    let data = app.gql(add, json!({ "s": list, "ids": [a["id"]] })).await;
+    assert_eq!(data["segmentAddMembers"]["changedCount"], 0, "already a member");
+    let data = app
+        .gql(
+            add,
+            json!({ "s": list, "f": { "lifecycleStage": { "eq": "CUSTOMER" } } }),
+        )
+        .await;
+    assert_eq!(data["segmentAddMembers"]["segment"]["memberCount"], 3);
+    let data = app.gql(remove, json!({ "s": list, "ids": [a["id"]] })).await;
+    assert_eq!(data["segmentRemoveMembers"]["changedCount"], 1);
+    assert_eq!(
+        members(&app, &list).await.1,
+        vec!["b@example.com".to_owned(), "c@example.com".to_owned()]
+    );
+
+    // CSV: unknown addresses are reported; a malformed one refuses the import.
+    let import = "mutation($s: ID!, $csv: String!) { segmentImportEmails(segmentId: $s, csv: $csv) { changedCount unknownEmails userErrors { code field } } }";
+    let data = app
+        .gql(
+            import,
+            json!({ "s": list, "csv": "Name,Email\nAnn,A@Example.com\nNo One,nobody@example.com\n" }),
+        )
+        .await;
+    assert_eq!(data["segmentImportEmails"]["changedCount"], 1);
+    assert_eq!(
+        data["segmentImportEmails"]["unknownEmails"],
+        json!(["nobody@example.com"])
+    );
+    let data = app
+        .gql(import, json!({ "s": list, "csv": "email\nnot-an-address\n" }))
+        .await;
+    assert_eq!(codes(&data["segmentImportEmails"]), vec!["INVALID_EMAIL"]);
+    assert_eq!(members(&app, &list).await.0, 3);
+
+    // Bad requests: a dynamic segment, a contact of another workspace, neither ids nor filter.
+    let dynamic = segment_id(
+        &app,
+        json!({ "name": "Dyn", "filter": { "email": { "eq": "a@example.com" } } }),
+    )
+    .await;
+    let data = app.gql(add, json!({ "s": dynamic, "ids": [b["id"]] })).await;
+    assert_eq!(codes(&data["segmentAddMembers"]), vec!["INVALID"]);
+    let other_key = app.other_workspace("contacts:write").await;
+    let (_, body) = app
+        .gql_as(
+            Some(&other_key),
+            "mutation { contactCreate(input: {email: \"x@other.com\"}) { contact { id } } }",
+            json!({}),
+        )
+        .await;
+    let foreign = body["data"]["contactCreate"]["contact"]["id"].clone();
+    let data = app.gql(add, json!({ "s": list, "ids": [foreign] })).await;
+    assert_eq!(codes(&data["segmentAddMembers"]), vec!["NOT_FOUND"]);
+    let data = app.gql(add, json!({ "s": list })).await;
+    assert_eq!(codes(&data["segmentAddMembers"]), vec!["INVALID"]);
+    assert_eq!(members(&app, &list).await.0, 3);
+}
+
+#[tokio::test]
+async fn bad_segment_definitions_are_user_errors_and_save_nothing() {
+    let app = TestApp::spawn().await;
+    let first = segment_id(
+        &app,
+        json!({ "name": "First", "filter": { "lifecycleStage": { "eq": "LEAD" } } }),
+    )
+    .await;
+    let second = segment_id(
+        &app,
+        json!({ "name": "Second", "filter": { "segments": { "in": [first] } } }),
+    )
+    .await;
+
+    let cases = [
+        (
+            json!({ "name": "X", "filter": { "customFields": [{ "key": "nope", "eq": 1 }] } }),
+            "INVALID",
+        ),
+        (
+            json!({ "name": "X", "filter": { "events": [{ "type": "PAGE_VIEWED", "withinLastDays": 0 }] } }),
+            "INVALID",
+        ),
+        (
+            json!({ "name": "X", "filter": { "events": [{ "type": "PAGE_VIEWED", "withinLastDays": -3 }] } }),
+            "INVALID",
+        ),
+        (
+            json!({ "name": "X", "filter": { "events": [{ "type": "PAGE_VIEWED", "atLeast": 0 }] } }),
+            "INVALID",
+        ),
+        (
+            json!({ "name": "X", "filter": { "events": [{ "type": "PAGE_VIEWED", "atLeast": 2, "atMost": 5 }] } }),
+            "INVALID",
+        ),
+        (
+            json!({ "name": "X", "filter": { "events": [{ "type": "PAGE_VIEWED", "properties": [{ "key": "total" }] }] } }),
+            "INVALID",
+        ),
+        (
+            json!({ "name": "First", "filter": { "lifecycleStage": { "eq": "LEAD" } } }),
+            "TAKEN",
+        ),
+        (
+            json!({ "name": " ", "filter": { "lifecycleStage": { "eq": "LEAD" } } }),
+            "REQUIRED",
+        ),
+        (json!({ "name": "X" }), "REQUIRED"),
+        (
+            json!({ "name": "X", "kind": "STATIC", "filter": { "lifecycleStage": { "eq": "LEAD" } } }),
+            "INVALID",
+        ),
+    ];
+    for (input, code) in cases {
+        let payload = create_segment(&app, input.clone()).await;
+        assert_eq!(codes(&payload), vec![code], "{input} -> {payload}");
+        assert!(payload["segment"].is_null());
+    }
+
+    // A segment of another workspace cannot be named.
+    let other_key = app.other_workspace("contacts:write").await;
+    let (_, body) = app
+        .gql_as(
+            Some(&other_key),
+            CREATE,
+            json!({ "input": { "name": "Theirs", "filter": { "lifecycleStage": { "eq": "LEAD" } } } }),
+        )
+        .await;
+    let theirs = body["data"]["segmentCreate"]["segment"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let payload = create_segment(
+        &app,
+        json!({ "name": "X", "filter": { "segments": { "in": [theirs] } } }),
+    )
+    .await;
+    assert_eq!(codes(&payload), vec!["NOT_FOUND"]);
+
+    // Cycles, direct and through another segment.
+    let data = app
+        .gql(
+            UPDATE,
+            json!({ "id": first, "input": { "filter": { "segments": { "in": [second] } } } }),
+        )
+        .await;
+    assert_eq!(codes(&data["segmentUpdate"]), vec!["CYCLE"]);
+    let data = app
+        .gql(
+            UPDATE,
+            json!({ "id": first, "input": { "filter": { "segments": { "notIn": [first] } } } }),
+        )
+        .await;
+    assert_eq!(codes(&data["segmentUpdate"]), vec!["CYCLE"]);
+
+    // Deleting a segment another names is refused; nothing above was saved.
+    let data = app
+        .gql(
+            "mutation($id: ID!) { segmentDelete(id: $id) { deletedId userErrors { code } } }",
+            json!({ "id": first }),
+        )
+        .await;
+    assert_eq!(codes(&data["segmentDelete"]), vec!["INVALID"]);
+    let data = app
+        .gql("{ segments { totalCount nodes { name filter } } }", json!({}))
+        .await;
+    assert_eq!(data["segments"]["totalCount"], 2);
+    assert_eq!(
+        data["segments"]["nodes"][0]["filter"],
+        json!({ "lifecycleStage": { "eq": "LEAD" } })
+    );
+
+    // Another workspace sees none of this workspace's segments.
+    let (_, body) = app
+        .gql_as(Some(&other_key), "{ segments { totalCount } }", json!({}))
+        .await;
+    assert_eq!(body["data"]["segments"]["totalCount"], 1);
+}
