@@ -3,7 +3,10 @@
 use crate::config::DatabaseSettings;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, SqliteTransactionMode,
+    TransactionOptions, TransactionTrait,
+};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -58,6 +61,17 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<(DatabaseConnection,
     });
     tracing::Span::current().record("backend", tracing::field::debug(db.get_database_backend()));
     Ok((db, counter))
+}
+
+/// Begins a transaction that reads, then writes what it read. On SQLite it takes the write lock
+/// at once (`BEGIN IMMEDIATE`, waiting up to the busy timeout), so a writer committing between
+/// its read and its write cannot fail it; PostgreSQL ignores the mode.
+pub async fn begin_write<C: TransactionTrait>(db: &C) -> Result<C::Transaction, DbErr> {
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..Default::default()
+    })
+    .await
 }
 
 /// Errors that a fresh attempt of the same transaction can succeed past: lock conflicts, and on

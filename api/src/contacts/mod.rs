@@ -387,7 +387,7 @@ async fn write_upsert<C: ConnectionTrait + TransactionTrait>(
     fields: &Definitions,
     outcomes: &mut [Option<UpsertOutcome>],
 ) -> Result<(), DbErr> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let wanted: Vec<String> = emails.iter().flatten().cloned().collect();
     let mut existing: HashMap<String, contact::Model> = HashMap::new();
     for chunk in wanted.chunks(500) {

@@ -327,7 +327,7 @@ pub async fn evaluate<C: ConnectionTrait + TransactionTrait>(
     workspace_id: Uuid,
     scope: Option<Vec<Uuid>>,
 ) -> ApiResult<Evaluation> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let mut query = segment::Entity::find_by_id(id).filter(segment::Column::WorkspaceId.eq(workspace_id));
     if txn.get_database_backend() == DbBackend::Postgres {
         query = query.lock(LockType::Update);
@@ -637,7 +637,7 @@ pub async fn add_members<C: ConnectionTrait + TransactionTrait>(
     id: Uuid,
     members: Members,
 ) -> MutationResult<u64> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let segment = lock_static(&txn, workspace_id, id).await?;
     let mut entering = select_members(&txn, workspace_id, &members).await?;
     let now = change_time(&segment);
@@ -663,7 +663,7 @@ pub async fn remove_members<C: ConnectionTrait + TransactionTrait>(
     id: Uuid,
     members: Members,
 ) -> MutationResult<u64> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let segment = lock_static(&txn, workspace_id, id).await?;
     let selected = select_members(&txn, workspace_id, &members).await?;
     let now = change_time(&segment);
