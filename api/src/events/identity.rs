@@ -10,7 +10,7 @@
 use entities::enums::{ConsentStatus, LifecycleStage};
 use entities::{contact, contact_identity, contact_merge, contact_tag, event};
 use sea_orm::sea_query::{Expr, OnConflict, Query};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect};
 use uuid::Uuid;
 
 fn stage_rank(stage: LifecycleStage) -> u8 {
@@ -104,6 +104,19 @@ pub async fn merge(
     reason: &str,
 ) -> Result<Merged, DbErr> {
     let workspace_id = winner.workspace_id;
+    // The loser's row first: writers still adding events to it hold a share lock on it, so this
+    // waits for them, and the events they commit move with the rest instead of being deleted
+    // with the loser; later writers find the loser gone.
+    if db.get_database_backend() == sea_orm::DbBackend::Postgres {
+        contact::Entity::find()
+            .select_only()
+            .column(contact::Column::Id)
+            .filter(contact::Column::Id.eq(loser.id))
+            .lock(sea_orm::sea_query::LockType::Update)
+            .into_tuple::<Uuid>()
+            .all(db)
+            .await?;
+    }
     let moved = event::Entity::update_many()
         .col_expr(event::Column::ContactId, Expr::value(winner.id))
         .filter(event::Column::WorkspaceId.eq(workspace_id))

@@ -191,8 +191,8 @@ pub struct Ingestor {
     sqlite_writer: Arc<tokio::sync::Mutex<()>>,
 }
 
-/// A profile read at the start of the batch was merged away by a concurrent batch.
-const PROFILE_GONE: &str = "a profile was merged concurrently";
+/// A profile read at the start of the batch was merged away, or made, by a concurrent batch.
+const PROFILE_GONE: &str = "a profile changed concurrently";
 
 fn retryable(error: &DbErr) -> bool {
     // Unique keys: a concurrent batch created the same profile. Foreign keys and vanished rows:
@@ -281,6 +281,28 @@ fn anon_key(id: &str) -> String {
 }
 
 /// A field of the message's `context.campaign` (Segment's UTM block), at most 300 characters.
+/// The id a new profile first known by `key` gets in a workspace.
+fn profile_id(workspace_id: Uuid, key: &str) -> Uuid {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(workspace_id.as_bytes())
+        .chain_update(key.as_bytes())
+        .finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_random_bytes(bytes).into_uuid()
+}
+
+/// Whether a new profile holds more than a visit: what a concurrent batch's copy may lack.
+fn carries_profile(m: &contact::Model) -> bool {
+    m.email.is_some()
+        || m.first_name.is_some()
+        || m.last_name.is_some()
+        || m.phone.is_some()
+        || m.company_id.is_some()
+        || m.custom_fields.as_object().is_some_and(|o| !o.is_empty())
+}
+
 fn campaign_field(message: &Message, name: &str) -> Option<String> {
     message
         .context
@@ -447,8 +469,19 @@ impl Batch {
         }
     }
 
+    /// A new profile. Its id derives from the message's id (user id, else anonymous id), so
+    /// concurrent batches that meet the same new visitor make the same profile, not two to
+    /// merge: the second insert is skipped (see `save`).
     fn create(&mut self, message: &Message) -> Uuid {
         let mut model = crate::contacts::blank(self.workspace_id);
+        let key = match (&message.user_id, &message.anonymous_id) {
+            (Some(user), _) => user_key(user),
+            (None, Some(anonymous)) => anon_key(anonymous),
+            (None, None) => String::new(),
+        };
+        if !key.is_empty() {
+            model.id = profile_id(self.workspace_id, &key);
+        }
         model.anonymous = message.user_id.is_none();
         model.source = Some("tracking".into());
         let utm = |name: &str| campaign_field(message, name);
@@ -857,16 +890,27 @@ impl Batch {
     }
 
     async fn save(mut self, db: &impl ConnectionTrait, applied: usize) -> Result<Outcome, DbErr> {
-        let created: Vec<contact::ActiveModel> = self
+        // In id order, as every batch inserts them, so batches meeting the same new visitors
+        // wait on each other in one direction. A profile a concurrent batch has just made is
+        // the same visitor (same id): skipped, unless ours holds traits theirs may lack, in
+        // which case the batch starts again and updates theirs.
+        let mut created: Vec<contact::Model> = self
             .created_order
             .iter()
             .filter_map(|id| self.created.remove(id))
-            .map(|m| contact::ActiveModel::from(m).reset_all())
             .collect();
+        created.sort_by_key(|m| m.id);
+        let enriched = created.iter().any(carries_profile);
+        let mut inserted = 0;
         for chunk in created.chunks(500) {
-            contact::Entity::insert_many(chunk.to_vec())
-                .exec_without_returning(db)
-                .await?;
+            inserted +=
+                contact::Entity::insert_many(chunk.iter().map(|m| contact::ActiveModel::from(m.clone()).reset_all()))
+                    .on_conflict(OnConflict::column(contact::Column::Id).do_nothing().to_owned())
+                    .exec_without_returning(db)
+                    .await?;
+        }
+        if inserted < created.len() as u64 && enriched {
+            return Err(DbErr::Custom(PROFILE_GONE.into()));
         }
         let lost = self.claim_identities(db).await?;
         // Every batch locks the contact rows it changes in one order, after its identities and
