@@ -358,8 +358,11 @@ def main():
                 results["scenarios"]["contacts_list_half_load"] = half
                 report("contacts_list_half_load", half)
     except SystemExit:
+        stop(server)
+        server_log.close()
         with open(server_log.name) as f:
-            print("server log (tail):\n" + "".join(f.readlines()[-20:])[-4000:], file=sys.stderr)
+            errors = [line for line in f if "ERROR" in line or "WARN" in line]
+        print("server log (warnings and errors, last 20):\n" + "".join(errors[-20:])[-6000:], file=sys.stderr)
         raise
     finally:
         stop(server)

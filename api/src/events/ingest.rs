@@ -191,6 +191,9 @@ pub struct Ingestor {
     sqlite_writer: Arc<tokio::sync::Mutex<()>>,
 }
 
+/// Tries of one batch before it fails (the client retries later, as Segment's libraries do).
+const MAX_ATTEMPTS: u32 = 10;
+
 /// A profile read at the start of the batch was merged away, or made, by a concurrent batch.
 const PROFILE_GONE: &str = "a profile changed concurrently";
 
@@ -243,9 +246,12 @@ impl Ingestor {
                     crate::segments::keep_current(&self.db, workspace_id, outcome.contacts.clone()).await;
                     return Ok(outcome);
                 }
-                Err(error) if attempt < 6 && retryable(&error) => {
+                Err(error) if attempt < MAX_ATTEMPTS && retryable(&error) => {
                     tracing::debug!(%error, attempt, "ingestion conflict; retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(5 << attempt)).await;
+                    // Growing and jittered, so batches that collided do not collide again in step.
+                    let ceiling = 5u64 << attempt.min(6);
+                    let pause = ceiling / 2 + rand::random::<u64>() % (ceiling / 2 + 1);
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
                 }
                 other => return other,
             }
