@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Segment benchmark on the load harness's PostgreSQL dataset (run bench/load.py first, which
+generates it and keeps its keys): a three-condition segment (a field, an event count in 30 days,
+a tag) built, rebuilt and previewed through the API, side by side with the SQL a DBA would write
+for the same question; then membership latency under a steady ingest load.
+
+    python3 bench/load.py --contacts 1000000 --events-per-contact 10 --scenarios contacts_list --duration 1
+    python3 bench/segments.py --contacts 1000000 --events-per-contact 10
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import load  # noqa: E402
+
+FILTER = {
+    "lifecycleStage": {"eq": "LEAD"},
+    "events": [{"type": "PAGE_VIEWED", "atLeast": 3, "withinLastDays": 30}],
+    "tags": {"hasAny": ["newsletter"]},
+}
+
+HAND_WRITTEN = """
+SELECT count(*) FROM {schema}.contact c
+WHERE c.workspace_id = '{ws}' AND c.lifecycle_stage = 'lead' AND NOT c.anonymous
+  AND EXISTS (SELECT 1 FROM {schema}.contact_tag t WHERE t.contact_id = c.id AND t.tag = 'newsletter')
+  AND c.id IN (SELECT e.contact_id FROM {schema}.event e
+               WHERE e.workspace_id = '{ws}' AND e.event_type = 'page_viewed'
+                 AND e.occurred_at >= now() - interval '30 days'
+               GROUP BY e.contact_id HAVING count(*) >= 3)
+"""
+
+
+def gql(base, key, query, variables=None):
+    started = time.monotonic()
+    data = load.post(f"{base}/graphql", {"query": query, "variables": variables or {}}, {"Authorization": f"Bearer {key}"})
+    return data, (time.monotonic() - started) * 1000
+
+
+def psql_ms(url, sql):
+    """Execution time of a statement, best of three, from EXPLAIN ANALYZE."""
+    times = []
+    for _ in range(3):
+        out = load.run(["psql", url, "-Atc", "EXPLAIN (ANALYZE, FORMAT JSON) " + sql])
+        times.append(json.loads(out)[0]["Execution Time"])
+    return min(times)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test"))
+    parser.add_argument("--schema", default="voxtur_load")
+    parser.add_argument("--binary", default=os.path.join(load.ROOT, "target", "release", "voxtur"))
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--concurrency", type=int, default=4, help="ingest clients during the latency run")
+    parser.add_argument("--duration", type=int, default=20)
+    args = parser.parse_args()
+    state_path = os.path.join(load.STATE_DIR, f"postgres-{args.schema}.json")
+    if not os.path.exists(state_path):
+        sys.exit(f"{state_path} not found: run bench/load.py first")
+    with open(state_path) as f:
+        summary = json.load(f)["summary"]
+    ws, key = summary["workspace_id"], summary["api_key"]
+
+    env = dict(os.environ, VOXTUR__LOG__FILTER="warn", VOXTUR__DATABASE__URL=args.database_url,
+               VOXTUR__DATABASE__SCHEMA=args.schema)
+    env.pop("DATABASE_URL", None)
+    port = load.free_port()
+    base = f"http://127.0.0.1:{port}"
+    workdir = tempfile.mkdtemp(prefix="voxtur-segments-")
+    log = open(os.path.join(workdir, "server.log"), "w")
+    server = subprocess.Popen([args.binary, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        load.wait_ready(f"{base}/readyz", server)
+        # Start clean: earlier runs' segments go.
+        data, _ = gql(base, key, "{ segments(first: 100) { nodes { id } } }")
+        for node in data["segments"]["nodes"]:
+            gql(base, key, "mutation($id: ID!) { segmentDelete(id: $id) { deletedId } }", {"id": node["id"]})
+
+        hand_ms = psql_ms(args.database_url, HAND_WRITTEN.format(schema=args.schema, ws=ws))
+        count = int(load.run(["psql", args.database_url, "-Atc", HAND_WRITTEN.format(schema=args.schema, ws=ws)]).strip())
+
+        preview = []
+        for _ in range(args.repeat):
+            data, ms = gql(base, key, "query($f: ContactFilter!) { segmentPreview(filter: $f, first: 1) { totalCount } }", {"f": FILTER})
+            preview.append(ms)
+            assert data["segmentPreview"]["totalCount"] == count, (data, count)
+
+        data, create_ms = gql(base, key, "mutation($i: SegmentCreateInput!) { segmentCreate(input: $i) { segment { id memberCount } userErrors { message } } }",
+                              {"i": {"name": "Bench: engaged newsletter leads", "filter": FILTER}})
+        segment = data["segmentCreate"]["segment"]
+        assert segment and segment["memberCount"] == count, data
+        rebuild = []
+        for _ in range(args.repeat):
+            data, ms = gql(base, key, "mutation($id: ID!) { segmentRebuild(id: $id) { enteredCount exitedCount } }", {"id": segment["id"]})
+            rebuild.append(ms)
+
+        print(f"segment: {count} members of {summary['contacts']} contacts")
+        print(f"hand-written SQL (count, EXPLAIN ANALYZE, best of 3): {hand_ms:.0f} ms")
+        print(f"segmentPreview count (HTTP, median of {args.repeat}): {statistics.median(preview):.0f} ms "
+              f"({statistics.median(preview) / hand_ms:.2f}x the hand-written SQL)")
+        print(f"segmentCreate, first build of {count} members (HTTP): {create_ms:.0f} ms")
+        print(f"segmentRebuild, steady state (HTTP, median of {args.repeat}): {statistics.median(rebuild):.0f} ms "
+              f"({statistics.median(rebuild) / hand_ms:.2f}x the hand-written SQL)")
+    finally:
+        load.stop(server)
+        log.close()
+
+    # Latency: with the segment in place, ingestion re-evaluates it for each batch's contacts
+    # before answering, so a batch's response time bounds event-to-`segment_entered` time.
+    ns = argparse.Namespace(concurrency=args.concurrency, threads=2, duration=args.duration)
+    server = subprocess.Popen([args.binary, "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        load.wait_ready(f"{base}/readyz", server)
+        import base64
+        script = load.lua_ingest({"Authorization": "Basic " + base64.b64encode(f"{summary['write_key']}:".encode()).decode(),
+                                  "Content-Type": "application/json"})
+        result = load.wrk(ns, f"{base}/v1/batch", script, workdir)
+        print(f"ingestion with the segment kept current, {args.concurrency} clients: {result['rps'] * 500:.0f} events/s, "
+              f"batch p50 {result['p50_ms']:.0f} ms, p99 {result['p99_ms']:.0f} ms (event to membership at most this)")
+    finally:
+        load.stop(server)
+
+
+if __name__ == "__main__":
+    main()
