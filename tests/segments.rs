@@ -427,3 +427,93 @@ async fn bad_segment_definitions_are_user_errors_and_save_nothing() {
         .await;
     assert_eq!(body["data"]["segments"]["totalCount"], 1);
 }
+
+#[tokio::test]
+async fn members_export_as_csv_through_a_job() {
+    let app = TestApp::spawn().await;
+    let company = app.create_company(json!({ "name": "Jadran, \"Furniture\"" })).await;
+    for (email, first) in [
+        ("a@example.com", "Ann"),
+        ("b@example.com", "Bo"),
+        ("c@example.com", "Cy"),
+    ] {
+        app.create_contact(
+            json!({ "email": email, "firstName": first, "lifecycleStage": "LEAD", "companyId": company }),
+        )
+        .await;
+    }
+    app.create_contact(json!({ "email": "d@example.com", "lifecycleStage": "CUSTOMER" }))
+        .await;
+    let leads = segment_id(
+        &app,
+        json!({ "name": "Leads", "filter": { "lifecycleStage": { "eq": "LEAD" } } }),
+    )
+    .await;
+
+    let data = app
+        .gql(
+            "mutation($s: ID!) { segmentExportStart(segmentId: $s) { job { id total } userErrors { code } } }",
+            json!({ "s": leads }),
+        )
+        .await;
+    let job = data["segmentExportStart"]["job"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(data["segmentExportStart"]["job"]["total"], 3);
+    let mut status = Value::Null;
+    for _ in 0..100 {
+        let data = app
+            .gql(
+                "query($id: ID!) { exportJob(id: $id) { status processed progress downloadUrl } }",
+                json!({ "id": job }),
+            )
+            .await;
+        status = data["exportJob"].clone();
+        if status["status"] != "RUNNING" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(status["status"], "DONE", "{status}");
+    assert_eq!(status["processed"], 3);
+    assert_eq!(status["progress"], 1.0);
+    let url = format!("{}{}", app.address, status["downloadUrl"].as_str().unwrap());
+    let client = reqwest::Client::new();
+    let response = client.get(&url).bearer_auth(&app.key).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let csv = response.text().await.unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 4, "{csv}");
+    assert!(lines[0].starts_with("id,email,first_name,last_name"));
+    assert!(
+        csv.contains(",a@example.com,Ann,,,lead,\"Jadran, \"\"Furniture\"\"\","),
+        "{csv}"
+    );
+    assert!(!csv.contains("d@example.com"));
+
+    // Only with this workspace's credentials.
+    assert_eq!(client.get(&url).send().await.unwrap().status(), 401);
+    let other = app.other_workspace("contacts:read").await;
+    assert_eq!(client.get(&url).bearer_auth(&other).send().await.unwrap().status(), 404);
+    let data = app
+        .gql(
+            "mutation($s: ID!) { segmentExportStart(segmentId: $s) { job { id } userErrors { code } } }",
+            json!({ "s": "bm90LWEtc2VnbWVudA" }),
+        )
+        .await;
+    assert_eq!(codes(&data["segmentExportStart"]), vec!["NOT_FOUND"]);
+
+    // `voxtur segment export` writes the same pages.
+    let page = voxtur::segments::export::page(
+        &app.db,
+        app.workspace_id,
+        voxtur::graphql::relay::decode_as(
+            &async_graphql::ID(leads.clone()),
+            voxtur::graphql::relay::NodeKind::Segment,
+        )
+        .unwrap(),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(page.0, csv);
+    assert_eq!(page.2, 3);
+}

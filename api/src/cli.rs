@@ -102,6 +102,14 @@ enum SegmentCommand {
         #[arg(long)]
         workspace: Option<String>,
     },
+    /// Write a segment's members as CSV, with a progress bar on stderr.
+    Export {
+        /// The segment's id (global id or UUID).
+        id: String,
+        /// Write here instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -267,6 +275,12 @@ async fn run(command: Option<Command>, mut settings: Settings) -> Result<(), Str
             Ok(())
         }
         Command::Segment {
+            command: SegmentCommand::Export { id, output },
+        } => {
+            let db = connect(&settings).await?;
+            export_segment(&db, &id, output).await
+        }
+        Command::Segment {
             command: SegmentCommand::Rebuild { ids, workspace },
         } => {
             let db = connect(&settings).await?;
@@ -378,6 +392,48 @@ async fn seed_demo_once(db: &DatabaseConnection) -> Result<(), String> {
         return Ok(());
     }
     print_demo(db, 500).await
+}
+
+async fn export_segment(db: &DatabaseConnection, id: &str, output: Option<PathBuf>) -> Result<(), String> {
+    use std::io::Write;
+    let uuid = Uuid::parse_str(id)
+        .ok()
+        .or_else(|| decode_as(id, NodeKind::Segment))
+        .ok_or_else(|| format!("`{id}` is not a segment id"))?;
+    let segment = entities::segment::Entity::find_by_id(uuid)
+        .one(db)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no segment with id {uuid}"))?;
+    let mut out: Box<dyn Write> = match &output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).map_err(|e| format!("cannot write {}: {e}", path.display()))?,
+        )),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let progress = indicatif::ProgressBar::new(segment.member_count.max(0) as u64).with_style(
+        indicatif::ProgressStyle::with_template("exporting [{bar:40}] {human_pos}/{human_len} {per_sec} eta {eta}")
+            .map_err(|e| e.to_string())?
+            .progress_chars("=> "),
+    );
+    let mut after = None;
+    let mut written = 0;
+    loop {
+        let (csv, last, rows) = crate::segments::export::page(db, segment.workspace_id, segment.id, after)
+            .await
+            .map_err(|e| e.for_operator())?;
+        out.write_all(csv.as_bytes()).map_err(|e| e.to_string())?;
+        written += rows;
+        progress.set_position(written);
+        if rows < crate::segments::export::PAGE {
+            break;
+        }
+        after = last;
+    }
+    out.flush().map_err(|e| e.to_string())?;
+    progress.finish_and_clear();
+    eprintln!("exported {written} members of \"{}\"", segment.name);
+    Ok(())
 }
 
 async fn generate_workspace(db: &DatabaseConnection, options: &GenerateOptions, json: bool) -> Result<(), String> {

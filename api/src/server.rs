@@ -61,6 +61,7 @@ impl Application {
                 .route("/readyz", web::get().to(readyz))
                 .configure(crate::events::http::routes)
                 .configure(crate::web::http::routes)
+                .configure(crate::segments::http::routes)
         })
         .shutdown_timeout(settings.server.shutdown_timeout_secs)
         .listen(listener)?;
@@ -139,7 +140,7 @@ async fn request_id_header(
 }
 
 /// A GraphQL-shaped error body for failures before the schema runs.
-fn error_response(status: StatusCode, code: &str, message: &str) -> HttpResponse {
+pub(crate) fn error_response(status: StatusCode, code: &str, message: &str) -> HttpResponse {
     HttpResponse::build(status).json(serde_json::json!({
         "errors": [{ "message": message, "extensions": { "code": code } }]
     }))

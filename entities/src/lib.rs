@@ -13,6 +13,8 @@ pub mod contact_tag;
 pub mod custom_field;
 pub mod enums;
 pub mod event;
+pub mod export_chunk;
+pub mod export_job;
 pub mod form;
 pub mod landing_page;
 pub mod notification;

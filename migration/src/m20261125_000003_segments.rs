@@ -98,11 +98,48 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
+        // CSV exports of a segment's members: the job's progress, and its output in chunks (kept
+        // in the database so any server behind the load balancer can serve the download).
+        manager
+            .create_table(
+                Table::create()
+                    .table("export_job")
+                    .col(pk_uuid("id"))
+                    .col(uuid("workspace_id"))
+                    .col(uuid("segment_id"))
+                    .col(string_len("status", 16))
+                    .col(big_integer("processed").default(0))
+                    .col(big_integer("total").default(0))
+                    .col(text_null("error"))
+                    .col(timestamp_with_time_zone("created_at"))
+                    .col(timestamp_with_time_zone_null("finished_at"))
+                    .foreign_key(&mut cascade("export_job", "workspace_id", "workspace"))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table("export_chunk")
+                    .col(uuid("job_id"))
+                    .col(integer("seq"))
+                    .col(text("data"))
+                    .primary_key(Index::create().col("job_id").col("seq"))
+                    .foreign_key(&mut cascade("export_chunk", "job_id", "export_job"))
+                    .to_owned(),
+            )
+            .await?;
         Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for table in ["segment_change", "segment_member", "segment"] {
+        for table in [
+            "export_chunk",
+            "export_job",
+            "segment_change",
+            "segment_member",
+            "segment",
+        ] {
             manager.drop_table(Table::drop().table(table).to_owned()).await?;
         }
         Ok(())

@@ -21,10 +21,11 @@ pub enum NodeKind {
     LandingPage,
     TrackedLink,
     Segment,
+    ExportJob,
 }
 
 impl NodeKind {
-    const ALL: [NodeKind; 13] = [
+    const ALL: [NodeKind; 14] = [
         NodeKind::Workspace,
         NodeKind::User,
         NodeKind::Team,
@@ -38,6 +39,7 @@ impl NodeKind {
         NodeKind::LandingPage,
         NodeKind::TrackedLink,
         NodeKind::Segment,
+        NodeKind::ExportJob,
     ];
 
     fn name(self) -> &'static str {
@@ -55,6 +57,7 @@ impl NodeKind {
             NodeKind::LandingPage => "LandingPage",
             NodeKind::TrackedLink => "TrackedLink",
             NodeKind::Segment => "Segment",
+            NodeKind::ExportJob => "ExportJob",
         }
     }
 

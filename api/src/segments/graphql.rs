@@ -16,6 +16,81 @@ use entities::{segment, segment_change};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
+/// Where an export stands.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum ExportStatus {
+    /// Still writing pages.
+    Running,
+    /// Finished: download it at `downloadUrl`.
+    Done,
+    /// Stopped by an error (see `error`).
+    Failed,
+}
+
+/// A CSV export of a segment's members, running in the background.
+pub struct ExportJob(pub entities::export_job::Model);
+
+/// A CSV export of a segment's members, running in the background.
+#[Object]
+impl ExportJob {
+    /// Global id.
+    async fn id(&self) -> ID {
+        NodeKind::ExportJob.id(self.0.id)
+    }
+    /// Where it stands.
+    async fn status(&self) -> ExportStatus {
+        match self.0.status.as_str() {
+            super::export::DONE => ExportStatus::Done,
+            super::export::FAILED => ExportStatus::Failed,
+            _ => ExportStatus::Running,
+        }
+    }
+    /// Members written so far.
+    async fn processed(&self) -> i64 {
+        self.0.processed
+    }
+    /// Members when the export started.
+    async fn total(&self) -> i64 {
+        self.0.total
+    }
+    /// Share done, 0 to 1.
+    async fn progress(&self) -> f64 {
+        if self.0.status == super::export::DONE {
+            1.0
+        } else if self.0.total == 0 {
+            0.0
+        } else {
+            (self.0.processed as f64 / self.0.total as f64).min(1.0)
+        }
+    }
+    /// Why it failed.
+    async fn error(&self) -> Option<&str> {
+        self.0.error.as_deref()
+    }
+    /// Where to download the CSV (with the same API key) once done.
+    async fn download_url(&self) -> Option<String> {
+        (self.0.status == super::export::DONE)
+            .then(|| format!("/exports/{}", NodeKind::ExportJob.id(self.0.id).as_str()))
+    }
+    /// When it started.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    /// When it finished.
+    async fn finished_at(&self) -> Option<DateTime<Utc>> {
+        self.0.finished_at
+    }
+}
+
+/// Result of starting an export.
+#[derive(SimpleObject)]
+pub struct SegmentExportPayload {
+    /// The job; poll `exportJob(id)` for its progress.
+    pub job: Option<ExportJob>,
+    /// Why nothing was started.
+    pub user_errors: Vec<UserError>,
+}
+
 /// How a segment's members are decided.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
 pub enum SegmentKind {
@@ -253,6 +328,24 @@ impl SegmentQuery {
             return Ok(None);
         };
         Ok(super::find(r.db, r.principal.workspace_id, id).await?.map(Segment))
+    }
+
+    /// An export job by id; null when it does not exist in this workspace.
+    #[graphql(guard = "ScopeGuard(Scope::ContactsRead)")]
+    async fn export_job(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The job's id.")] id: ID,
+    ) -> async_graphql::Result<Option<ExportJob>> {
+        let r = request(ctx)?;
+        let Some(id) = decode_as(&id, NodeKind::ExportJob) else {
+            return Ok(None);
+        };
+        Ok(entities::export_job::Entity::find_by_id(id)
+            .filter(entities::export_job::Column::WorkspaceId.eq(r.principal.workspace_id))
+            .one(r.db)
+            .await?
+            .map(ExportJob))
     }
 
     /// The contacts a filter selects now, without saving a segment: `totalCount` is the count,
@@ -525,6 +618,31 @@ impl SegmentMutation {
             entered_count: entered,
             exited_count: exited,
             user_errors: Vec::new(),
+        })
+    }
+
+    /// Starts a CSV export of a segment's members in the background; follow it with
+    /// `exportJob(id)` and download it from its `downloadUrl`.
+    #[graphql(guard = "ScopeGuard(Scope::ContactsRead)")]
+    async fn segment_export_start(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The segment.")] segment_id: ID,
+    ) -> async_graphql::Result<SegmentExportPayload> {
+        let r = request(ctx)?;
+        let id = match self::segment_id(&segment_id, "segmentId") {
+            Ok(id) => id,
+            Err(e) => {
+                return Ok(SegmentExportPayload {
+                    job: None,
+                    user_errors: vec![e],
+                });
+            }
+        };
+        let (job, user_errors) = into_payload(super::export::start(r.db, r.principal.workspace_id, id).await)?;
+        Ok(SegmentExportPayload {
+            job: job.map(ExportJob),
+            user_errors,
         })
     }
 

@@ -8,8 +8,10 @@
 //! `INSERT ... SELECT ... NOT IN`. The same statements re-evaluate a few contacts (a scope), which
 //! is how changes to contacts and arriving events keep membership current.
 
+pub mod export;
 pub mod filter;
 pub mod graphql;
+pub mod http;
 
 use crate::contacts::filter::{ContactFilter, FilterContext};
 use crate::error::{ApiError, ApiResult};
