@@ -517,3 +517,263 @@ async fn members_export_as_csv_through_a_job() {
     assert_eq!(page.0, csv);
     assert_eq!(page.2, 3);
 }
+
+/// Property: after any sequence of creates, updates, deletes, events and time passing, every
+/// segment's materialized members are exactly the contacts a plain evaluation of its filter
+/// selects. Filters and operations are random (seeded, so a failure replays).
+mod property {
+    use super::*;
+    use std::collections::{BTreeSet, HashMap};
+    use uuid::Uuid;
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+        fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+            items[self.below(items.len() as u64) as usize]
+        }
+    }
+
+    const STAGES: [&str; 3] = ["LEAD", "CUSTOMER", "SUBSCRIBER"];
+    const TAGS: [&str; 2] = ["vip", "news"];
+    const TYPES: [(&str, &str); 2] = [("PAGE_VIEWED", "page_viewed"), ("EMAIL_OPENED", "email_opened")];
+
+    #[derive(Clone, Debug)]
+    enum F {
+        Stage(&'static str),
+        Tag(&'static str),
+        NoTag(&'static str),
+        /// Event type, comparison (0 at least, 1 at most, 2 exactly), count, window in days.
+        Did(usize, u8, i64, Option<i64>),
+        InSegment(usize),
+        And(Vec<F>),
+        Or(Vec<F>),
+        Not(Box<F>),
+    }
+
+    #[derive(Clone, Default)]
+    struct Contact {
+        stage: &'static str,
+        tags: BTreeSet<&'static str>,
+        /// Event type index and age in whole days (each event is half a day older still).
+        events: Vec<(usize, i64)>,
+    }
+
+    fn random_filter(rng: &mut Rng, depth: u32, segments_before: usize) -> F {
+        let leaf = depth >= 2 || rng.below(3) > 0;
+        if leaf {
+            match rng.below(if segments_before > 0 { 5 } else { 4 }) {
+                0 => F::Stage(rng.pick(&STAGES)),
+                1 => F::Tag(rng.pick(&TAGS)),
+                2 => F::NoTag(rng.pick(&TAGS)),
+                3 => {
+                    let cmp = rng.below(3) as u8;
+                    let n = if cmp == 0 {
+                        1 + rng.below(3) as i64
+                    } else {
+                        rng.below(3) as i64
+                    };
+                    let window = [None, Some(3), Some(7), Some(14)][rng.below(4) as usize];
+                    F::Did(rng.below(2) as usize, cmp, n, window)
+                }
+                _ => F::InSegment(rng.below(segments_before as u64) as usize),
+            }
+        } else {
+            let parts = (0..2).map(|_| random_filter(rng, depth + 1, segments_before)).collect();
+            match rng.below(3) {
+                0 => F::And(parts),
+                1 => F::Or(parts),
+                _ => F::Not(Box::new(random_filter(rng, depth + 1, segments_before))),
+            }
+        }
+    }
+
+    fn to_json(f: &F, segment_ids: &[String]) -> Value {
+        match f {
+            F::Stage(s) => json!({ "lifecycleStage": { "eq": s } }),
+            F::Tag(t) => json!({ "tags": { "hasAny": [t] } }),
+            F::NoTag(t) => json!({ "tags": { "hasNone": [t] } }),
+            F::Did(t, cmp, n, window) => {
+                let mut c = json!({ "type": TYPES[*t].0 });
+                c[["atLeast", "atMost", "exactly"][*cmp as usize]] = json!(n);
+                if let Some(days) = window {
+                    c["withinLastDays"] = json!(days);
+                }
+                json!({ "events": [c] })
+            }
+            F::InSegment(i) => json!({ "segments": { "in": [segment_ids[*i]] } }),
+            F::And(parts) => json!({ "and": parts.iter().map(|p| to_json(p, segment_ids)).collect::<Vec<_>>() }),
+            F::Or(parts) => json!({ "or": parts.iter().map(|p| to_json(p, segment_ids)).collect::<Vec<_>>() }),
+            F::Not(inner) => json!({ "not": to_json(inner, segment_ids) }),
+        }
+    }
+
+    fn eval(f: &F, c: &Contact, filters: &[F]) -> bool {
+        match f {
+            F::Stage(s) => c.stage == *s,
+            F::Tag(t) => c.tags.contains(t),
+            F::NoTag(t) => !c.tags.contains(t),
+            F::Did(t, cmp, n, window) => {
+                let count = c
+                    .events
+                    .iter()
+                    .filter(|(ty, age)| ty == t && window.is_none_or(|w| *age < w))
+                    .count() as i64;
+                match cmp {
+                    0 => count >= *n,
+                    1 => count <= *n,
+                    _ => count == *n,
+                }
+            }
+            F::InSegment(i) => eval(&filters[*i], c, filters),
+            F::And(parts) => parts.iter().all(|p| eval(p, c, filters)),
+            F::Or(parts) => parts.iter().any(|p| eval(p, c, filters)),
+            F::Not(inner) => !eval(inner, c, filters),
+        }
+    }
+
+    async fn check(app: &TestApp, step: &str, segments: &[(Uuid, String, F)], contacts: &HashMap<Uuid, Contact>) {
+        let filters: Vec<F> = segments.iter().map(|s| s.2.clone()).collect();
+        for (i, (uuid, id, f)) in segments.iter().enumerate() {
+            let stored: BTreeSet<Uuid> = entities::segment_member::Entity::find()
+                .filter(entities::segment_member::Column::SegmentId.eq(*uuid))
+                .all(&app.db)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|m| m.contact_id)
+                .collect();
+            let expected: BTreeSet<Uuid> = contacts
+                .iter()
+                .filter(|(_, c)| eval(f, c, &filters))
+                .map(|(id, _)| *id)
+                .collect();
+            assert_eq!(stored, expected, "segment {i} {f:?} after {step}");
+            assert_eq!(
+                members(app, id).await.0,
+                expected.len() as i64,
+                "memberCount of segment {i} after {step}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn materialized_membership_always_equals_the_filter() {
+        for seed in [11u64, 29, 47] {
+            run(seed).await;
+        }
+    }
+
+    async fn run(seed: u64) {
+        let app = TestApp::spawn().await;
+        let mut rng = Rng(seed);
+        let mut contacts: HashMap<Uuid, Contact> = HashMap::new();
+        let mut ids: Vec<(Uuid, String)> = Vec::new();
+        for n in 0..6 {
+            let c = Contact {
+                stage: rng.pick(&STAGES),
+                tags: TAGS.iter().copied().filter(|_| rng.below(2) == 0).collect(),
+                events: Vec::new(),
+            };
+            let created = app
+                .create_contact(
+                    json!({ "email": format!("p{n}@example.com"), "lifecycleStage": c.stage, "tags": c.tags }),
+                )
+                .await;
+            let gid = created["id"].as_str().unwrap().to_owned();
+            let uuid = voxtur::graphql::relay::decode_as(
+                &async_graphql::ID(gid.clone()),
+                voxtur::graphql::relay::NodeKind::Contact,
+            )
+            .unwrap();
+            contacts.insert(uuid, c);
+            ids.push((uuid, gid));
+        }
+        let mut segments: Vec<(Uuid, String, F)> = Vec::new();
+        for i in 0..5 {
+            let f = random_filter(&mut rng, 0, i);
+            let gids: Vec<String> = segments.iter().map(|s| s.1.clone()).collect();
+            let id = segment_id(&app, json!({ "name": format!("S{i}"), "filter": to_json(&f, &gids) })).await;
+            let uuid = voxtur::graphql::relay::decode_as(
+                &async_graphql::ID(id.clone()),
+                voxtur::graphql::relay::NodeKind::Segment,
+            )
+            .unwrap();
+            segments.push((uuid, id, f));
+        }
+        check(&app, "creating the segments", &segments, &contacts).await;
+
+        for step in 0..30 {
+            let (uuid, gid) = ids[rng.below(ids.len() as u64) as usize].clone();
+            let what = match rng.below(10) {
+                0..=3 => {
+                    let t = rng.below(2) as usize;
+                    let age = rng.below(20) as i64;
+                    let at = Utc::now() - Duration::days(age) - Duration::hours(12);
+                    let data = app
+                        .gql(
+                            "mutation($i: EventRecordInput!) { eventRecord(input: $i) { userErrors { code } } }",
+                            json!({ "i": { "contactId": gid, "type": TYPES[t].0, "occurredAt": at.to_rfc3339() } }),
+                        )
+                        .await;
+                    assert_eq!(data["eventRecord"]["userErrors"], json!([]));
+                    contacts.get_mut(&uuid).unwrap().events.push((t, age));
+                    format!("an event {} {age} days ago", TYPES[t].1)
+                }
+                4..=6 => {
+                    let c = contacts.get_mut(&uuid).unwrap();
+                    c.stage = rng.pick(&STAGES);
+                    c.tags = TAGS.iter().copied().filter(|_| rng.below(2) == 0).collect();
+                    update_contact(&app, &gid, json!({ "lifecycleStage": c.stage, "tags": c.tags })).await;
+                    format!("an update to {:?} {:?}", c.stage, c.tags)
+                }
+                7 | 8 => {
+                    // Time passes: every event gets older, and the minute task runs.
+                    let days = 1 + rng.below(6) as i64;
+                    for e in entities::event::Entity::find().all(&app.db).await.unwrap() {
+                        let mut e: entities::event::ActiveModel = e.into();
+                        let at = e.occurred_at.take().unwrap() - Duration::days(days);
+                        e.occurred_at = sea_orm::Set(at);
+                        sea_orm::ActiveModelTrait::update(e, &app.db).await.unwrap();
+                    }
+                    for c in contacts.values_mut() {
+                        for e in c.events.iter_mut() {
+                            e.1 += days;
+                        }
+                    }
+                    voxtur::segments::expire_windows(&app.db).await.unwrap();
+                    format!("{days} days passing")
+                }
+                _ if ids.len() > 3 => {
+                    let data = app
+                        .gql(
+                            "mutation($id: ID!) { contactDelete(id: $id) { userErrors { code } } }",
+                            json!({ "id": gid }),
+                        )
+                        .await;
+                    assert_eq!(data["contactDelete"]["userErrors"], json!([]));
+                    contacts.remove(&uuid);
+                    ids.retain(|(u, _)| *u != uuid);
+                    "a deletion".to_owned()
+                }
+                _ => continue,
+            };
+            check(
+                &app,
+                &format!("step {step}: {what} (seed {seed})"),
+                &segments,
+                &contacts,
+            )
+            .await;
+        }
+    }
+}

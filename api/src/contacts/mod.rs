@@ -601,16 +601,24 @@ pub async fn update(
     Ok(updated)
 }
 
-pub async fn delete(conn: &impl ConnectionTrait, workspace_id: Uuid, id: &ID) -> MutationResult<Uuid> {
+pub async fn delete<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    workspace_id: Uuid,
+    id: &ID,
+) -> MutationResult<Uuid> {
     let uuid = decode_as(id, NodeKind::Contact).ok_or_else(|| not_found(id))?;
-    let result = contact::Entity::delete_many()
-        .filter(contact::Column::Id.eq(uuid))
-        .filter(contact::Column::WorkspaceId.eq(workspace_id))
-        .exec(conn)
-        .await?;
-    if result.rows_affected == 0 {
+    let txn = db.begin().await?;
+    if find(&txn, workspace_id, id).await?.is_none() {
         return Err(not_found(id));
     }
+    // Out of its segments first, with the exits recorded and the counts kept.
+    crate::segments::leave_all(&txn, uuid).await?;
+    contact::Entity::delete_many()
+        .filter(contact::Column::Id.eq(uuid))
+        .filter(contact::Column::WorkspaceId.eq(workspace_id))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
     Ok(uuid)
 }
 

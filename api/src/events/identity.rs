@@ -156,6 +156,9 @@ pub async fn merge(
         .to_owned();
     db.execute(&copy).await?;
     let merged = merged_fields(winner, loser);
+    crate::segments::leave_all(db, loser.id)
+        .await
+        .map_err(|e| DbErr::Custom(e.for_operator()))?;
     // The loser goes first: the winner may take over its unique email.
     contact::Entity::delete_by_id(loser.id).exec(db).await?;
     let saved = contact::ActiveModel::from(merged).reset_all().update(db).await?;

@@ -814,6 +814,35 @@ pub async fn import_emails<C: ConnectionTrait + TransactionTrait>(
     Ok((entered, unknown))
 }
 
+/// Takes a contact about to be deleted (or merged away) out of every segment it is in:
+/// records the exits and keeps the member counts true (the membership rows would otherwise
+/// go silently with the contact). Call inside the deleting transaction, before the delete.
+pub async fn leave_all(db: &impl ConnectionTrait, contact_id: Uuid) -> ApiResult<()> {
+    let memberships: Vec<(segment_member::Model, Option<segment::Model>)> = segment_member::Entity::find()
+        .find_also_related(segment::Entity)
+        .filter(segment_member::Column::ContactId.eq(contact_id))
+        .all(db)
+        .await?;
+    for (_, segment) in memberships {
+        let Some(segment) = segment else { continue };
+        let now = change_time(&segment);
+        let leaving = Query::select()
+            .column(segment_member::Column::ContactId)
+            .from(segment_member::Entity)
+            .and_where(segment_member::Column::SegmentId.eq(segment.id))
+            .and_where(segment_member::Column::ContactId.eq(contact_id))
+            .to_owned();
+        let exited = record_changes(db, &segment, &leaving, false, now).await?;
+        segment_member::Entity::delete_many()
+            .filter(segment_member::Column::SegmentId.eq(segment.id))
+            .filter(segment_member::Column::ContactId.eq(contact_id))
+            .exec(db)
+            .await?;
+        finish(db, &segment, 0, exited, now).await?;
+    }
+    Ok(())
+}
+
 /// Re-evaluates the workspace's dynamic segments for some contacts (after they changed or
 /// did something). Segments that name others come after them.
 pub async fn refresh_contacts<C: ConnectionTrait + TransactionTrait>(
