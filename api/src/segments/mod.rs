@@ -347,12 +347,64 @@ pub async fn evaluate<C: ConnectionTrait + TransactionTrait>(
     let now = change_time(&segment);
     ctx.now = now;
     ctx.scope = scope;
-    let matching = matching(&filter, &ctx)?;
+    let mut matching = matching(&filter, &ctx)?;
+    if ctx.scope.is_none() {
+        // A full evaluation computes the matching set once, into a temporary table, instead of
+        // once for exits and again for entries.
+        let backend = txn.get_database_backend();
+        let create = match backend {
+            DbBackend::Postgres => "CREATE TEMP TABLE IF NOT EXISTS segment_eval (id uuid) ON COMMIT DELETE ROWS",
+            _ => "CREATE TEMP TABLE IF NOT EXISTS segment_eval (id BLOB)",
+        };
+        txn.execute_unprepared(create).await?;
+        txn.execute_unprepared("DELETE FROM segment_eval").await?;
+        let fill = Query::insert()
+            .into_table(Alias::new("segment_eval"))
+            .columns([Alias::new("id")])
+            .select_from(matching.clone())
+            .map_err(|e| ApiError::Internal(e.to_string().into()))?
+            .to_owned();
+        txn.execute(&fill).await?;
+        if backend == DbBackend::Postgres {
+            // Fresh statistics for the planner: it picks hash joins over a large set.
+            txn.execute_unprepared("ANALYZE segment_eval").await?;
+        }
+        matching = Query::select()
+            .expr_as(
+                Expr::col((Alias::new("segment_eval"), Alias::new("id"))),
+                Alias::new("id"),
+            )
+            .from(Alias::new("segment_eval"))
+            .to_owned();
+    }
     let members_in_scope = |select: &mut SelectStatement| {
         if let Some(ids) = &ctx.scope {
             select.and_where(segment_member::Column::ContactId.is_in(ids.iter().copied()));
         }
     };
+    // "Is a member" and "matches", as correlated existence tests: anti-joins that scale to
+    // millions of members (a large `NOT IN` list that does not fit in memory is scanned per row).
+    let is_member = |contact: Expr| {
+        Expr::exists(
+            Query::select()
+                .expr(Expr::val(1))
+                .from_as(segment_member::Entity, Alias::new("m"))
+                .and_where(Expr::col((Alias::new("m"), segment_member::Column::SegmentId)).eq(id))
+                .and_where(Expr::col((Alias::new("m"), segment_member::Column::ContactId)).eq(contact))
+                .to_owned(),
+        )
+    };
+    let matches = |contact: Expr| {
+        let c = Alias::new("x");
+        Expr::exists(
+            Query::select()
+                .expr(Expr::val(1))
+                .from_subquery(matching.clone(), c.clone())
+                .and_where(Expr::col((c, Alias::new("id"))).eq(contact))
+                .to_owned(),
+        )
+    };
+    let member_id = || Expr::col((segment_member::Entity, segment_member::Column::ContactId));
 
     // Exits: members that no longer match.
     let mut leaving = Query::select();
@@ -360,7 +412,7 @@ pub async fn evaluate<C: ConnectionTrait + TransactionTrait>(
         .column(segment_member::Column::ContactId)
         .from(segment_member::Entity)
         .and_where(segment_member::Column::SegmentId.eq(id))
-        .and_where(segment_member::Column::ContactId.not_in_subquery(matching.clone()));
+        .and_where(matches(member_id()).not());
     members_in_scope(&mut leaving);
     let exited = record_changes(&txn, &segment, &leaving, false, now).await?;
     if exited > 0 {
@@ -368,7 +420,7 @@ pub async fn evaluate<C: ConnectionTrait + TransactionTrait>(
         delete
             .from_table(segment_member::Entity)
             .and_where(segment_member::Column::SegmentId.eq(id))
-            .and_where(segment_member::Column::ContactId.not_in_subquery(matching.clone()));
+            .and_where(matches(member_id()).not());
         if let Some(ids) = &ctx.scope {
             delete.and_where(segment_member::Column::ContactId.is_in(ids.iter().copied()));
         }
@@ -376,18 +428,16 @@ pub async fn evaluate<C: ConnectionTrait + TransactionTrait>(
     }
 
     // Entries: matching contacts not yet members, stamped with this evaluation's time.
-    let mut entering = matching;
-    entering.and_where(
-        contact::Column::Id.not_in_subquery(
-            Query::select()
-                .column(segment_member::Column::ContactId)
-                .from(segment_member::Entity)
-                .and_where(segment_member::Column::SegmentId.eq(id))
-                .to_owned(),
-        ),
-    );
-    let mut insert = Query::insert();
-    insert
+    let x = Alias::new("x");
+    let entering = Query::select()
+        .expr(Expr::val(id))
+        .column((x.clone(), Alias::new("id")))
+        .expr(Expr::val(workspace_id))
+        .expr(Expr::val(now))
+        .from_subquery(matching.clone(), x.clone())
+        .and_where(is_member(Expr::col((x, Alias::new("id")))).not())
+        .to_owned();
+    let insert = Query::insert()
         .into_table(segment_member::Entity)
         .columns([
             segment_member::Column::SegmentId,
@@ -395,16 +445,9 @@ pub async fn evaluate<C: ConnectionTrait + TransactionTrait>(
             segment_member::Column::WorkspaceId,
             segment_member::Column::EnteredAt,
         ])
-        .select_from(
-            entering
-                .clear_selects()
-                .expr(Expr::val(id))
-                .column((contact::Entity, contact::Column::Id))
-                .expr(Expr::val(workspace_id))
-                .expr(Expr::val(now))
-                .to_owned(),
-        )
-        .map_err(|e| ApiError::Internal(e.to_string().into()))?;
+        .select_from(entering)
+        .map_err(|e| ApiError::Internal(e.to_string().into()))?
+        .to_owned();
     let entered = txn.execute(&insert).await?.rows_affected();
     if entered > 0 {
         let mut new_members = Query::select();
@@ -644,13 +687,18 @@ pub async fn add_members<C: ConnectionTrait + TransactionTrait>(
     let mut entering = select_members(&txn, workspace_id, &members).await?;
     let now = change_time(&segment);
     entering.and_where(
-        contact::Column::Id.not_in_subquery(
+        Expr::exists(
             Query::select()
-                .column(segment_member::Column::ContactId)
+                .expr(Expr::val(1))
                 .from(segment_member::Entity)
                 .and_where(segment_member::Column::SegmentId.eq(id))
+                .and_where(
+                    Expr::col((segment_member::Entity, segment_member::Column::ContactId))
+                        .equals((contact::Entity, contact::Column::Id)),
+                )
                 .to_owned(),
-        ),
+        )
+        .not(),
     );
     let entered = insert_members(&txn, &segment, entering, now).await?;
     finish(&txn, &segment, entered, 0, now).await?;
