@@ -353,8 +353,10 @@ pub async fn evaluate<C: ConnectionTrait + TransactionTrait>(
         // once for exits and again for entries.
         let backend = txn.get_database_backend();
         let create = match backend {
-            DbBackend::Postgres => "CREATE TEMP TABLE IF NOT EXISTS segment_eval (id uuid) ON COMMIT DELETE ROWS",
-            _ => "CREATE TEMP TABLE IF NOT EXISTS segment_eval (id BLOB)",
+            DbBackend::Postgres => {
+                "CREATE TEMP TABLE IF NOT EXISTS segment_eval (id uuid PRIMARY KEY) ON COMMIT DELETE ROWS"
+            }
+            _ => "CREATE TEMP TABLE IF NOT EXISTS segment_eval (id BLOB PRIMARY KEY)",
         };
         txn.execute_unprepared(create).await?;
         txn.execute_unprepared("DELETE FROM segment_eval").await?;
