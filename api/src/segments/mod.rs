@@ -384,18 +384,8 @@ pub async fn evaluate<C: ConnectionTrait + TransactionTrait>(
             select.and_where(segment_member::Column::ContactId.is_in(ids.iter().copied()));
         }
     };
-    // "Is a member" and "matches", as correlated existence tests: anti-joins that scale to
+    // "Matches" and "is a member" are correlated existence tests: anti-joins that scale to
     // millions of members (a large `NOT IN` list that does not fit in memory is scanned per row).
-    let is_member = |contact: Expr| {
-        Expr::exists(
-            Query::select()
-                .expr(Expr::val(1))
-                .from_as(segment_member::Entity, Alias::new("m"))
-                .and_where(Expr::col((Alias::new("m"), segment_member::Column::SegmentId)).eq(id))
-                .and_where(Expr::col((Alias::new("m"), segment_member::Column::ContactId)).eq(contact))
-                .to_owned(),
-        )
-    };
     let matches = |contact: Expr| {
         let c = Alias::new("x");
         Expr::exists(
@@ -430,36 +420,7 @@ pub async fn evaluate<C: ConnectionTrait + TransactionTrait>(
     }
 
     // Entries: matching contacts not yet members, stamped with this evaluation's time.
-    let x = Alias::new("x");
-    let entering = Query::select()
-        .expr(Expr::val(id))
-        .column((x.clone(), Alias::new("id")))
-        .expr(Expr::val(workspace_id))
-        .expr(Expr::val(now))
-        .from_subquery(matching.clone(), x.clone())
-        .and_where(is_member(Expr::col((x, Alias::new("id")))).not())
-        .to_owned();
-    let insert = Query::insert()
-        .into_table(segment_member::Entity)
-        .columns([
-            segment_member::Column::SegmentId,
-            segment_member::Column::ContactId,
-            segment_member::Column::WorkspaceId,
-            segment_member::Column::EnteredAt,
-        ])
-        .select_from(entering)
-        .map_err(|e| ApiError::Internal(e.to_string().into()))?
-        .to_owned();
-    let entered = txn.execute(&insert).await?.rows_affected();
-    if entered > 0 {
-        let mut new_members = Query::select();
-        new_members
-            .column(segment_member::Column::ContactId)
-            .from(segment_member::Entity)
-            .and_where(segment_member::Column::SegmentId.eq(id))
-            .and_where(segment_member::Column::EnteredAt.eq(now));
-        record_changes(&txn, &segment, &new_members, true, now).await?;
-    }
+    let entered = insert_members(&txn, &segment, matching, now).await?;
     finish(&txn, &segment, entered, exited, now).await?;
     txn.commit().await?;
     Ok(Evaluation { entered, exited })
@@ -686,22 +647,8 @@ pub async fn add_members<C: ConnectionTrait + TransactionTrait>(
 ) -> MutationResult<u64> {
     let txn = crate::db::begin_write(db).await?;
     let segment = lock_static(&txn, workspace_id, id).await?;
-    let mut entering = select_members(&txn, workspace_id, &members).await?;
+    let entering = select_members(&txn, workspace_id, &members).await?;
     let now = change_time(&segment);
-    entering.and_where(
-        Expr::exists(
-            Query::select()
-                .expr(Expr::val(1))
-                .from(segment_member::Entity)
-                .and_where(segment_member::Column::SegmentId.eq(id))
-                .and_where(
-                    Expr::col((segment_member::Entity, segment_member::Column::ContactId))
-                        .equals((contact::Entity, contact::Column::Id)),
-                )
-                .to_owned(),
-        )
-        .not(),
-    );
     let entered = insert_members(&txn, &segment, entering, now).await?;
     finish(&txn, &segment, entered, 0, now).await?;
     txn.commit().await?;
@@ -739,13 +686,36 @@ pub async fn remove_members<C: ConnectionTrait + TransactionTrait>(
     Ok(exited)
 }
 
-/// Inserts the contacts `entering` selects as members entered at `now`, and records them.
+/// A correlated test: `contact` is a member of the segment (an index probe per row).
+fn is_member(segment_id: Uuid, contact: Expr) -> Expr {
+    let m = Alias::new("m");
+    Expr::exists(
+        Query::select()
+            .expr(Expr::val(1))
+            .from_as(segment_member::Entity, m.clone())
+            .and_where(Expr::col((m.clone(), segment_member::Column::SegmentId)).eq(segment_id))
+            .and_where(Expr::col((m, segment_member::Column::ContactId)).eq(contact))
+            .to_owned(),
+    )
+}
+
+/// Makes members, entered at `now`, of the contacts `candidates` selects (one column, `id`)
+/// that are not members yet, and records their entries. Returns how many entered.
 async fn insert_members(
     db: &impl ConnectionTrait,
     segment: &segment::Model,
-    mut entering: SelectStatement,
+    candidates: SelectStatement,
     now: DateTime<Utc>,
 ) -> ApiResult<u64> {
+    let x = Alias::new("x");
+    let entering = Query::select()
+        .expr(Expr::val(segment.id))
+        .column((x.clone(), Alias::new("id")))
+        .expr(Expr::val(segment.workspace_id))
+        .expr(Expr::val(now))
+        .from_subquery(candidates, x.clone())
+        .and_where(is_member(segment.id, Expr::col((x, Alias::new("id")))).not())
+        .to_owned();
     let insert = Query::insert()
         .into_table(segment_member::Entity)
         .columns([
@@ -754,15 +724,7 @@ async fn insert_members(
             segment_member::Column::WorkspaceId,
             segment_member::Column::EnteredAt,
         ])
-        .select_from(
-            entering
-                .clear_selects()
-                .expr(Expr::val(segment.id))
-                .column((contact::Entity, contact::Column::Id))
-                .expr(Expr::val(segment.workspace_id))
-                .expr(Expr::val(now))
-                .to_owned(),
-        )
+        .select_from(entering)
         .map_err(|e| ApiError::Internal(e.to_string().into()))?
         .to_owned();
     let entered = db.execute(&insert).await?.rows_affected();
