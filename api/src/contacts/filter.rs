@@ -189,6 +189,22 @@ impl ContactFilter {
         Ok(ids)
     }
 
+    /// The event types its behaviour conditions count.
+    pub fn event_types(&self) -> std::collections::HashSet<&'static str> {
+        self.all()
+            .iter()
+            .flat_map(|f| f.events.iter().flatten())
+            .map(|e| e.event_type.as_str())
+            .collect()
+    }
+
+    /// Whether it reads the activity times every event moves.
+    pub fn uses_activity_times(&self) -> bool {
+        self.all()
+            .iter()
+            .any(|f| f.first_seen_at.is_some() || f.last_activity_at.is_some())
+    }
+
     /// Whether membership can change with time alone (a sliding event window).
     pub fn is_time_relative(&self) -> bool {
         self.all()

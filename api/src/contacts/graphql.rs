@@ -755,7 +755,12 @@ impl ContactMutation {
         let r = request(ctx)?;
         let (contact, user_errors) = into_payload(super::create(r.db, r.principal.workspace_id, input.into()).await)?;
         if let Some(c) = &contact {
-            crate::segments::keep_current(r.db, r.principal.workspace_id, vec![c.id]).await;
+            crate::segments::keep_current(
+                r.db,
+                r.principal.workspace_id,
+                crate::segments::Touched::changed(vec![c.id]),
+            )
+            .await;
         }
         Ok(ContactCreatePayload {
             contact: contact.map(Contact),
@@ -775,7 +780,12 @@ impl ContactMutation {
         let (contact, user_errors) =
             into_payload(super::update(r.db, r.principal.workspace_id, &id, input.into()).await)?;
         if let Some(c) = &contact {
-            crate::segments::keep_current(r.db, r.principal.workspace_id, vec![c.id]).await;
+            crate::segments::keep_current(
+                r.db,
+                r.principal.workspace_id,
+                crate::segments::Touched::changed(vec![c.id]),
+            )
+            .await;
         }
         Ok(ContactUpdatePayload {
             contact: contact.map(Contact),
@@ -822,7 +832,7 @@ impl ContactMutation {
                 UpsertOutcome::Failed(_) => None,
             })
             .collect();
-        crate::segments::keep_current(r.db, r.principal.workspace_id, saved).await;
+        crate::segments::keep_current(r.db, r.principal.workspace_id, crate::segments::Touched::changed(saved)).await;
         let mut payload = ContactsUpsertPayload {
             results: Vec::new(),
             created_count: 0,

@@ -516,7 +516,11 @@ impl EventMutation {
         insert_events(&txn, vec![model.clone()]).await?;
         touch_activity(&txn, std::slice::from_ref(&model)).await?;
         txn.commit().await?;
-        crate::segments::keep_current(r.db, ws, vec![contact.id]).await;
+        let touched = crate::segments::Touched {
+            changed: Vec::new(),
+            events: vec![(contact.id, model.event_type.clone())],
+        };
+        crate::segments::keep_current(r.db, ws, touched).await;
         Ok(EventRecordPayload {
             event: Some(Event(model)),
             user_errors: Vec::new(),
@@ -562,7 +566,7 @@ impl EventMutation {
         let txn = r.db.begin().await?;
         let merged = merge(&txn, &winner, &loser, "manual").await?;
         txn.commit().await?;
-        crate::segments::keep_current(r.db, ws, vec![winner.id]).await;
+        crate::segments::keep_current(r.db, ws, crate::segments::Touched::changed(vec![winner.id])).await;
         Ok(ContactMergePayload {
             contact: Some(Contact(merged.contact)),
             events_moved: i32::try_from(merged.events_moved).unwrap_or(i32::MAX),

@@ -180,8 +180,8 @@ pub struct Outcome {
     pub stored: u64,
     /// Messages applied, including identity-only ones.
     pub applied: usize,
-    /// The profiles the batch changed or recorded events for (after merges).
-    pub contacts: Vec<Uuid>,
+    /// The profiles the batch made or changed, and the events it recorded (after merges).
+    pub touched: crate::segments::Touched,
 }
 
 /// Serialises ingestion on SQLite (one writer anyway) and retries on conflicts everywhere.
@@ -243,7 +243,7 @@ impl Ingestor {
             match result {
                 Ok(outcome) => {
                     // Segment membership follows at once, for the profiles this batch touched.
-                    crate::segments::keep_current(&self.db, workspace_id, outcome.contacts.clone()).await;
+                    crate::segments::keep_current(&self.db, workspace_id, outcome.touched.clone()).await;
                     return Ok(outcome);
                 }
                 Err(error) if attempt < MAX_ATTEMPTS && retryable(&error) => {
@@ -959,13 +959,26 @@ impl Batch {
         }
         let stored = insert_events(db, events.clone()).await?;
         touch_activity(db, &events).await?;
-        let mut contacts: Vec<Uuid> = touched.iter().map(|id| self.resolve(*id)).collect();
-        contacts.sort();
-        contacts.dedup();
+        // Made, changed or merged into: any segment may move them. The rest only gained events.
+        let mut changed: Vec<Uuid> = created
+            .iter()
+            .map(|m| m.id)
+            .chain(self.dirty.iter().copied())
+            .chain(self.redirect.values().copied())
+            .map(|id| self.resolve(id))
+            .collect();
+        changed.sort();
+        changed.dedup();
+        let mut recorded: Vec<(Uuid, String)> = events.iter().map(|e| (e.contact_id, e.event_type.clone())).collect();
+        recorded.sort();
+        recorded.dedup();
         Ok(Outcome {
             stored,
             applied,
-            contacts,
+            touched: crate::segments::Touched {
+                changed,
+                events: recorded,
+            },
         })
     }
 }

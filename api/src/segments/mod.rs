@@ -855,18 +855,66 @@ pub async fn leave_all(db: &impl ConnectionTrait, contact_id: Uuid) -> ApiResult
     Ok(())
 }
 
-/// Re-evaluates the workspace's dynamic segments for some contacts (after they changed or
-/// did something). Segments that name others come after them.
+/// What a saved write did to contacts, to tell which segments it can move.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Touched {
+    /// Contacts created, changed (fields, tags, company) or merged into: any segment may move
+    /// them.
+    pub changed: Vec<Uuid>,
+    /// Contacts that gained events, with each event's type: only segments that count events of
+    /// that type (or read activity times, or other segments) may move them.
+    pub events: Vec<(Uuid, String)>,
+}
+
+impl Touched {
+    pub fn changed(ids: Vec<Uuid>) -> Touched {
+        Touched {
+            changed: ids,
+            events: Vec::new(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.changed.is_empty() && self.events.is_empty()
+    }
+
+    /// The contacts a segment with this filter must re-evaluate.
+    fn scope_for(&self, filter: &ContactFilter) -> ApiResult<Vec<Uuid>> {
+        let everything = !filter.segment_ids()?.is_empty() || filter.uses_activity_times();
+        let types = filter.event_types();
+        let mut ids: Vec<Uuid> = self
+            .changed
+            .iter()
+            .copied()
+            .chain(
+                self.events
+                    .iter()
+                    .filter(|(_, t)| everything || types.contains(t.as_str()))
+                    .map(|(id, _)| *id),
+            )
+            .collect();
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
+}
+
+/// Re-evaluates the workspace's dynamic segments for the contacts a write touched, each segment
+/// only for the contacts it can concern. Segments that name others come after them.
 pub async fn refresh_contacts<C: ConnectionTrait + TransactionTrait>(
     db: &C,
     workspace_id: Uuid,
-    contact_ids: Vec<Uuid>,
+    touched: &Touched,
 ) -> ApiResult<()> {
-    if contact_ids.is_empty() {
+    if touched.is_empty() {
         return Ok(());
     }
     for segment in in_dependency_order(db, workspace_id).await? {
-        for chunk in contact_ids.chunks(MAX_MEMBERS_PER_CALL) {
+        let Some(filter) = stored_filter(&segment)? else {
+            continue;
+        };
+        let scope = touched.scope_for(&filter)?;
+        for chunk in scope.chunks(MAX_MEMBERS_PER_CALL) {
             evaluate(db, segment.id, workspace_id, Some(chunk.to_vec())).await?;
         }
     }
@@ -875,8 +923,8 @@ pub async fn refresh_contacts<C: ConnectionTrait + TransactionTrait>(
 
 /// [`refresh_contacts`] after a change that is already saved: a failure is logged, not
 /// returned (the change stands; `segmentRebuild` repairs membership).
-pub async fn keep_current<C: ConnectionTrait + TransactionTrait>(db: &C, workspace_id: Uuid, contact_ids: Vec<Uuid>) {
-    if let Err(error) = refresh_contacts(db, workspace_id, contact_ids).await {
+pub async fn keep_current<C: ConnectionTrait + TransactionTrait>(db: &C, workspace_id: Uuid, touched: Touched) {
+    if let Err(error) = refresh_contacts(db, workspace_id, &touched).await {
         tracing::error!(error = %error.for_operator(), %workspace_id, "segment membership not updated");
     }
 }
