@@ -323,9 +323,24 @@ async fn bad_segment_definitions_are_user_errors_and_save_nothing() {
     )
     .await;
 
+    let data = app
+        .gql(
+            "mutation($i: CustomFieldDefineInput!) { customFieldDefine(input: $i) { userErrors { code } } }",
+            json!({ "i": { "objectType": "CONTACT", "key": "nps", "label": "NPS", "type": "NUMBER" } }),
+        )
+        .await;
+    assert_eq!(data["customFieldDefine"]["userErrors"], json!([]));
     let cases = [
         (
             json!({ "name": "X", "filter": { "customFields": [{ "key": "nope", "eq": 1 }] } }),
+            "INVALID",
+        ),
+        (
+            json!({ "name": "X", "filter": { "customFields": [{ "key": "nps", "gt": "high" }] } }),
+            "INVALID",
+        ),
+        (
+            json!({ "name": "X", "filter": { "events": [{ "type": "ORDER_COMPLETED", "properties": [{ "key": "total", "gt": { "a": 1 } }] }] } }),
             "INVALID",
         ),
         (
