@@ -305,7 +305,9 @@ async fn run(command: Option<Command>, mut settings: Settings) -> Result<(), Str
                 targets.extend(
                     crate::segments::in_dependency_order(&db, workspace_id)
                         .await
-                        .map_err(|e| e.for_operator())?,
+                        .map_err(|e| e.for_operator())?
+                        .into_iter()
+                        .map(|(segment, _)| segment),
                 );
             }
             if targets.is_empty() {

@@ -909,10 +909,7 @@ pub async fn refresh_contacts<C: ConnectionTrait + TransactionTrait>(
     if touched.is_empty() {
         return Ok(());
     }
-    for segment in in_dependency_order(db, workspace_id).await? {
-        let Some(filter) = stored_filter(&segment)? else {
-            continue;
-        };
+    for (segment, filter) in in_dependency_order(db, workspace_id).await? {
         let scope = touched.scope_for(&filter)?;
         for chunk in scope.chunks(MAX_MEMBERS_PER_CALL) {
             evaluate(db, segment.id, workspace_id, Some(chunk.to_vec())).await?;
@@ -930,36 +927,39 @@ pub async fn keep_current<C: ConnectionTrait + TransactionTrait>(db: &C, workspa
 }
 
 /// The workspace's dynamic segments, each after every segment its filter names.
-pub async fn in_dependency_order(db: &impl ConnectionTrait, workspace_id: Uuid) -> ApiResult<Vec<segment::Model>> {
+pub async fn in_dependency_order(
+    db: &impl ConnectionTrait,
+    workspace_id: Uuid,
+) -> ApiResult<Vec<(segment::Model, ContactFilter)>> {
     let segments = segment::Entity::find()
         .filter(segment::Column::WorkspaceId.eq(workspace_id))
         .filter(segment::Column::Kind.eq(DYNAMIC))
         .all(db)
         .await?;
-    let mut pending: Vec<(segment::Model, Vec<Uuid>)> = Vec::with_capacity(segments.len());
+    // Each filter is parsed once here and handed on with its segment.
+    let mut pending: Vec<(segment::Model, ContactFilter, Vec<Uuid>)> = Vec::with_capacity(segments.len());
     for s in segments {
-        let refs = stored_filter(&s)?
-            .map(|f| f.segment_ids())
-            .transpose()?
-            .unwrap_or_default();
-        pending.push((s, refs));
+        if let Some(filter) = stored_filter(&s)? {
+            let refs = filter.segment_ids()?;
+            pending.push((s, filter, refs));
+        }
     }
-    let dynamic: HashSet<Uuid> = pending.iter().map(|(s, _)| s.id).collect();
+    let dynamic: HashSet<Uuid> = pending.iter().map(|(s, _, _)| s.id).collect();
     let mut done: HashSet<Uuid> = HashSet::new();
     let mut ordered = Vec::with_capacity(pending.len());
     while !pending.is_empty() {
         let before = pending.len();
         let (ready, rest): (Vec<_>, Vec<_>) = pending
             .into_iter()
-            .partition(|(_, refs)| refs.iter().all(|r| done.contains(r) || !dynamic.contains(r)));
+            .partition(|(_, _, refs)| refs.iter().all(|r| done.contains(r) || !dynamic.contains(r)));
         pending = rest;
-        for (s, _) in ready {
+        for (s, filter, _) in ready {
             done.insert(s.id);
-            ordered.push(s);
+            ordered.push((s, filter));
         }
         if pending.len() == before {
             // Saving refuses cycles; should one exist anyway, evaluate the rest as they come.
-            ordered.extend(pending.drain(..).map(|(s, _)| s));
+            ordered.extend(pending.drain(..).map(|(s, filter, _)| (s, filter)));
         }
     }
     Ok(ordered)
@@ -980,10 +980,7 @@ pub async fn expire_windows<C: ConnectionTrait + TransactionTrait>(db: &C) -> Ap
     for workspace_id in workspaces {
         // Segments naming a re-evaluated segment follow it.
         let mut moved: HashSet<Uuid> = HashSet::new();
-        for segment in in_dependency_order(db, workspace_id).await? {
-            let Some(filter) = stored_filter(&segment)? else {
-                continue;
-            };
+        for (segment, filter) in in_dependency_order(db, workspace_id).await? {
             if filter.is_time_relative() || filter.segment_ids()?.iter().any(|id| moved.contains(id)) {
                 evaluate(db, segment.id, workspace_id, None).await?;
                 moved.insert(segment.id);
