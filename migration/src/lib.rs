@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261125_000001_foundation;
 mod m20261125_000002_journey;
 mod m20261125_000003_segments;
+mod m20261125_000004_event_type_index;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_foundation::Migration),
             Box::new(m20261125_000002_journey::Migration),
             Box::new(m20261125_000003_segments::Migration),
+            Box::new(m20261125_000004_event_type_index::Migration),
         ]
     }
 }
