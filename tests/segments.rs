@@ -136,6 +136,56 @@ async fn dynamic_segments_follow_contact_changes_and_events() {
         )
         .await;
     assert_eq!(preview["segmentPreview"]["totalCount"], 2);
+    // A costly filter counts in the page's statement; pages, ends and totals stay right either
+    // way, forward, backward and past a cursor.
+    let never_ordered = json!({ "events": [{ "type": "ORDER_COMPLETED", "atMost": 0 }] });
+    let page = |args: &'static str| {
+        let app = &app;
+        let filter = never_ordered.clone();
+        async move {
+            let query = format!(
+                "query($f: ContactFilter!) {{ contacts(filter: $f, orderBy: [{{email: ASC}}], {args}) \
+                 {{ totalCount nodes {{ email }} pageInfo {{ hasNextPage hasPreviousPage endCursor }} }} }}"
+            );
+            app.gql(&query, json!({ "f": filter })).await["contacts"].clone()
+        }
+    };
+    let first = page("first: 1").await;
+    assert_eq!(first["totalCount"], 2, "{first}");
+    assert_eq!(first["nodes"].as_array().unwrap().len(), 1);
+    assert_eq!(first["pageInfo"]["hasNextPage"], true);
+    assert_eq!(first["pageInfo"]["hasPreviousPage"], false);
+    let last = page("last: 1").await;
+    assert_eq!(last["totalCount"], 2, "{last}");
+    assert_eq!(last["pageInfo"]["hasPreviousPage"], true);
+    assert_eq!(last["pageInfo"]["hasNextPage"], false);
+    assert_ne!(last["nodes"][0]["email"], first["nodes"][0]["email"]);
+    let all = page("first: 5").await;
+    assert_eq!(all["totalCount"], 2);
+    assert_eq!(all["pageInfo"]["hasNextPage"], false);
+    assert_eq!(all["nodes"][0], first["nodes"][0]);
+    assert_eq!(all["nodes"][1], last["nodes"][0]);
+    let rest = app
+        .gql(
+            "query($f: ContactFilter!, $after: String) { contacts(filter: $f, orderBy: [{email: ASC}], first: 5, after: $after) \
+             { totalCount nodes { email } pageInfo { hasNextPage hasPreviousPage } } }",
+            json!({ "f": never_ordered, "after": first["pageInfo"]["endCursor"] }),
+        )
+        .await["contacts"]
+        .clone();
+    assert_eq!(rest["totalCount"], 2, "{rest}");
+    assert_eq!(rest["nodes"], json!([last["nodes"][0]]));
+    assert_eq!(rest["pageInfo"]["hasPreviousPage"], true);
+    let none = app
+        .gql(
+            "query($f: ContactFilter!) { contacts(filter: $f, first: 5) { totalCount nodes { email } pageInfo { hasNextPage } } }",
+            json!({ "f": { "events": [{ "type": "MEETING_BOOKED" }] } }),
+        )
+        .await;
+    assert_eq!(
+        none["contacts"],
+        json!({ "totalCount": 0, "nodes": [], "pageInfo": { "hasNextPage": false } })
+    );
 
     // History, the contact's segments, and its timeline.
     let data = app

@@ -198,6 +198,12 @@ impl ContactFilter {
             .collect()
     }
 
+    /// Whether evaluating it is costly (behaviour conditions group events by contact; segment
+    /// membership reads other segments), so a list should evaluate it once per request.
+    pub fn is_costly(&self) -> bool {
+        self.all().iter().any(|f| f.events.is_some() || f.segments.is_some())
+    }
+
     /// Whether it reads the activity times every event moves.
     pub fn uses_activity_times(&self) -> bool {
         self.all()

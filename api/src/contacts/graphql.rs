@@ -10,7 +10,7 @@ use crate::error::ApiResult;
 use crate::graphql::relay::{NodeKind, connection, connection_cost};
 use crate::graphql::user_error::{UserError, into_payload};
 use crate::graphql::{OrderDirection, request};
-use crate::listing::{Direction, PageArgs, SortSpec, text_key, timestamp_key};
+use crate::listing::{Direction, PageArgs, SortSpec, Total, text_key, timestamp_key};
 use crate::workspaces::graphql::User;
 use async_graphql::{Context, Enum, ID, InputObject, Json, MaybeUndefined, Object, OneofObject, SimpleObject};
 use chrono::{DateTime, Utc};
@@ -463,8 +463,12 @@ pub(crate) async fn list_contacts(
     if let Some(filter) = &filter {
         select = select.filter(filter.condition(&filter_ctx)?);
     }
-    let with_total = ctx.look_ahead().field("totalCount").exists();
-    Ok(spec.fetch(db, select, &page, with_total).await?.into())
+    let total = match (ctx.look_ahead().field("totalCount").exists(), &filter) {
+        (false, _) => Total::Skip,
+        (true, Some(filter)) if filter.is_costly() => Total::InPage,
+        (true, _) => Total::Count,
+    };
+    Ok(spec.fetch_with(db, select, &page, total).await?.into())
 }
 
 #[derive(Default)]

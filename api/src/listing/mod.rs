@@ -1,5 +1,6 @@
 //! Keyset pagination over any entity: a sort specification, opaque cursors that encode the sort
-//! values plus the id, and one SQL statement per page (plus one COUNT when `totalCount` is asked).
+//! values plus the id, and one SQL statement per page (plus one COUNT when `totalCount` is asked, or the count
+//! in the page's statement when the filter is costly to evaluate).
 //! Never OFFSET: page 10,000 costs what page 1 costs.
 
 pub mod filters;
@@ -8,8 +9,13 @@ use crate::error::{ApiError, ApiResult};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, ExprTrait, NullOrdering, Order, Value};
-use sea_orm::{Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select};
+use sea_orm::sea_query::{
+    Alias, CommonTableExpression, Expr, ExprTrait, NullOrdering, Order, Query, Value, WithClause,
+};
+use sea_orm::{
+    Condition, ConnectionTrait, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    QueryTrait, Select,
+};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use uuid::Uuid;
@@ -175,6 +181,38 @@ impl PageArgs {
     }
 }
 
+/// Whether and how a page counts the whole list (`totalCount`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Total {
+    /// Not asked for.
+    Skip,
+    /// A `COUNT` beside the page: for filters an index answers.
+    Count,
+    /// In the page's own statement (`COUNT(*) OVER ()`), so a filter whose evaluation is the
+    /// cost (grouping events by contact, say) is evaluated once, not once per statement.
+    InPage,
+}
+
+/// A row of a page that also carries the list's total.
+struct Counted<M> {
+    model: M,
+    total: u64,
+}
+
+impl<M> Counted<M> {
+    const COLUMN: &'static str = "voxtur_total_count";
+}
+
+impl<M: sea_orm::FromQueryResult> sea_orm::FromQueryResult for Counted<M> {
+    fn from_query_result(row: &sea_orm::QueryResult, pre: &str) -> Result<Self, sea_orm::DbErr> {
+        let total: i64 = row.try_get(pre, Self::COLUMN)?;
+        Ok(Counted {
+            model: M::from_query_result(row, pre)?,
+            total: u64::try_from(total).unwrap_or(0),
+        })
+    }
+}
+
 pub struct Page<M> {
     pub rows: Vec<(String, M)>,
     pub has_next_page: bool,
@@ -297,19 +335,37 @@ impl<M> SortSpec<M> {
         M: sea_orm::FromQueryResult + Send + Sync,
         C: ConnectionTrait,
     {
+        let total = if with_total { Total::Count } else { Total::Skip };
+        self.fetch_with(db, select, args, total).await
+    }
+
+    /// [`fetch`](Self::fetch), choosing how the total is counted.
+    pub async fn fetch_with<E, C>(&self, db: &C, select: Select<E>, args: &PageArgs, total: Total) -> ApiResult<Page<M>>
+    where
+        E: EntityTrait<Model = M>,
+        M: sea_orm::FromQueryResult + Send + Sync,
+        C: ConnectionTrait,
+    {
         let (size, backward) = args.size()?;
         let cursor = if backward { &args.before } else { &args.after };
         let position = cursor.as_deref().map(|c| self.decode(c)).transpose()?;
-        let total_count = if with_total {
-            Some(select.clone().count(db).await?)
-        } else {
-            None
-        };
+        if total == Total::InPage && position.is_none() {
+            return self.fetch_counted(db, select, size, backward).await;
+        }
+        let count = select.clone().count(db);
         let mut query = select;
         if let Some((values, id)) = &position {
             query = query.filter(self.after(values, *id, backward));
         }
-        let mut rows = self.order(query, backward).limit(size as u64 + 1).all(db).await?;
+        let page = self.order(query, backward).limit(size as u64 + 1);
+        let (total_count, mut rows) = match total {
+            Total::Skip => (None, page.all(db).await?),
+            Total::Count | Total::InPage => {
+                // Side by side, on two pooled connections (a transaction takes them in turn).
+                let (count, rows) = futures_util::try_join!(count, page.all(db))?;
+                (Some(count), rows)
+            }
+        };
         let has_more = rows.len() > size;
         rows.truncate(size);
         if backward {
@@ -326,6 +382,58 @@ impl<M> SortSpec<M> {
             has_next_page,
             has_previous_page,
             total_count,
+        })
+    }
+
+    /// The first page and the total in one statement: the filtered ids once, in a materialized
+    /// CTE that both the count and the page read. (A `COUNT(*) OVER ()` beside `LIMIT` leads
+    /// PostgreSQL to plan for stopping early, which a whole-list count never does.)
+    async fn fetch_counted<E, C>(&self, db: &C, select: Select<E>, size: usize, backward: bool) -> ApiResult<Page<M>>
+    where
+        E: EntityTrait<Model = M>,
+        M: sea_orm::FromQueryResult + Send + Sync,
+        C: ConnectionTrait,
+    {
+        let matching = Alias::new("matching");
+        let id = Alias::new("id");
+        let ids = select.select_only().column_as(self.id_expr.clone(), "id").into_query();
+        let listed = E::find().filter(
+            self.id_expr
+                .clone()
+                .in_subquery(Query::select().column(id).from(matching.clone()).to_owned()),
+        );
+        let page = self
+            .order(listed, backward)
+            .limit(size as u64 + 1)
+            .column_as(Expr::cust("(SELECT COUNT(*) FROM matching)"), Counted::<M>::COLUMN)
+            .into_query()
+            .with(
+                WithClause::new()
+                    .cte(
+                        CommonTableExpression::new()
+                            .query(ids)
+                            .table_name(matching)
+                            .materialized(true)
+                            .to_owned(),
+                    )
+                    .to_owned(),
+            );
+        let statement = db.get_database_backend().build(&page);
+        let counted = Counted::<M>::find_by_statement(statement).all(db).await?;
+        let total_count = counted.first().map_or(0, |r| r.total);
+        let mut rows: Vec<M> = counted.into_iter().map(|r| r.model).collect();
+        let has_more = rows.len() > size;
+        rows.truncate(size);
+        if backward {
+            rows.reverse();
+        }
+        let rows = rows.into_iter().map(|row| (self.cursor(&row), row)).collect();
+        let (has_next_page, has_previous_page) = if backward { (false, has_more) } else { (has_more, false) };
+        Ok(Page {
+            rows,
+            has_next_page,
+            has_previous_page,
+            total_count: Some(total_count),
         })
     }
 }
