@@ -72,14 +72,8 @@ pub fn type_for_track(name: &str) -> &'static str {
 /// Inserts events, skipping any whose `message_id` the workspace already has. Returns how many
 /// were stored.
 pub async fn insert_events(db: &impl ConnectionTrait, rows: Vec<event::Model>) -> Result<u64, DbErr> {
-    if rows.is_empty() {
-        return Ok(0);
-    }
-    if db.get_database_backend() == DbBackend::Postgres {
-        return insert_events_postgres(db, &rows).await;
-    }
     let mut inserted = 0;
-    // 18 columns a row: 1,000 rows stay under SQLite's bound-parameter limit.
+    // 18 columns a row: 1,000 rows stay under both backends' bound-parameter limits.
     for chunk in rows.chunks(1_000) {
         let models: Vec<event::ActiveModel> = chunk
             .iter()
@@ -97,60 +91,6 @@ pub async fn insert_events(db: &impl ConnectionTrait, rows: Vec<event::Model>) -
         inserted += result;
     }
     Ok(inserted)
-}
-
-/// A time as PostgreSQL stores it (microseconds, truncated as a bound parameter would be).
-fn micros(time: DateTime<Utc>) -> String {
-    time.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
-}
-
-/// PostgreSQL: the whole batch as one `jsonb` parameter expanded by `jsonb_to_recordset`. A
-/// multi-row `VALUES` of 500 events binds 9,000 parameters and plans 500 rows, which cost
-/// PostgreSQL more CPU than storing the rows.
-async fn insert_events_postgres(db: &impl ConnectionTrait, rows: &[event::Model]) -> Result<u64, DbErr> {
-    let records: Vec<serde_json::Value> = rows
-        .iter()
-        .map(|e| {
-            serde_json::json!({
-                "id": e.id,
-                "workspace_id": e.workspace_id,
-                "contact_id": e.contact_id,
-                "event_type": e.event_type,
-                "name": e.name,
-                "occurred_at": micros(e.occurred_at),
-                "received_at": micros(e.received_at),
-                "source": e.source,
-                "channel": e.channel,
-                "campaign": e.campaign,
-                "utm_source": e.utm_source,
-                "utm_medium": e.utm_medium,
-                "utm_campaign": e.utm_campaign,
-                "utm_term": e.utm_term,
-                "utm_content": e.utm_content,
-                "properties": e.properties,
-                "message_id": e.message_id,
-            })
-        })
-        .collect();
-    const COLUMNS: &str = "id, workspace_id, contact_id, event_type, name, occurred_at, received_at, \
-        source, channel, campaign, utm_source, utm_medium, utm_campaign, utm_term, utm_content, \
-        properties, message_id";
-    let sql = format!(
-        "INSERT INTO event ({COLUMNS}) SELECT {COLUMNS} FROM jsonb_to_recordset($1::jsonb) AS r(\
-           id uuid, workspace_id uuid, contact_id uuid, event_type text, name text, \
-           occurred_at timestamptz, received_at timestamptz, source text, channel text, \
-           campaign text, utm_source text, utm_medium text, utm_campaign text, utm_term text, \
-           utm_content text, properties jsonb, message_id text) \
-         ON CONFLICT (workspace_id, message_id) DO NOTHING"
-    );
-    let result = db
-        .execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            sql,
-            [Value::from(serde_json::Value::Array(records))],
-        ))
-        .await?;
-    Ok(result.rows_affected())
 }
 
 /// Moves each contact's `first_seen_at` / `last_activity_at` to include the given events, in one
