@@ -14,6 +14,9 @@ pub struct Model {
     pub filter: Option<Json>,
     pub member_count: i64,
     pub evaluated_at: Option<DateTimeUtc>,
+    /// Sliding windows (`withinLastDays`) are up to date as of this time: events older than it
+    /// minus a window have been taken out of that window's counts.
+    pub windows_checked_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -7,6 +7,7 @@ mod m20261125_000001_foundation;
 mod m20261125_000002_journey;
 mod m20261125_000003_segments;
 mod m20261125_000004_event_type_index;
+mod m20261125_000005_segment_windows;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_journey::Migration),
             Box::new(m20261125_000003_segments::Migration),
             Box::new(m20261125_000004_event_type_index::Migration),
+            Box::new(m20261125_000005_segment_windows::Migration),
         ]
     }
 }

@@ -211,6 +211,15 @@ impl ContactFilter {
             .any(|f| f.first_seen_at.is_some() || f.last_activity_at.is_some())
     }
 
+    /// Its behaviour conditions with a sliding window (`withinLastDays`).
+    pub fn windowed_events(&self) -> Vec<&EventCondition> {
+        self.all()
+            .into_iter()
+            .flat_map(|f| f.events.iter().flatten())
+            .filter(|e| e.is_time_relative())
+            .collect()
+    }
+
     /// Whether membership can change with time alone (a sliding event window).
     pub fn is_time_relative(&self) -> bool {
         self.all()

@@ -161,6 +161,24 @@ impl EventCondition {
         Ok(select.to_owned())
     }
 
+    /// With a sliding window: the contacts with events of its type that left the window between
+    /// `from` and `to` (events at or after `from` minus the window and before `to` minus it).
+    /// Time passing changes the condition for these contacts and no others.
+    pub fn left_window(&self, workspace_id: Uuid, from: DateTime<Utc>, to: DateTime<Utc>) -> Option<SelectStatement> {
+        let window = Duration::days(i64::from(self.within_last_days?));
+        Some(
+            Query::select()
+                .distinct()
+                .column(event::Column::ContactId)
+                .from(event::Entity)
+                .and_where(event::Column::WorkspaceId.eq(workspace_id))
+                .and_where(event::Column::EventType.eq(self.event_type.as_str()))
+                .and_where(event::Column::OccurredAt.gte(from - window))
+                .and_where(event::Column::OccurredAt.lt(to - window))
+                .to_owned(),
+        )
+    }
+
     pub fn condition(
         &self,
         backend: DbBackend,

@@ -25,7 +25,7 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect,
     TransactionSession, TransactionTrait,
 };
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
 pub const DYNAMIC: &str = "dynamic";
@@ -229,6 +229,7 @@ pub async fn create<C: ConnectionTrait + TransactionTrait>(
         filter: filter.map(|(_, json)| json),
         member_count: 0,
         evaluated_at: None,
+        windows_checked_at: None,
         created_at: now,
         updated_at: now,
     };
@@ -421,7 +422,7 @@ pub async fn evaluate<C: ConnectionTrait + TransactionTrait>(
 
     // Entries: matching contacts not yet members, stamped with this evaluation's time.
     let entered = insert_members(&txn, &segment, matching, now).await?;
-    finish(&txn, &segment, entered, exited, now).await?;
+    finish(&txn, &segment, entered, exited, now, ctx.scope.is_none()).await?;
     txn.commit().await?;
     Ok(Evaluation { entered, exited })
 }
@@ -435,24 +436,27 @@ fn change_time(segment: &segment::Model) -> DateTime<Utc> {
         .map_or(now, |last| std::cmp::max(now, last + chrono::Duration::microseconds(1)))
 }
 
-/// Moves the cached count and the evaluation time.
+/// Moves the cached count and the evaluation time (and, after evaluating every contact, the
+/// time its sliding windows are up to date).
 async fn finish(
     db: &impl ConnectionTrait,
     segment: &segment::Model,
     entered: u64,
     exited: u64,
     now: DateTime<Utc>,
+    full: bool,
 ) -> ApiResult<()> {
     let delta = entered as i64 - exited as i64;
-    segment::Entity::update_many()
+    let mut update = segment::Entity::update_many()
         .col_expr(
             segment::Column::MemberCount,
             Expr::col(segment::Column::MemberCount).add(delta),
         )
-        .col_expr(segment::Column::EvaluatedAt, Expr::val(now))
-        .filter(segment::Column::Id.eq(segment.id))
-        .exec(db)
-        .await?;
+        .col_expr(segment::Column::EvaluatedAt, Expr::val(now));
+    if full {
+        update = update.col_expr(segment::Column::WindowsCheckedAt, Expr::val(now));
+    }
+    update.filter(segment::Column::Id.eq(segment.id)).exec(db).await?;
     Ok(())
 }
 
@@ -650,7 +654,7 @@ pub async fn add_members<C: ConnectionTrait + TransactionTrait>(
     let entering = select_members(&txn, workspace_id, &members).await?;
     let now = change_time(&segment);
     let entered = insert_members(&txn, &segment, entering, now).await?;
-    finish(&txn, &segment, entered, 0, now).await?;
+    finish(&txn, &segment, entered, 0, now, false).await?;
     txn.commit().await?;
     Ok(entered)
 }
@@ -681,7 +685,7 @@ pub async fn remove_members<C: ConnectionTrait + TransactionTrait>(
             .to_owned();
         txn.execute(&delete).await?;
     }
-    finish(&txn, &segment, 0, exited, now).await?;
+    finish(&txn, &segment, 0, exited, now, false).await?;
     txn.commit().await?;
     Ok(exited)
 }
@@ -850,7 +854,7 @@ pub async fn leave_all(db: &impl ConnectionTrait, contact_id: Uuid) -> ApiResult
             .filter(segment_member::Column::ContactId.eq(contact_id))
             .exec(db)
             .await?;
-        finish(db, &segment, 0, exited, now).await?;
+        finish(db, &segment, 0, exited, now, false).await?;
     }
     Ok(())
 }
@@ -965,8 +969,14 @@ pub async fn in_dependency_order(
     Ok(ordered)
 }
 
-/// Re-evaluates every dynamic segment whose filter has a sliding window, so contacts leave as
-/// the window passes. Run by the server every minute.
+/// Beyond this many contacts to look at, the minute task evaluates a segment in full.
+const WINDOW_SCOPE_LIMIT: usize = 5_000;
+
+/// Brings sliding windows up to date, so contacts leave (or, under `atMost`, enter) as events
+/// age out of a window. Run by the server every minute. Only the contacts with events that
+/// left a window since the segment's last check are evaluated (a minute's worth of events from
+/// D days ago), then the segments naming a changed one, for the same contacts; a segment never
+/// checked is evaluated in full. Returns how many segment evaluations ran.
 pub async fn expire_windows<C: ConnectionTrait + TransactionTrait>(db: &C) -> ApiResult<u64> {
     let mut evaluated = 0;
     let workspaces: Vec<Uuid> = segment::Entity::find()
@@ -978,14 +988,65 @@ pub async fn expire_windows<C: ConnectionTrait + TransactionTrait>(db: &C) -> Ap
         .all(db)
         .await?;
     for workspace_id in workspaces {
-        // Segments naming a re-evaluated segment follow it.
-        let mut moved: HashSet<Uuid> = HashSet::new();
+        // The contacts each evaluated segment looked at (`None`: all of them).
+        let mut moved: HashMap<Uuid, Option<HashSet<Uuid>>> = HashMap::new();
         for (segment, filter) in in_dependency_order(db, workspace_id).await? {
-            if filter.is_time_relative() || filter.segment_ids()?.iter().any(|id| moved.contains(id)) {
-                evaluate(db, segment.id, workspace_id, None).await?;
-                moved.insert(segment.id);
-                evaluated += 1;
+            let mut concerned = false;
+            let mut scope: Option<HashSet<Uuid>> = Some(HashSet::new());
+            for named in filter.segment_ids()? {
+                if let Some(looked_at) = moved.get(&named) {
+                    concerned = true;
+                    match (looked_at, &mut scope) {
+                        (Some(ids), Some(scope)) => scope.extend(ids),
+                        _ => scope = None,
+                    }
+                }
             }
+            let windows = filter.windowed_events();
+            let checked = crate::now();
+            if !windows.is_empty() {
+                concerned = true;
+                match (segment.windows_checked_at, &mut scope) {
+                    (Some(from), Some(scope)) => {
+                        for window in windows {
+                            if let Some(left) = window.left_window(workspace_id, from, checked) {
+                                let rows = db.query_all(&left).await?;
+                                for row in rows {
+                                    scope.insert(row.try_get_by_index::<Uuid>(0)?);
+                                }
+                            }
+                        }
+                    }
+                    _ => scope = None,
+                }
+            }
+            if !concerned {
+                continue;
+            }
+            if scope.as_ref().is_some_and(|s| s.len() > WINDOW_SCOPE_LIMIT) {
+                scope = None;
+            }
+            match &scope {
+                Some(ids) if ids.is_empty() => {}
+                _ => {
+                    evaluate(
+                        db,
+                        segment.id,
+                        workspace_id,
+                        scope.clone().map(|s| s.into_iter().collect()),
+                    )
+                    .await?;
+                    evaluated += 1;
+                }
+            }
+            if scope.is_some() && segment.windows_checked_at.is_some() {
+                segment::Entity::update_many()
+                    .col_expr(segment::Column::WindowsCheckedAt, Expr::val(checked))
+                    .filter(segment::Column::Id.eq(segment.id))
+                    .exec(db)
+                    .await?;
+            }
+            moved.insert(segment.id, scope);
         }
     }
     Ok(evaluated)
