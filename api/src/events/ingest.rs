@@ -16,7 +16,7 @@ use entities::enums::ObjectType;
 use entities::{company, contact, contact_identity, event};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, SqlErr, TransactionTrait,
+    QueryOrder, QuerySelect, QueryTrait, SqlErr, TransactionTrait,
     sea_query::{LockType, OnConflict},
 };
 use serde_json::{Value as Json, json};
@@ -906,16 +906,20 @@ impl Batch {
             .filter_map(|id| self.created.remove(id))
             .collect();
         created.sort_by_key(|m| m.id);
-        let enriched = created.iter().any(carries_profile);
-        let mut inserted = 0;
+        let mut inserted: HashSet<Uuid> = HashSet::with_capacity(created.len());
         for chunk in created.chunks(500) {
-            inserted +=
+            let mut insert =
                 contact::Entity::insert_many(chunk.iter().map(|m| contact::ActiveModel::from(m.clone()).reset_all()))
                     .on_conflict(OnConflict::column(contact::Column::Id).do_nothing().to_owned())
-                    .exec_without_returning(db)
-                    .await?;
+                    .into_query();
+            insert.returning_col(contact::Column::Id);
+            for row in db.query_all(&insert).await? {
+                inserted.insert(row.try_get_by_index::<Uuid>(0)?);
+            }
         }
-        if inserted < created.len() as u64 && enriched {
+        // Only a skipped profile carrying traits needs the batch again (to update theirs); a
+        // bare visitor made by both batches is the same row either way.
+        if created.iter().any(|m| !inserted.contains(&m.id) && carries_profile(m)) {
             return Err(DbErr::Custom(PROFILE_GONE.into()));
         }
         let lost = self.claim_identities(db).await?;
