@@ -600,6 +600,21 @@ async fn members_export_as_csv_through_a_job() {
     .unwrap();
     assert_eq!(page.0, csv);
     assert_eq!(page.2, 3);
+
+    // The binary itself, to a file and to standard output; a bad id is a clear failure.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("leads.csv");
+    let (ok, _, stderr) = app.cli(&["segment", "export", &leads, "-o", file.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("exported 3 members"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), csv);
+    let (ok, stdout, _) = app.cli(&["segment", "export", &leads]);
+    assert!(ok);
+    assert_eq!(stdout, csv);
+    let (ok, stdout, stderr) = app.cli(&["segment", "export", "not-a-segment"]);
+    assert!(!ok);
+    assert!(stdout.is_empty());
+    assert!(stderr.contains("`not-a-segment` is not a segment id"), "{stderr}");
 }
 
 /// Property: after any sequence of creates, updates, deletes, events and time passing, every

@@ -14,6 +14,8 @@ pub struct TestApp {
     pub workspace_id: Uuid,
     pub db: DatabaseConnection,
     pub statements: StatementCounter,
+    /// Where the test's database is, for running the `voxtur` binary against it.
+    pub database: voxtur::config::DatabaseSettings,
     client: reqwest::Client,
     _dir: Option<tempfile::TempDir>,
 }
@@ -56,6 +58,7 @@ impl TestApp {
         let (mut settings, dir) = test_database().await;
         adjust(&mut settings);
         let (db, _) = voxtur::db::connect(&settings.database).await.expect("connect");
+        let database = settings.database.clone();
         voxtur::db::migrate(&db).await.expect("migrate");
         let app = Application::build(&settings).await.expect("build app");
         let address = format!("http://127.0.0.1:{}", app.port());
@@ -69,9 +72,29 @@ impl TestApp {
             workspace_id,
             db: app_db,
             statements,
+            database,
             client: reqwest::Client::new(),
             _dir: dir,
         }
+    }
+
+    /// Runs the `voxtur` binary on this test's database; returns success, stdout and stderr.
+    pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_voxtur"));
+        command
+            .args(args)
+            .env_remove("DATABASE_URL")
+            .env("VOXTUR__DATABASE__URL", &self.database.url)
+            .env("VOXTUR__LOG__FILTER", "warn");
+        if let Some(schema) = &self.database.schema {
+            command.env("VOXTUR__DATABASE__SCHEMA", schema);
+        }
+        let output = command.output().expect("run voxtur");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
     }
 
     /// Another tenant in the same database, with a key of the given scopes.
