@@ -349,21 +349,23 @@ impl<M> SortSpec<M> {
         let (size, backward) = args.size()?;
         let cursor = if backward { &args.before } else { &args.after };
         let position = cursor.as_deref().map(|c| self.decode(c)).transpose()?;
-        if total == Total::InPage && position.is_none() {
-            return self.fetch_counted(db, select, size, backward).await;
-        }
-        let count = select.clone().count(db);
-        let mut query = select;
-        if let Some((values, id)) = &position {
-            query = query.filter(self.after(values, *id, backward));
-        }
-        let page = self.order(query, backward).limit(size as u64 + 1);
-        let (total_count, mut rows) = match total {
-            Total::Skip => (None, page.all(db).await?),
-            Total::Count | Total::InPage => {
-                // Side by side, on two pooled connections (a transaction takes them in turn).
-                let (count, rows) = futures_util::try_join!(count, page.all(db))?;
-                (Some(count), rows)
+        let (total_count, mut rows) = if total == Total::InPage && position.is_none() {
+            let (count, rows) = self.fetch_counted(db, select, size, backward).await?;
+            (Some(count), rows)
+        } else {
+            let count = select.clone().count(db);
+            let mut query = select;
+            if let Some((values, id)) = &position {
+                query = query.filter(self.after(values, *id, backward));
+            }
+            let page = self.order(query, backward).limit(size as u64 + 1);
+            match total {
+                Total::Skip => (None, page.all(db).await?),
+                Total::Count | Total::InPage => {
+                    // Side by side, on two pooled connections (a transaction takes them in turn).
+                    let (count, rows) = futures_util::try_join!(count, page.all(db))?;
+                    (Some(count), rows)
+                }
             }
         };
         let has_more = rows.len() > size;
@@ -388,7 +390,14 @@ impl<M> SortSpec<M> {
     /// The first page and the total in one statement: the filtered ids once, in a materialized
     /// CTE that both the count and the page read. (A `COUNT(*) OVER ()` beside `LIMIT` leads
     /// PostgreSQL to plan for stopping early, which a whole-list count never does.)
-    async fn fetch_counted<E, C>(&self, db: &C, select: Select<E>, size: usize, backward: bool) -> ApiResult<Page<M>>
+    /// Returns the total and up to `size + 1` rows in page order.
+    async fn fetch_counted<E, C>(
+        &self,
+        db: &C,
+        select: Select<E>,
+        size: usize,
+        backward: bool,
+    ) -> ApiResult<(u64, Vec<M>)>
     where
         E: EntityTrait<Model = M>,
         M: sea_orm::FromQueryResult + Send + Sync,
@@ -420,21 +429,8 @@ impl<M> SortSpec<M> {
             );
         let statement = db.get_database_backend().build(&page);
         let counted = Counted::<M>::find_by_statement(statement).all(db).await?;
-        let total_count = counted.first().map_or(0, |r| r.total);
-        let mut rows: Vec<M> = counted.into_iter().map(|r| r.model).collect();
-        let has_more = rows.len() > size;
-        rows.truncate(size);
-        if backward {
-            rows.reverse();
-        }
-        let rows = rows.into_iter().map(|row| (self.cursor(&row), row)).collect();
-        let (has_next_page, has_previous_page) = if backward { (false, has_more) } else { (has_more, false) };
-        Ok(Page {
-            rows,
-            has_next_page,
-            has_previous_page,
-            total_count: Some(total_count),
-        })
+        let total = counted.first().map_or(0, |r| r.total);
+        Ok((total, counted.into_iter().map(|r| r.model).collect()))
     }
 }
 
