@@ -99,6 +99,8 @@ def main():
     parser.add_argument("--duration", type=int, default=20)
     parser.add_argument("--sqlite", help="a SQLite file made by `voxtur demo generate` instead of PostgreSQL")
     parser.add_argument("--summary", help="with --sqlite: the generator's --json output")
+    parser.add_argument("--only-ingest", action="store_true",
+                        help="only the latency run, with the segment an earlier run left (to compare builds)")
     args = parser.parse_args()
     if args.sqlite:
         with open(args.summary) as f:
@@ -111,7 +113,7 @@ def main():
             summary = json.load(f)["summary"]
     ws, key = summary["workspace_id"], summary["api_key"]
 
-    env = dict(os.environ, VOXTUR__LOG__FILTER="warn")
+    env = dict(os.environ, VOXTUR__LOG__FILTER=os.environ.get("BENCH_LOG", "warn"))
     if args.sqlite:
         env.update(VOXTUR__DATABASE__URL=f"sqlite://{args.sqlite}?mode=rwc")
     else:
@@ -124,47 +126,60 @@ def main():
     server = subprocess.Popen([args.binary, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         load.wait_ready(f"{base}/readyz", server)
-        # Start clean: earlier runs' segments go.
-        data, _ = gql(base, key, "{ segments(first: 100) { nodes { id } } }")
-        for node in data["segments"]["nodes"]:
-            gql(base, key, "mutation($id: ID!) { segmentDelete(id: $id) { deletedId } }", {"id": node["id"]})
-
-        if args.sqlite:
-            hand_ms, count = sqlite_ms(args.sqlite, ws)
+        if args.only_ingest:
+            data, _ = gql(base, key, "{ segments(first: 100) { nodes { memberCount } } }")
+            if not data["segments"]["nodes"]:
+                sys.exit("--only-ingest: no segment left by an earlier run")
         else:
-            # What autovacuum (off on the bench machine) does after a bulk load: it marks pages
-            # all-visible, which index-only scans need.
-            load.run(["psql", args.database_url, "-qc", f"VACUUM (ANALYZE) {args.schema}.event"])
-            hand_ms = psql_ms(args.database_url, HAND_WRITTEN.format(schema=args.schema, ws=ws))
-            count = int(load.run(["psql", args.database_url, "-Atc", HAND_WRITTEN.format(schema=args.schema, ws=ws)]).strip())
-
-        preview = []
-        for _ in range(args.repeat):
-            data, ms = gql(base, key, "query($f: ContactFilter!) { segmentPreview(filter: $f, first: 1) { totalCount } }", {"f": FILTER})
-            preview.append(ms)
-            assert data["segmentPreview"]["totalCount"] == count, (data, count)
-
-        data, create_ms = gql(base, key, "mutation($i: SegmentCreateInput!) { segmentCreate(input: $i) { segment { id memberCount } userErrors { message } } }",
-                              {"i": {"name": "Bench: engaged newsletter leads", "filter": FILTER}})
-        segment = data["segmentCreate"]["segment"]
-        assert segment and segment["memberCount"] == count, data
-        rebuild = []
-        for _ in range(args.repeat):
-            data, ms = gql(base, key, "mutation($id: ID!) { segmentRebuild(id: $id) { enteredCount exitedCount } }", {"id": segment["id"]})
-            rebuild.append(ms)
-
-        print(f"segment: {count} members of {summary['contacts']} contacts")
-        how = "wall time in-process" if args.sqlite else "EXPLAIN ANALYZE"
-        print(f"hand-written SQL (count, {how}, best of 3): {hand_ms:.0f} ms")
-        print(f"segmentPreview count (HTTP, median of {args.repeat}): {statistics.median(preview):.0f} ms "
-              f"({statistics.median(preview) / hand_ms:.2f}x the hand-written SQL)")
-        print(f"segmentCreate, first build of {count} members (HTTP): {create_ms:.0f} ms")
-        print(f"segmentRebuild, steady state (HTTP, median of {args.repeat}): {statistics.median(rebuild):.0f} ms "
-              f"({statistics.median(rebuild) / hand_ms:.2f}x the hand-written SQL)")
+            measure_segment(args, base, key, ws, summary)
     finally:
         load.stop(server)
         log.close()
+    ingest_latency(args, env, port, base, summary, workdir)
 
+
+def measure_segment(args, base, key, ws, summary):
+    """Build, rebuild and preview beside the hand-written SQL."""
+    # Start clean: earlier runs' segments go.
+    data, _ = gql(base, key, "{ segments(first: 100) { nodes { id } } }")
+    for node in data["segments"]["nodes"]:
+        gql(base, key, "mutation($id: ID!) { segmentDelete(id: $id) { deletedId } }", {"id": node["id"]})
+
+    if args.sqlite:
+        hand_ms, count = sqlite_ms(args.sqlite, ws)
+    else:
+        # What autovacuum (off on the bench machine) does after a bulk load: it marks pages
+        # all-visible, which index-only scans need.
+        load.run(["psql", args.database_url, "-qc", f"VACUUM (ANALYZE) {args.schema}.event"])
+        hand_ms = psql_ms(args.database_url, HAND_WRITTEN.format(schema=args.schema, ws=ws))
+        count = int(load.run(["psql", args.database_url, "-Atc", HAND_WRITTEN.format(schema=args.schema, ws=ws)]).strip())
+
+    preview = []
+    for _ in range(args.repeat):
+        data, ms = gql(base, key, "query($f: ContactFilter!) { segmentPreview(filter: $f, first: 1) { totalCount } }", {"f": FILTER})
+        preview.append(ms)
+        assert data["segmentPreview"]["totalCount"] == count, (data, count)
+
+    data, create_ms = gql(base, key, "mutation($i: SegmentCreateInput!) { segmentCreate(input: $i) { segment { id memberCount } userErrors { message } } }",
+                          {"i": {"name": "Bench: engaged newsletter leads", "filter": FILTER}})
+    segment = data["segmentCreate"]["segment"]
+    assert segment and segment["memberCount"] == count, data
+    rebuild = []
+    for _ in range(args.repeat):
+        data, ms = gql(base, key, "mutation($id: ID!) { segmentRebuild(id: $id) { enteredCount exitedCount } }", {"id": segment["id"]})
+        rebuild.append(ms)
+
+    print(f"segment: {count} members of {summary['contacts']} contacts")
+    how = "wall time in-process" if args.sqlite else "EXPLAIN ANALYZE"
+    print(f"hand-written SQL (count, {how}, best of 3): {hand_ms:.0f} ms")
+    print(f"segmentPreview count (HTTP, median of {args.repeat}): {statistics.median(preview):.0f} ms "
+          f"({statistics.median(preview) / hand_ms:.2f}x the hand-written SQL)")
+    print(f"segmentCreate, first build of {count} members (HTTP): {create_ms:.0f} ms")
+    print(f"segmentRebuild, steady state (HTTP, median of {args.repeat}): {statistics.median(rebuild):.0f} ms "
+          f"({statistics.median(rebuild) / hand_ms:.2f}x the hand-written SQL)")
+
+
+def ingest_latency(args, env, port, base, summary, workdir):
     # Latency: with the segment in place, ingestion re-evaluates it for each batch's contacts
     # before answering, so a batch's response time bounds event-to-`segment_entered` time.
     ns = argparse.Namespace(concurrency=args.concurrency, threads=2, duration=args.duration)
