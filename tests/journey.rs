@@ -473,3 +473,137 @@ async fn back_office_events_and_manual_merges() {
     let data = app.gql(merge, json!({ "w": a["id"], "l": b["id"] })).await;
     assert_eq!(codes(&data["contactMerge"]), ["NOT_FOUND"]);
 }
+
+/// Events and identities naming a contact that no longer exists: none may ever be left.
+async fn orphans(app: &TestApp) -> (Vec<Uuid>, Vec<String>) {
+    let live: std::collections::HashSet<Uuid> = entities::contact::Entity::find()
+        .all(&app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    let events = entities::event::Entity::find()
+        .all(&app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| !live.contains(&e.contact_id))
+        .map(|e| e.id)
+        .collect();
+    let identities = entities::contact_identity::Entity::find()
+        .all(&app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|i| !live.contains(&i.contact_id))
+        .map(|i| i.key)
+        .collect();
+    (events, identities)
+}
+
+#[tokio::test]
+async fn deleting_a_contact_deletes_its_journey_and_its_ids_start_afresh() {
+    let app = TestApp::spawn().await;
+    let key = app.write_key().await;
+    let batch = json!({ "batch": [
+        { "type": "page", "anonymousId": "gone-visitor", "name": "Home", "messageId": "g1" },
+        { "type": "identify", "anonymousId": "gone-visitor", "userId": "gone-user", "traits": { "email": "gone@example.com" }, "messageId": "g2" },
+        { "type": "track", "userId": "gone-user", "event": "Order Completed", "messageId": "g3" },
+    ] });
+    assert_eq!(app.track("/v1/batch", &key, batch).await.0, StatusCode::OK);
+    let data = app.gql(TIMELINE, json!({ "email": "gone@example.com" })).await;
+    let id = data["contactByEmail"]["id"].clone();
+    let delete = "mutation($id: ID!) { contactDelete(id: $id) { deletedContactId userErrors { code } } }";
+    let data = app.gql(delete, json!({ "id": id })).await;
+    assert_eq!(data["contactDelete"]["deletedContactId"], id);
+    let data = app.gql("{ events { totalCount } }", json!({})).await;
+    assert_eq!(data["events"]["totalCount"], 0, "the journey went with the contact");
+    assert_eq!(orphans(&app).await, (vec![], vec![]));
+    // The same visitor comes back as a new profile, without the deleted history.
+    let again = json!({ "type": "page", "anonymousId": "gone-visitor", "name": "Home", "messageId": "g4" });
+    assert_eq!(app.track("/v1/page", &key, again).await.0, StatusCode::OK);
+    let data = app
+        .gql(
+            "{ contacts(filter: {anonymous: true}) { totalCount nodes { id } } events { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(data["contacts"]["totalCount"], 1);
+    assert_eq!(data["events"]["totalCount"], 1);
+}
+
+#[tokio::test]
+async fn batches_racing_deletes_and_merges_leave_no_event_or_identity_without_its_contact() {
+    let app = TestApp::spawn().await;
+    let key = app.write_key().await;
+    let delete = "mutation($id: ID!) { contactDelete(id: $id) { userErrors { code } } }";
+    let merge = "mutation($w: ID!, $l: ID!) { contactMerge(winnerId: $w, loserId: $l) { userErrors { code } } }";
+    for round in 0..4 {
+        // Twelve known users with history.
+        let users: Vec<Value> = (0..12)
+            .map(|u| json!({ "type": "identify", "userId": format!("r{round}u{u}"), "traits": { "email": format!("r{round}u{u}@example.com") }, "messageId": format!("seed-{round}-{u}") }))
+            .collect();
+        assert_eq!(
+            app.track("/v1/batch", &key, json!({ "batch": users })).await.0,
+            StatusCode::OK
+        );
+        let filter = json!({ "email": { "startsWith": format!("r{round}u") } });
+        let ids = app
+            .gql("query($f: ContactFilter) { contacts(first: 20, filter: $f, orderBy: [{email: ASC}]) { nodes { id } } }", json!({ "f": filter }))
+            .await["contacts"]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["id"].clone())
+            .collect::<Vec<_>>();
+        assert_eq!(ids.len(), 12);
+        // Six batches over the same users and visitors (tracks, page views, identify calls that
+        // stitch visitors to users) while other requests delete and merge some of those users.
+        let batches = (0..6).map(|b| {
+            let batch: Vec<Value> = (0..80)
+                .map(|i| {
+                    let user = (i + b) % 12;
+                    let visitor = (i * 5 + b) % 20;
+                    let mut m = match i % 5 {
+                        0 => json!({ "type": "identify", "userId": format!("r{round}u{user}"), "anonymousId": format!("r{round}v{visitor}") }),
+                        1 | 2 => json!({ "type": "track", "userId": format!("r{round}u{user}"), "event": "Clicked" }),
+                        _ => json!({ "type": "page", "anonymousId": format!("r{round}v{visitor}"), "name": "Home" }),
+                    };
+                    m["messageId"] = json!(format!("r-{round}-{b}-{i}"));
+                    m
+                })
+                .collect();
+            let app = &app;
+            let key = key.clone();
+            async move {
+                let (status, body) = app.track("/v1/batch", &key, json!({ "batch": batch })).await;
+                assert_eq!(status, StatusCode::OK, "{body}");
+            }
+        });
+        let removals = [
+            app.gql(delete, json!({ "id": ids[0] })),
+            app.gql(delete, json!({ "id": ids[5] })),
+            app.gql(delete, json!({ "id": ids[7] })),
+            app.gql(delete, json!({ "id": ids[11] })),
+            app.gql(merge, json!({ "w": ids[1], "l": ids[2] })),
+            app.gql(merge, json!({ "w": ids[3], "l": ids[9] })),
+        ];
+        let (_, removed) = futures_util::future::join(
+            futures_util::future::join_all(batches),
+            futures_util::future::join_all(removals),
+        )
+        .await;
+        // Identify calls fuse users that share a visitor, so a contact may be gone by the time
+        // its deletion or merge runs: that is "not found", never a failure.
+        for data in &removed {
+            let payload = data.as_object().unwrap().values().next().unwrap();
+            assert!(codes(payload).iter().all(|c| c == "NOT_FOUND"), "{data}");
+        }
+        assert_eq!(
+            orphans(&app).await,
+            (vec![], vec![]),
+            "nothing points at a removed contact"
+        );
+    }
+}

@@ -8,6 +8,7 @@ mod m20261125_000002_journey;
 mod m20261125_000003_segments;
 mod m20261125_000004_event_type_index;
 mod m20261125_000005_segment_windows;
+mod m20261202_000006_event_contact_keys;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000003_segments::Migration),
             Box::new(m20261125_000004_event_type_index::Migration),
             Box::new(m20261125_000005_segment_windows::Migration),
+            Box::new(m20261202_000006_event_contact_keys::Migration),
         ]
     }
 }

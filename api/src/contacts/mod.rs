@@ -529,7 +529,7 @@ pub async fn create(
     {
         return Err(taken(email, &prefix).into());
     }
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let inserted = match contact::ActiveModel::from(model.clone()).reset_all().insert(&txn).await {
         Ok(row) => row,
         Err(e) if is_unique_violation(&e) => {
@@ -583,7 +583,7 @@ pub async fn update(
     {
         return Err(taken(email, &prefix).into());
     }
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let updated = match contact::ActiveModel::from(model.clone()).reset_all().update(&txn).await {
         Ok(row) => row,
         Err(e) if is_unique_violation(&e) => {
@@ -607,12 +607,20 @@ pub async fn delete<C: ConnectionTrait + TransactionTrait>(
     id: &ID,
 ) -> MutationResult<Uuid> {
     let uuid = decode_as(id, NodeKind::Contact).ok_or_else(|| not_found(id))?;
-    let txn = db.begin().await?;
-    if find(&txn, workspace_id, id).await?.is_none() {
+    let txn = crate::db::begin_write(db).await?;
+    // Locked for update first: ingestion batches adding events to it finish before this goes
+    // on (and their events go with it), later ones find it gone and start again.
+    let mut lookup = contact::Entity::find_by_id(uuid).filter(contact::Column::WorkspaceId.eq(workspace_id));
+    if txn.get_database_backend() == DbBackend::Postgres {
+        lookup = lookup.lock(LockType::Update);
+    }
+    if lookup.one(&txn).await?.is_none() {
         return Err(not_found(id));
     }
     // Out of its segments first, with the exits recorded and the counts kept.
     crate::segments::leave_all(&txn, uuid).await?;
+    // Its journey goes with it (no foreign key cascades on PostgreSQL; see migration 6).
+    crate::events::delete_journey(&txn, workspace_id, uuid).await?;
     contact::Entity::delete_many()
         .filter(contact::Column::Id.eq(uuid))
         .filter(contact::Column::WorkspaceId.eq(workspace_id))

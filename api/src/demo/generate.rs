@@ -15,9 +15,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::workspaces;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use entities::enums::{CompanySize, ConsentStatus, LifecycleStage, Role};
-use entities::{company, contact, contact_tag, event, workspace};
+use entities::{company, contact, contact_identity, contact_tag, event, workspace};
 use indicatif::ProgressBar;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, EntityTrait};
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 use std::time::Instant;
 use uuid::Uuid;
@@ -129,7 +129,16 @@ pub async fn generate(
             Ok(summary)
         }
         Err(error) => {
-            // Cascades to everything the workspace holds.
+            // Cascades to everything the workspace holds but events and identities, which
+            // have no foreign key on PostgreSQL (see migration 6).
+            let _ = event::Entity::delete_many()
+                .filter(event::Column::WorkspaceId.eq(ws.id))
+                .exec(db)
+                .await;
+            let _ = contact_identity::Entity::delete_many()
+                .filter(contact_identity::Column::WorkspaceId.eq(ws.id))
+                .exec(db)
+                .await;
             let _ = workspace::Entity::delete_by_id(ws.id).exec(db).await;
             Err(error)
         }

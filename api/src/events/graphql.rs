@@ -15,7 +15,7 @@ use async_graphql::{Context, Enum, ID, InputObject, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use entities::{contact, event, write_key};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, Select, TransactionTrait};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select};
 use uuid::Uuid;
 
 /// What happened. Standard types carry known meaning; anything else is `CUSTOM` with a name.
@@ -512,7 +512,16 @@ impl EventMutation {
             properties,
             message_id: None,
         };
-        let txn = r.db.begin().await?;
+        let txn = crate::db::begin_write(r.db).await?;
+        // Locked as ingestion locks it, so a contact deleted or merged away meanwhile is not
+        // given an event (no foreign key checks that on PostgreSQL; see migration 6).
+        if !super::lock_contact(&txn, contact.id).await? {
+            return failed(fail(
+                &["input", "contactId"],
+                UserErrorCode::NotFound,
+                "no such contact in this workspace",
+            ));
+        }
         insert_events(&txn, vec![model.clone()]).await?;
         touch_activity(&txn, std::slice::from_ref(&model)).await?;
         txn.commit().await?;
@@ -546,8 +555,24 @@ impl EventMutation {
                 user_errors: errors,
             })
         };
-        let winner = crate::contacts::find(r.db, ws, &winner_id).await?;
-        let loser = crate::contacts::find(r.db, ws, &loser_id).await?;
+        let txn = crate::db::begin_write(r.db).await?;
+        // Both rows locked for update (in id order, as every writer locks contacts) and read
+        // under the lock: a concurrent batch may have merged either away or changed it.
+        let ids: Vec<Uuid> = [&winner_id, &loser_id]
+            .into_iter()
+            .filter_map(|id| decode_as(id, NodeKind::Contact))
+            .collect();
+        let mut query = contact::Entity::find()
+            .filter(contact::Column::WorkspaceId.eq(ws))
+            .filter(contact::Column::Id.is_in(ids))
+            .order_by_asc(contact::Column::Id);
+        if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
+            query = query.lock(sea_orm::sea_query::LockType::Update);
+        }
+        let rows = query.all(&txn).await?;
+        let row =
+            |id: &ID| decode_as(id, NodeKind::Contact).and_then(|uuid| rows.iter().find(|r| r.id == uuid).cloned());
+        let (winner, loser) = (row(&winner_id), row(&loser_id));
         let (Some(winner), Some(loser)) = (winner.clone(), loser.clone()) else {
             let field = if winner.is_none() { "winnerId" } else { "loserId" };
             return failed(fail(
@@ -563,7 +588,6 @@ impl EventMutation {
                 "a contact cannot be merged into itself",
             ));
         }
-        let txn = r.db.begin().await?;
         let merged = merge(&txn, &winner, &loser, "manual").await?;
         txn.commit().await?;
         crate::segments::keep_current(r.db, ws, crate::segments::Touched::changed(vec![winner.id])).await;

@@ -104,9 +104,9 @@ pub async fn merge(
     reason: &str,
 ) -> Result<Merged, DbErr> {
     let workspace_id = winner.workspace_id;
-    // The loser's row first: writers still adding events to it hold a share lock on it, so this
-    // waits for them, and the events they commit move with the rest instead of being deleted
-    // with the loser; later writers find the loser gone.
+    // The loser's row first: ingestion batches lock every contact they add events to before
+    // they commit, so this waits for those still writing to it, and the events they commit move
+    // with the rest; batches that come later find the loser gone and start again.
     if db.get_database_backend() == sea_orm::DbBackend::Postgres {
         contact::Entity::find()
             .select_only()

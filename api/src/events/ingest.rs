@@ -2,9 +2,10 @@
 //! pipeline that resolves identities and stores events.
 //!
 //! Per batch: one identity lookup, one email lookup, one contact load, then resolution in
-//! memory in message order (new profiles get ids in memory; merges between stored contacts run
-//! as SQL), then multi-row inserts and one activity update. The whole batch is one transaction,
-//! retried when a concurrent batch created the same identity first.
+//! memory in message order (new profiles get ids in memory; merges between stored contacts are
+//! decided in memory and carried out in SQL at the end), then multi-row inserts, the row locks,
+//! the merges and one activity update. The whole batch is one transaction, retried when a
+//! concurrent batch created the same identity first or merged a profile away under it.
 
 use super::identity::{merge, merged_fields};
 use super::{insert_events, touch_activity, type_for_track};
@@ -259,6 +260,40 @@ impl Ingestor {
     }
 }
 
+/// Locks contact rows in id order (PostgreSQL; SQLite has one writer): `strong` ones for update,
+/// the rest for an update that keeps their keys, which does not wait for readers checking a
+/// reference. Consecutive rows of one strength share a statement; the order is kept across them.
+/// A row that is gone was merged away or deleted by a concurrent writer since this batch read
+/// it: the batch starts again.
+async fn lock_rows(db: &impl ConnectionTrait, ids: &[Uuid], strong: &HashSet<Uuid>) -> Result<(), DbErr> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    let runs = ids.chunk_by(|a, b| strong.contains(a) == strong.contains(b));
+    for run in runs {
+        let lock = if strong.contains(&run[0]) {
+            LockType::Update
+        } else {
+            LockType::NoKeyUpdate
+        };
+        for chunk in run.chunks(1_000) {
+            let locked = contact::Entity::find()
+                .select_only()
+                .column(contact::Column::Id)
+                .filter(contact::Column::Id.is_in(chunk.iter().copied()))
+                .order_by_asc(contact::Column::Id)
+                .lock(lock)
+                .into_tuple::<Uuid>()
+                .all(db)
+                .await?;
+            if locked.len() < chunk.len() {
+                return Err(DbErr::Custom(PROFILE_GONE.into()));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Working state of one batch.
 struct Batch {
     workspace_id: Uuid,
@@ -274,6 +309,10 @@ struct Batch {
     new_identities: Vec<(String, Uuid)>,
     redirect: HashMap<Uuid, Uuid>,
     dirty: HashSet<Uuid>,
+    /// Stored contacts whose unique email this batch changes (their rows are locked for update).
+    rekeyed: HashSet<Uuid>,
+    /// Merges of two stored contacts, in the order decided: (winner, loser, reason).
+    merges: Vec<(Uuid, Uuid, &'static str)>,
     events: Vec<event::Model>,
     fields: Definitions,
 }
@@ -342,6 +381,8 @@ impl Batch {
             new_identities: Vec::new(),
             redirect: HashMap::new(),
             dirty: HashSet::new(),
+            rekeyed: HashSet::new(),
+            merges: Vec::new(),
             events: Vec::new(),
             fields: Definitions::default(),
         }
@@ -352,11 +393,11 @@ impl Batch {
         for message in messages {
             match message.kind {
                 Kind::Track | Kind::Page | Kind::Screen => {
-                    let contact_id = self.profile(db, message).await?;
+                    let contact_id = self.profile(message)?;
                     self.record(contact_id, message);
                 }
-                Kind::Identify => self.identify(db, message).await?,
-                Kind::Alias => self.alias(db, message).await?,
+                Kind::Identify => self.identify(message)?,
+                Kind::Alias => self.alias(message)?,
                 Kind::Group => self.group(db, message).await?,
             }
         }
@@ -445,6 +486,10 @@ impl Batch {
                 self.stored.insert(row.id, row);
             }
         }
+        if ids.iter().any(|id| !self.stored.contains_key(id)) {
+            // Named by an identity a moment ago, merged away or deleted since: read again.
+            return Err(DbErr::Custom(PROFILE_GONE.into()));
+        }
         if messages.iter().any(|m| m.kind == Kind::Identify) {
             self.fields = Definitions::load(db, ws, ObjectType::Contact)
                 .await
@@ -513,8 +558,9 @@ impl Batch {
         }
     }
 
-    /// Merges `loser` into `winner`; stored contacts merge in SQL, new ones in memory.
-    async fn merge(&mut self, db: &impl ConnectionTrait, winner: Uuid, loser: Uuid, reason: &str) -> Result<(), DbErr> {
+    /// Merges `loser` into `winner` in memory. Two stored contacts also merge in SQL when the
+    /// batch saves, under its row locks (see `save`).
+    fn merge(&mut self, winner: Uuid, loser: Uuid, reason: &'static str) -> Result<(), DbErr> {
         if winner == loser {
             return Ok(());
         }
@@ -526,9 +572,15 @@ impl Batch {
                     ));
                 };
                 self.existing.remove(&loser);
-                // Save pending changes of the winner first: `merge` works from the given rows.
-                let saved = merge(db, &w, &l, reason).await?.contact;
-                self.stored.insert(winner, saved);
+                self.dirty.remove(&loser);
+                self.rekeyed.remove(&loser);
+                let merged = merged_fields(&w, &l);
+                if merged.email != w.email {
+                    self.rekeyed.insert(winner);
+                }
+                self.stored.insert(winner, merged);
+                self.dirty.insert(winner);
+                self.merges.push((winner, loser, reason));
             }
             (false, true) => {
                 // Stored contacts always win over new ones; callers order them so.
@@ -547,7 +599,11 @@ impl Batch {
                     ));
                 }
                 if let Some(w) = self.stored.get(&winner).cloned() {
-                    self.stored.insert(winner, merged_fields(&w, &l));
+                    let merged = merged_fields(&w, &l);
+                    if merged.email != w.email {
+                        self.rekeyed.insert(winner);
+                    }
+                    self.stored.insert(winner, merged);
                     self.dirty.insert(winner);
                 } else if let Some(w) = self.created.get(&winner).cloned() {
                     self.created.insert(winner, merged_fields(&w, &l));
@@ -591,7 +647,7 @@ impl Batch {
     }
 
     /// The profile a message belongs to, stitching its user id and anonymous id together.
-    async fn profile(&mut self, db: &impl ConnectionTrait, message: &Message) -> Result<Uuid, DbErr> {
+    fn profile(&mut self, message: &Message) -> Result<Uuid, DbErr> {
         let user = message.user_id.as_deref().map(user_key);
         let anon = message.anonymous_id.as_deref().map(anon_key);
         let candidates: Vec<Uuid> = [&user, &anon]
@@ -605,7 +661,7 @@ impl Batch {
             None => self.create(message),
         };
         for loser in ranked.iter().skip(1) {
-            self.merge(db, winner, *loser, "identify").await?;
+            self.merge(winner, *loser, "identify")?;
         }
         if let Some(key) = user {
             self.attach(key, winner);
@@ -617,16 +673,16 @@ impl Batch {
         Ok(winner)
     }
 
-    async fn identify(&mut self, db: &impl ConnectionTrait, message: &Message) -> Result<(), DbErr> {
+    fn identify(&mut self, message: &Message) -> Result<(), DbErr> {
         let email = text_trait(&message.traits, &["email"]).and_then(|e| parse_email(&e).ok());
-        let mut winner = self.profile(db, message).await?;
+        let mut winner = self.profile(message)?;
         if let Some(email) = &email {
             // Someone already known by this email is the same person.
             if let Some(owner) = self.emails.get(email).map(|id| self.resolve(*id))
                 && owner != winner
             {
                 let ranked = self.rank(vec![winner, owner]);
-                self.merge(db, ranked[0], ranked[1], "identify").await?;
+                self.merge(ranked[0], ranked[1], "identify")?;
                 winner = ranked[0];
             }
             self.emails.insert(email.clone(), winner);
@@ -643,6 +699,7 @@ impl Batch {
         let Some(m) = self.stored.get_mut(&id).or_else(|| self.created.get_mut(&id)) else {
             return;
         };
+        let rekeyed = email.as_ref().is_some_and(|e| m.email.as_ref() != Some(e));
         if let Some(email) = email {
             m.email = Some(email);
         }
@@ -683,10 +740,13 @@ impl Batch {
         m.updated_at = self.now;
         if is_stored {
             self.dirty.insert(id);
+            if rekeyed {
+                self.rekeyed.insert(id);
+            }
         }
     }
 
-    async fn alias(&mut self, db: &impl ConnectionTrait, message: &Message) -> Result<(), DbErr> {
+    fn alias(&mut self, message: &Message) -> Result<(), DbErr> {
         let (Some(user), Some(previous)) = (message.user_id.as_deref(), message.previous_id.as_deref()) else {
             return Ok(());
         };
@@ -700,7 +760,7 @@ impl Batch {
             None => self.create(message),
         };
         for loser in ranked.iter().skip(1) {
-            self.merge(db, winner, *loser, "alias").await?;
+            self.merge(winner, *loser, "alias")?;
         }
         self.attach(user, winner);
         // The previous id is linked under the kind it was known by (anonymous when new).
@@ -715,7 +775,7 @@ impl Batch {
     }
 
     async fn group(&mut self, db: &impl ConnectionTrait, message: &Message) -> Result<(), DbErr> {
-        let contact_id = self.profile(db, message).await?;
+        let contact_id = self.profile(message)?;
         let domain = text_trait(&message.traits, &["website", "domain"]).and_then(|d| parse_domain(&d).ok());
         let name = text_trait(&message.traits, &["name"]);
         let mut query = company::Entity::find().filter(company::Column::WorkspaceId.eq(self.workspace_id));
@@ -922,37 +982,55 @@ impl Batch {
         if created.iter().any(|m| !inserted.contains(&m.id) && carries_profile(m)) {
             return Err(DbErr::Custom(PROFILE_GONE.into()));
         }
+        let claimed: Vec<Uuid> = self.new_identities.iter().map(|(_, id)| self.resolve(*id)).collect();
         let lost = self.claim_identities(db).await?;
-        // Every batch locks the contact rows it changes in one order, after its identities and
-        // before changing any, so concurrent batches wait in one direction and never deadlock.
+        let mut events = std::mem::take(&mut self.events);
+        for e in events.iter_mut() {
+            e.contact_id = self.resolve(e.contact_id);
+        }
+        let stored = insert_events(db, events.clone()).await?;
+
+        // Every contact the batch added events or identities to, changed or merges is locked
+        // now, in id order and all at once, so concurrent batches wait in one direction and
+        // never deadlock. Being the last step before commit, batches sharing contacts (returning
+        // visitors, known users) wait for each other's updates, not for each other's inserts.
+        // Finding one gone (merged away or deleted since it was read) starts the batch again:
+        // this is what keeps events and identities from pointing at a removed contact.
+        let merging: Vec<Uuid> = self.merges.iter().flat_map(|(w, l, _)| [*w, *l]).collect();
+        let lost_pairs: Vec<Uuid> = lost.iter().flat_map(|(a, b)| [*a, *b]).collect();
         let mut touched: Vec<Uuid> = self
             .dirty
             .iter()
             .copied()
-            .chain(self.events.iter().map(|e| self.resolve(e.contact_id)))
-            .chain(lost.iter().flat_map(|(a, b)| [self.resolve(*a), self.resolve(*b)]))
+            .chain(events.iter().map(|e| e.contact_id))
+            .chain(claimed)
+            .chain(merging.iter().copied())
+            .chain(lost_pairs.iter().copied())
             .collect();
         touched.sort();
         touched.dedup();
-        if db.get_database_backend() == DbBackend::Postgres {
-            for chunk in touched.chunks(1_000) {
-                let locked = contact::Entity::find()
-                    .select_only()
-                    .column(contact::Column::Id)
-                    .filter(contact::Column::Id.is_in(chunk.iter().copied()))
-                    .order_by_asc(contact::Column::Id)
-                    .lock(LockType::NoKeyUpdate)
-                    .into_tuple::<Uuid>()
-                    .all(db)
-                    .await?;
-                if locked.len() < chunk.len() {
-                    // A concurrent batch merged one of them away since we read it: start again.
-                    return Err(DbErr::Custom(PROFILE_GONE.into()));
-                }
-            }
+        // Rows about to be deleted or to change their unique email need the stronger lock.
+        let strong: HashSet<Uuid> = merging
+            .into_iter()
+            .chain(lost_pairs)
+            .chain(self.rekeyed.iter().copied())
+            .collect();
+        lock_rows(db, &touched, &strong).await?;
+
+        for (winner, loser, reason) in std::mem::take(&mut self.merges) {
+            let rows = contact::Entity::find()
+                .filter(contact::Column::Id.is_in([winner, loser]))
+                .all(db)
+                .await?;
+            let (Some(w), Some(l)) = (
+                rows.iter().find(|r| r.id == winner),
+                rows.iter().find(|r| r.id == loser),
+            ) else {
+                return Err(DbErr::Custom(PROFILE_GONE.into()));
+            };
+            merge(db, w, l, reason).await?;
         }
         self.merge_lost(db, lost).await?;
-        let mut events = std::mem::take(&mut self.events);
         for e in events.iter_mut() {
             e.contact_id = self.resolve(e.contact_id);
         }
@@ -961,7 +1039,6 @@ impl Batch {
                 contact::ActiveModel::from(m.clone()).reset_all().update(db).await?;
             }
         }
-        let stored = insert_events(db, events.clone()).await?;
         touch_activity(db, &events).await?;
         // Made, changed or merged into: any segment may move them. The rest only gained events.
         let mut changed: Vec<Uuid> = created

@@ -9,9 +9,11 @@ pub mod ingest;
 pub mod write_keys;
 
 use chrono::{DateTime, Utc};
-use entities::event;
-use sea_orm::sea_query::{OnConflict, Value};
-use sea_orm::{ActiveModelTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, Statement};
+use entities::{contact, contact_identity, event};
+use sea_orm::sea_query::{LockType, OnConflict, Value};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QuerySelect, Statement,
+};
 use std::collections::HashMap;
 use uuid::Uuid;
 
@@ -91,6 +93,34 @@ pub async fn insert_events(db: &impl ConnectionTrait, rows: Vec<event::Model>) -
         inserted += result;
     }
     Ok(inserted)
+}
+
+/// Locks a contact's row for an update that keeps its keys (PostgreSQL; SQLite has one writer),
+/// as ingestion does before adding events to it. False when it is gone.
+pub async fn lock_contact(db: &impl ConnectionTrait, contact_id: Uuid) -> Result<bool, DbErr> {
+    let mut query = contact::Entity::find_by_id(contact_id)
+        .select_only()
+        .column(contact::Column::Id);
+    if db.get_database_backend() == DbBackend::Postgres {
+        query = query.lock(LockType::NoKeyUpdate);
+    }
+    Ok(query.into_tuple::<Uuid>().one(db).await?.is_some())
+}
+
+/// Deletes a contact's events and identities, before the contact itself (whose row the caller
+/// has locked for update). On PostgreSQL no foreign key cascades them; see migration 6.
+pub async fn delete_journey(db: &impl ConnectionTrait, workspace_id: Uuid, contact_id: Uuid) -> Result<(), DbErr> {
+    event::Entity::delete_many()
+        .filter(event::Column::WorkspaceId.eq(workspace_id))
+        .filter(event::Column::ContactId.eq(contact_id))
+        .exec(db)
+        .await?;
+    contact_identity::Entity::delete_many()
+        .filter(contact_identity::Column::WorkspaceId.eq(workspace_id))
+        .filter(contact_identity::Column::ContactId.eq(contact_id))
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 /// Moves each contact's `first_seen_at` / `last_activity_at` to include the given events, in one
