@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STATE_DIR = os.path.join(ROOT, "target", "bench-load")
@@ -118,9 +119,12 @@ end
 """
 
 
-def lua_ingest(headers):
+def lua_ingest(headers, pool="load"):
     # The journey bench's mix: 78% page views by returning anonymous visitors, 20% tracks by known
-    # users, 2% identify calls that stitch a visitor to a user. Message ids never repeat.
+    # users, 2% identify calls that stitch a visitor to a user. Message ids never repeat, across
+    # runs too (a repeated id is acknowledged and skipped, which is cheaper than storing it).
+    # Visitors and users are named within `pool`: a new pool starts with none of them known.
+    run = uuid.uuid4().hex[:12]
     return LUA_COMMON + f"""
 wrk.method = "POST"
 {lua_headers(headers)}
@@ -129,14 +133,14 @@ function request()
   local items = {{}}
   for i = 1, 500 do
     local n = math.random(1000000)
-    local id = '"messageId":"load-' .. tid .. '-' .. counter .. '-' .. i .. '","timestamp":"' .. os.date("!%Y-%m-%dT%H:%M:%SZ") .. '"'
+    local id = '"messageId":"{run}-' .. tid .. '-' .. counter .. '-' .. i .. '","timestamp":"' .. os.date("!%Y-%m-%dT%H:%M:%SZ") .. '"'
     if n % 50 == 0 then
-      items[i] = '{{"type":"identify","userId":"user-' .. (n % 20000) .. '","anonymousId":"anon-' .. (n % 50000) ..
-        '","traits":{{"email":"person' .. (n % 20000) .. '@load.example"}},' .. id .. '}}'
+      items[i] = '{{"type":"identify","userId":"{pool}-user-' .. (n % 20000) .. '","anonymousId":"{pool}-anon-' .. (n % 50000) ..
+        '","traits":{{"email":"{pool}-person' .. (n % 20000) .. '@load.example"}},' .. id .. '}}'
     elseif n % 5 == 0 then
-      items[i] = '{{"type":"track","userId":"user-' .. (n % 20000) .. '","event":"Order Completed","properties":{{"total":' .. (n % 500) .. '}},' .. id .. '}}'
+      items[i] = '{{"type":"track","userId":"{pool}-user-' .. (n % 20000) .. '","event":"Order Completed","properties":{{"total":' .. (n % 500) .. '}},' .. id .. '}}'
     else
-      items[i] = '{{"type":"page","anonymousId":"anon-' .. (n % 50000) .. '","name":"Product","properties":{{"path":"/p/' .. (n % 300) ..
+      items[i] = '{{"type":"page","anonymousId":"{pool}-anon-' .. (n % 50000) .. '","name":"Product","properties":{{"path":"/p/' .. (n % 300) ..
         '"}},"context":{{"campaign":{{"source":"google","medium":"cpc","name":"spring"}}}},' .. id .. '}}'
     end
   end

@@ -101,6 +101,8 @@ def main():
     parser.add_argument("--summary", help="with --sqlite: the generator's --json output")
     parser.add_argument("--only-ingest", action="store_true",
                         help="only the latency run, with the segment an earlier run left (to compare builds)")
+    parser.add_argument("--pool", default="load",
+                        help="names the ingested visitors and users; a new name starts with none of them known")
     args = parser.parse_args()
     if args.sqlite:
         with open(args.summary) as f:
@@ -189,7 +191,7 @@ def ingest_latency(args, env, port, base, summary, workdir):
         load.wait_ready(f"{base}/readyz", server)
         import base64
         script = load.lua_ingest({"Authorization": "Basic " + base64.b64encode(f"{summary['write_key']}:".encode()).decode(),
-                                  "Content-Type": "application/json"})
+                                  "Content-Type": "application/json"}, pool=args.pool)
         result = load.wrk(ns, f"{base}/v1/batch", script, workdir)
         print(f"ingestion with the segment kept current, {args.concurrency} clients, saturated: {result['rps'] * 500:.0f} events/s, "
               f"batch p50 {result['p50_ms']:.0f} ms, p99 {result['p99_ms']:.0f} ms (event to membership at most this)")
