@@ -956,10 +956,23 @@ impl Batch {
     }
 
     async fn save(mut self, db: &impl ConnectionTrait, applied: usize) -> Result<Outcome, DbErr> {
-        // In id order, as every batch inserts them, so batches meeting the same new visitors
-        // wait on each other in one direction. A profile a concurrent batch has just made is
-        // the same visitor (same id): skipped, unless ours holds traits theirs may lack, in
-        // which case the batch starts again and updates theirs.
+        // Events first, new profiles and identities after them: a concurrent batch meeting the
+        // same new visitor waits on our uncommitted profile until we commit, so the less of the
+        // transaction that follows its insert, the shorter that wait. (SQLite checks the events'
+        // foreign key at commit; it has one writer, so the order only matters on PostgreSQL.)
+        if db.get_database_backend() == DbBackend::Sqlite {
+            db.execute_unprepared("PRAGMA defer_foreign_keys = ON").await?;
+        }
+        let mut events = std::mem::take(&mut self.events);
+        for e in events.iter_mut() {
+            e.contact_id = self.resolve(e.contact_id);
+        }
+        let stored = insert_events(db, events.clone()).await?;
+
+        // New profiles in id order, as every batch inserts them, so batches meeting the same
+        // new visitors wait on each other in one direction. A profile a concurrent batch has
+        // just made is the same visitor (same id): skipped, unless ours holds traits theirs may
+        // lack, in which case the batch starts again and updates theirs.
         let mut created: Vec<contact::Model> = self
             .created_order
             .iter()
@@ -984,11 +997,6 @@ impl Batch {
         }
         let claimed: Vec<Uuid> = self.new_identities.iter().map(|(_, id)| self.resolve(*id)).collect();
         let lost = self.claim_identities(db).await?;
-        let mut events = std::mem::take(&mut self.events);
-        for e in events.iter_mut() {
-            e.contact_id = self.resolve(e.contact_id);
-        }
-        let stored = insert_events(db, events.clone()).await?;
 
         // Every contact the batch added events or identities to, changed or merges is locked
         // now, in id order and all at once, so concurrent batches wait in one direction and
