@@ -515,7 +515,7 @@ impl EventMutation {
         let txn = crate::db::begin_write(r.db).await?;
         // Locked as ingestion locks it, so a contact deleted or merged away meanwhile is not
         // given an event (no foreign key checks that on PostgreSQL; see migration 6).
-        if !super::lock_contact(&txn, contact.id).await? {
+        if !super::lock_contacts(&txn, &[contact.id], &Default::default()).await? {
             return failed(fail(
                 &["input", "contactId"],
                 UserErrorCode::NotFound,

@@ -8,7 +8,7 @@
 //! concurrent batch created the same identity first or merged a profile away under it.
 
 use super::identity::{merge, merged_fields};
-use super::{insert_events, touch_activity, type_for_track};
+use super::{insert_events, lock_contacts, touch_activity, type_for_track};
 use crate::companies::parse_domain;
 use crate::contacts::parse_email;
 use crate::custom_fields::{Definitions, normalize_value};
@@ -17,8 +17,7 @@ use entities::enums::ObjectType;
 use entities::{company, contact, contact_identity, event};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, QueryTrait, SqlErr, TransactionTrait,
-    sea_query::{LockType, OnConflict},
+    QueryTrait, SqlErr, TransactionTrait, sea_query::OnConflict,
 };
 use serde_json::{Value as Json, json};
 use std::collections::{HashMap, HashSet};
@@ -258,40 +257,6 @@ impl Ingestor {
             }
         }
     }
-}
-
-/// Locks contact rows in id order (PostgreSQL; SQLite has one writer): `strong` ones for update,
-/// the rest for an update that keeps their keys, which does not wait for readers checking a
-/// reference. Consecutive rows of one strength share a statement; the order is kept across them.
-/// A row that is gone was merged away or deleted by a concurrent writer since this batch read
-/// it: the batch starts again.
-async fn lock_rows(db: &impl ConnectionTrait, ids: &[Uuid], strong: &HashSet<Uuid>) -> Result<(), DbErr> {
-    if db.get_database_backend() != DbBackend::Postgres {
-        return Ok(());
-    }
-    let runs = ids.chunk_by(|a, b| strong.contains(a) == strong.contains(b));
-    for run in runs {
-        let lock = if strong.contains(&run[0]) {
-            LockType::Update
-        } else {
-            LockType::NoKeyUpdate
-        };
-        for chunk in run.chunks(1_000) {
-            let locked = contact::Entity::find()
-                .select_only()
-                .column(contact::Column::Id)
-                .filter(contact::Column::Id.is_in(chunk.iter().copied()))
-                .order_by_asc(contact::Column::Id)
-                .lock(lock)
-                .into_tuple::<Uuid>()
-                .all(db)
-                .await?;
-            if locked.len() < chunk.len() {
-                return Err(DbErr::Custom(PROFILE_GONE.into()));
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Working state of one batch.
@@ -574,12 +539,7 @@ impl Batch {
                 self.existing.remove(&loser);
                 self.dirty.remove(&loser);
                 self.rekeyed.remove(&loser);
-                let merged = merged_fields(&w, &l);
-                if merged.email != w.email {
-                    self.rekeyed.insert(winner);
-                }
-                self.stored.insert(winner, merged);
-                self.dirty.insert(winner);
+                self.store_merged(winner, &w, &l);
                 self.merges.push((winner, loser, reason));
             }
             (false, true) => {
@@ -599,12 +559,7 @@ impl Batch {
                     ));
                 }
                 if let Some(w) = self.stored.get(&winner).cloned() {
-                    let merged = merged_fields(&w, &l);
-                    if merged.email != w.email {
-                        self.rekeyed.insert(winner);
-                    }
-                    self.stored.insert(winner, merged);
-                    self.dirty.insert(winner);
+                    self.store_merged(winner, &w, &l);
                 } else if let Some(w) = self.created.get(&winner).cloned() {
                     self.created.insert(winner, merged_fields(&w, &l));
                 }
@@ -622,6 +577,16 @@ impl Batch {
             }
         }
         Ok(())
+    }
+
+    /// Keeps the merged fields of stored `w` and `l` as the winner's pending change.
+    fn store_merged(&mut self, winner: Uuid, w: &contact::Model, l: &contact::Model) {
+        let merged = merged_fields(w, l);
+        if merged.email != w.email {
+            self.rekeyed.insert(winner);
+        }
+        self.stored.insert(winner, merged);
+        self.dirty.insert(winner);
     }
 
     /// Orders candidate profiles: stored before new, identified before anonymous, older first.
@@ -1023,7 +988,9 @@ impl Batch {
             .chain(lost_pairs)
             .chain(self.rekeyed.iter().copied())
             .collect();
-        lock_rows(db, &touched, &strong).await?;
+        if !lock_contacts(db, &touched, &strong).await? {
+            return Err(DbErr::Custom(PROFILE_GONE.into()));
+        }
 
         for (winner, loser, reason) in std::mem::take(&mut self.merges) {
             let rows = contact::Entity::find()

@@ -12,9 +12,10 @@ use chrono::{DateTime, Utc};
 use entities::{contact, contact_identity, event};
 use sea_orm::sea_query::{LockType, OnConflict, Value};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QuerySelect, Statement,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement,
 };
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
 /// Standard event types. Anything else is `custom` with a name.
@@ -95,16 +96,38 @@ pub async fn insert_events(db: &impl ConnectionTrait, rows: Vec<event::Model>) -
     Ok(inserted)
 }
 
-/// Locks a contact's row for an update that keeps its keys (PostgreSQL; SQLite has one writer),
-/// as ingestion does before adding events to it. False when it is gone.
-pub async fn lock_contact(db: &impl ConnectionTrait, contact_id: Uuid) -> Result<bool, DbErr> {
-    let mut query = contact::Entity::find_by_id(contact_id)
-        .select_only()
-        .column(contact::Column::Id);
-    if db.get_database_backend() == DbBackend::Postgres {
-        query = query.lock(LockType::NoKeyUpdate);
+/// Locks contact rows in id order before events or identities are added to them or they change
+/// (PostgreSQL; SQLite has one writer): `strong` ones for update (about to be deleted, or their
+/// unique email changes), the rest for an update that keeps their keys, which does not wait for
+/// readers checking a reference. Consecutive rows of one strength share a statement; the order
+/// holds across them, so writers locking this way never deadlock. False when any is gone
+/// (merged away or deleted since the caller read it).
+pub async fn lock_contacts(db: &impl ConnectionTrait, ids: &[Uuid], strong: &HashSet<Uuid>) -> Result<bool, DbErr> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Ok(true);
     }
-    Ok(query.into_tuple::<Uuid>().one(db).await?.is_some())
+    for run in ids.chunk_by(|a, b| strong.contains(a) == strong.contains(b)) {
+        let lock = if strong.contains(&run[0]) {
+            LockType::Update
+        } else {
+            LockType::NoKeyUpdate
+        };
+        for chunk in run.chunks(1_000) {
+            let locked = contact::Entity::find()
+                .select_only()
+                .column(contact::Column::Id)
+                .filter(contact::Column::Id.is_in(chunk.iter().copied()))
+                .order_by_asc(contact::Column::Id)
+                .lock(lock)
+                .into_tuple::<Uuid>()
+                .all(db)
+                .await?;
+            if locked.len() < chunk.len() {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
 }
 
 /// Deletes a contact's events and identities, before the contact itself (whose row the caller
