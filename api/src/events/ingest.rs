@@ -396,7 +396,7 @@ impl Batch {
         for chunk in keys.chunks(1_000) {
             for row in contact_identity::Entity::find()
                 .filter(contact_identity::Column::WorkspaceId.eq(ws))
-                .filter(contact_identity::Column::Key.is_in(chunk.iter().cloned()))
+                .filter(crate::db::any_of(db.get_database_backend(), contact_identity::Column::Key, chunk.to_vec()))
                 .all(db)
                 .await?
             {
@@ -428,7 +428,7 @@ impl Batch {
         for chunk in emails.chunks(1_000) {
             for row in contact::Entity::find()
                 .filter(contact::Column::WorkspaceId.eq(ws))
-                .filter(contact::Column::Email.is_in(chunk.iter().cloned()))
+                .filter(crate::db::any_of(db.get_database_backend(), contact::Column::Email, chunk.to_vec()))
                 .all(db)
                 .await?
             {
@@ -444,7 +444,7 @@ impl Batch {
         for chunk in ids.chunks(1_000) {
             for row in contact::Entity::find()
                 .filter(contact::Column::WorkspaceId.eq(ws))
-                .filter(contact::Column::Id.is_in(chunk.iter().copied()))
+                .filter(crate::db::any_of(db.get_database_backend(), contact::Column::Id, chunk.to_vec()))
                 .all(db)
                 .await?
             {
@@ -872,7 +872,7 @@ impl Batch {
         for chunk in keys.chunks(1_000) {
             for row in contact_identity::Entity::find()
                 .filter(contact_identity::Column::WorkspaceId.eq(self.workspace_id))
-                .filter(contact_identity::Column::Key.is_in(chunk.iter().cloned()))
+                .filter(crate::db::any_of(db.get_database_backend(), contact_identity::Column::Key, chunk.to_vec()))
                 .all(db)
                 .await?
             {

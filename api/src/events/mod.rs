@@ -116,7 +116,7 @@ pub async fn lock_contacts(db: &impl ConnectionTrait, ids: &[Uuid], strong: &Has
             let locked = contact::Entity::find()
                 .select_only()
                 .column(contact::Column::Id)
-                .filter(contact::Column::Id.is_in(chunk.iter().copied()))
+                .filter(crate::db::any_of(DbBackend::Postgres, contact::Column::Id, chunk.to_vec()))
                 .order_by_asc(contact::Column::Id)
                 .lock(lock)
                 .into_tuple::<Uuid>()
@@ -159,36 +159,42 @@ pub async fn touch_activity(db: &impl ConnectionTrait, rows: &[event::Model]) ->
     // In id order, the order every batch locks rows in, so concurrent batches never deadlock.
     let mut spans: Vec<_> = span.into_iter().collect();
     spans.sort_by_key(|(id, _)| *id);
-    for chunk in spans.chunks(500) {
-        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 3);
-        let mut tuples = Vec::with_capacity(chunk.len());
-        for (i, (id, (first, last))) in chunk.iter().enumerate() {
-            tuples.push(match backend {
-                DbBackend::Postgres => format!(
-                    "(${}::uuid, ${}::timestamptz, ${}::timestamptz)",
-                    3 * i + 1,
-                    3 * i + 2,
-                    3 * i + 3
-                ),
-                _ => "(?, ?, ?)".to_owned(),
-            });
-            values.extend([Value::from(*id), Value::from(*first), Value::from(*last)]);
-        }
+    let update = |rows: &str| {
         let (greatest, least) = match backend {
             DbBackend::Postgres => ("GREATEST", "LEAST"),
             _ => ("MAX", "MIN"),
         };
-        let sql = format!(
-            "WITH v(id, first_at, last_at) AS (VALUES {}) \
+        format!(
+            "WITH v(id, first_at, last_at) AS ({rows}) \
              UPDATE contact SET \
                last_activity_at = {greatest}(COALESCE(contact.last_activity_at, v.last_at), v.last_at), \
                first_seen_at = {least}(COALESCE(contact.first_seen_at, v.first_at), v.first_at) \
              FROM v WHERE contact.id = v.id \
                AND (contact.last_activity_at IS NULL OR contact.last_activity_at < v.last_at \
-                    OR contact.first_seen_at IS NULL OR contact.first_seen_at > v.first_at)",
-            tuples.join(", ")
-        );
-        db.execute_raw(Statement::from_sql_and_values(backend, sql, values))
+                    OR contact.first_seen_at IS NULL OR contact.first_seen_at > v.first_at)"
+        )
+    };
+    if backend == DbBackend::Postgres {
+        // Three array parameters: one statement text for any batch (see `db::any_of`).
+        let ids: Vec<Uuid> = spans.iter().map(|(id, _)| *id).collect();
+        let firsts: Vec<DateTime<Utc>> = spans.iter().map(|(_, (first, _))| *first).collect();
+        let lasts: Vec<DateTime<Utc>> = spans.iter().map(|(_, (_, last))| *last).collect();
+        let sql = update("SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[])");
+        db.execute_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [Value::from(ids), Value::from(firsts), Value::from(lasts)],
+        ))
+        .await?;
+        return Ok(());
+    }
+    for chunk in spans.chunks(500) {
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 3);
+        for (id, (first, last)) in chunk {
+            values.extend([Value::from(*id), Value::from(*first), Value::from(*last)]);
+        }
+        let rows = format!("VALUES {}", vec!["(?, ?, ?)"; chunk.len()].join(", "));
+        db.execute_raw(Statement::from_sql_and_values(backend, update(&rows), values))
             .await?;
     }
     Ok(())
