@@ -2,11 +2,11 @@
 
 use crate::config::DatabaseSettings;
 use migration::{Migrator, MigratorTrait};
-use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, Query};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, SqliteTransactionMode,
-    TransactionOptions, TransactionTrait,
+    ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -132,8 +132,11 @@ where
     T: Into<sea_orm::Value> + sea_orm::sea_query::ValueType + sea_orm::sea_query::value::postgres_array::NotU8,
 {
     match backend {
-        DbBackend::Postgres => Expr::col(column.as_column_ref())
-            .in_subquery(Query::select().expr(Func::cust("unnest").arg(Expr::val(values))).to_owned()),
+        DbBackend::Postgres => Expr::col(column.as_column_ref()).in_subquery(
+            Query::select()
+                .expr(Func::cust("unnest").arg(Expr::val(values)))
+                .to_owned(),
+        ),
         _ => column.is_in(values),
     }
 }

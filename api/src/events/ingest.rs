@@ -396,7 +396,11 @@ impl Batch {
         for chunk in keys.chunks(1_000) {
             for row in contact_identity::Entity::find()
                 .filter(contact_identity::Column::WorkspaceId.eq(ws))
-                .filter(crate::db::any_of(db.get_database_backend(), contact_identity::Column::Key, chunk.to_vec()))
+                .filter(crate::db::any_of(
+                    db.get_database_backend(),
+                    contact_identity::Column::Key,
+                    chunk.to_vec(),
+                ))
                 .all(db)
                 .await?
             {
@@ -428,7 +432,11 @@ impl Batch {
         for chunk in emails.chunks(1_000) {
             for row in contact::Entity::find()
                 .filter(contact::Column::WorkspaceId.eq(ws))
-                .filter(crate::db::any_of(db.get_database_backend(), contact::Column::Email, chunk.to_vec()))
+                .filter(crate::db::any_of(
+                    db.get_database_backend(),
+                    contact::Column::Email,
+                    chunk.to_vec(),
+                ))
                 .all(db)
                 .await?
             {
@@ -444,7 +452,11 @@ impl Batch {
         for chunk in ids.chunks(1_000) {
             for row in contact::Entity::find()
                 .filter(contact::Column::WorkspaceId.eq(ws))
-                .filter(crate::db::any_of(db.get_database_backend(), contact::Column::Id, chunk.to_vec()))
+                .filter(crate::db::any_of(
+                    db.get_database_backend(),
+                    contact::Column::Id,
+                    chunk.to_vec(),
+                ))
                 .all(db)
                 .await?
             {
@@ -872,7 +884,11 @@ impl Batch {
         for chunk in keys.chunks(1_000) {
             for row in contact_identity::Entity::find()
                 .filter(contact_identity::Column::WorkspaceId.eq(self.workspace_id))
-                .filter(crate::db::any_of(db.get_database_backend(), contact_identity::Column::Key, chunk.to_vec()))
+                .filter(crate::db::any_of(
+                    db.get_database_backend(),
+                    contact_identity::Column::Key,
+                    chunk.to_vec(),
+                ))
                 .all(db)
                 .await?
             {

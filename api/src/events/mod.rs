@@ -116,7 +116,11 @@ pub async fn lock_contacts(db: &impl ConnectionTrait, ids: &[Uuid], strong: &Has
             let locked = contact::Entity::find()
                 .select_only()
                 .column(contact::Column::Id)
-                .filter(crate::db::any_of(DbBackend::Postgres, contact::Column::Id, chunk.to_vec()))
+                .filter(crate::db::any_of(
+                    DbBackend::Postgres,
+                    contact::Column::Id,
+                    chunk.to_vec(),
+                ))
                 .order_by_asc(contact::Column::Id)
                 .lock(lock)
                 .into_tuple::<Uuid>()
