@@ -43,12 +43,6 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<(DatabaseConnection,
                 // LIKE is case-sensitive on PostgreSQL; make SQLite agree (ILIKE-style
                 // matching is `ilike`, compiled as lower() LIKE lower() on both).
                 .pragma("case_sensitive_like", "ON")
-                // No memory map: each write transaction grows the file, and every connection
-                // then unmaps and maps it again and faults each page back in (43% of ingestion's
-                // time was in the kernel; 9,500 events/s with the map, 12,100 without). Pages are
-                // read into a per-connection cache instead, 32 MB rather than the default 2 MB.
-                .pragma("mmap_size", "0")
-                .pragma("cache_size", "-32768")
         })
         // Segment and report queries group hundreds of thousands of events by contact; with
         // PostgreSQL's default 4 MB they sort on disk instead of hashing in memory. Per sort or
