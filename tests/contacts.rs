@@ -166,3 +166,76 @@ async fn bad_contact_input_is_reported_and_saves_nothing() {
         .await;
     assert_eq!(data["node"], json!(null));
 }
+
+/// A list page fetches its contacts' companies and owners with the page; each contact must get
+/// its own, whichever way the query reaches the node, and none where it has none.
+#[tokio::test]
+async fn list_pages_resolve_each_contacts_company_and_owner() {
+    let app = TestApp::spawn().await;
+    let mut owners = Vec::new();
+    for name in ["Ada", "Grace"] {
+        let data = app
+            .gql(
+                "mutation($e: String!, $n: String!) { userCreate(input: {email: $e, name: $n, role: SALES}) { user { id } } }",
+                json!({ "e": format!("{name}@voxtur.dev"), "n": name }),
+            )
+            .await;
+        owners.push(data["userCreate"]["user"]["id"].as_str().unwrap().to_owned());
+    }
+    let acme = app.create_company(json!({ "name": "Acme" })).await;
+    let globex = app
+        .create_company(json!({ "name": "Globex", "ownerId": owners[1] }))
+        .await;
+    let inputs = json!([
+        { "email": "a@example.com", "companyId": acme, "ownerId": owners[0] },
+        { "email": "b@example.com", "companyId": globex, "ownerId": owners[1] },
+        { "email": "c@example.com", "companyId": globex },
+        { "email": "d@example.com", "ownerId": owners[0] },
+        { "email": "e@example.com" },
+    ]);
+    app.gql(
+        "mutation($i: [ContactUpsertInput!]!) { contactsUpsert(inputs: $i) { createdCount } }",
+        json!({ "i": inputs }),
+    )
+    .await;
+    let expected = json!([
+        { "email": "a@example.com", "company": { "name": "Acme", "owner": null }, "owner": { "name": "Ada" } },
+        { "email": "b@example.com", "company": { "name": "Globex", "owner": { "name": "Grace" } }, "owner": { "name": "Grace" } },
+        { "email": "c@example.com", "company": { "name": "Globex", "owner": { "name": "Grace" } }, "owner": null },
+        { "email": "d@example.com", "company": null, "owner": { "name": "Ada" } },
+        { "email": "e@example.com", "company": null, "owner": null },
+    ]);
+    let fields = "email company { name owner { name } } owner { name }";
+    let order = "orderBy: [{email: ASC}]";
+    let data = app
+        .gql(
+            &format!("{{ contacts({order}) {{ nodes {{ {fields} }} }} }}"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(data["contacts"]["nodes"], expected);
+    let data = app
+        .gql(
+            &format!("{{ contacts({order}) {{ edges {{ node {{ {fields} }} }} }} }}"),
+            json!({}),
+        )
+        .await;
+    let nodes: Vec<_> = data["contacts"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"].clone())
+        .collect();
+    assert_eq!(json!(nodes), expected);
+    // Only the owners asked for.
+    let data = app
+        .gql(
+            &format!("{{ contacts({order}, first: 2) {{ nodes {{ owner {{ name }} }} }} }}"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        data["contacts"]["nodes"],
+        json!([{ "owner": { "name": "Ada" } }, { "owner": { "name": "Grace" } }])
+    );
+}

@@ -100,59 +100,63 @@ impl Company {
         #[graphql(desc = "Page size (1 to 100, default 20).")] first: Option<i32>,
         #[graphql(desc = "Cursor to continue after.")] after: Option<String>,
     ) -> async_graphql::Result<ContactConnection> {
-        let r = request(ctx)?;
-        let order = [ContactOrderBy::CreatedAt(OrderDirection::Asc)];
-        let backend = r.db.get_database_backend();
-        let spec: SortSpec<_> = sort_spec(
-            &order,
-            &Definitions::default(),
-            FieldSql::custom_fields(backend, "contact"),
-            "company.contacts",
-        )?;
-        let with_total = ctx.look_ahead().field("totalCount").exists();
-        if after.is_some() {
-            let select = entities::contact::Entity::find()
-                .filter(entities::contact::Column::WorkspaceId.eq(r.principal.workspace_id))
-                .filter(entities::contact::Column::CompanyId.eq(self.0.id));
-            return Ok(spec
-                .fetch(r.db, select, &PageArgs::forward(first, after), with_total)
-                .await?
-                .into());
-        }
-        let size = PageArgs::forward(first, None);
-        size.validate()?;
-        let size = first.unwrap_or(crate::listing::DEFAULT_PAGE_SIZE as i32) as u64;
-        let key = CompanyContactsKey {
-            company_id: self.0.id,
-            limit: size + 1,
-        };
-        let mut rows = r
-            .loaders
-            .company_contacts
-            .load_one(key)
-            .await
-            .map_err(load_failed)?
-            .unwrap_or_default();
-        let has_next_page = rows.len() as u64 > size;
-        rows.truncate(size as usize);
-        let total_count = if with_total {
-            r.loaders
-                .company_contact_counts
-                .load_one(self.0.id)
+        // Boxed: see "Resolver futures" in docs/ARCHITECTURE.md.
+        Box::pin(async move {
+            let r = request(ctx)?;
+            let order = [ContactOrderBy::CreatedAt(OrderDirection::Asc)];
+            let backend = r.db.get_database_backend();
+            let spec: SortSpec<_> = sort_spec(
+                &order,
+                &Definitions::default(),
+                FieldSql::custom_fields(backend, "contact"),
+                "company.contacts",
+            )?;
+            let with_total = ctx.look_ahead().field("totalCount").exists();
+            if after.is_some() {
+                let select = entities::contact::Entity::find()
+                    .filter(entities::contact::Column::WorkspaceId.eq(r.principal.workspace_id))
+                    .filter(entities::contact::Column::CompanyId.eq(self.0.id));
+                return Ok(spec
+                    .fetch(r.db, select, &PageArgs::forward(first, after), with_total)
+                    .await?
+                    .into());
+            }
+            let size = PageArgs::forward(first, None);
+            size.validate()?;
+            let size = first.unwrap_or(crate::listing::DEFAULT_PAGE_SIZE as i32) as u64;
+            let key = CompanyContactsKey {
+                company_id: self.0.id,
+                limit: size + 1,
+            };
+            let mut rows = r
+                .loaders
+                .company_contacts
+                .load_one(key)
                 .await
                 .map_err(load_failed)?
-        } else {
-            None
-        };
-        let rows: Vec<(String, entities::contact::Model)> =
-            rows.into_iter().map(|row| (spec.cursor(&row), row)).collect();
-        Ok(crate::listing::Page {
-            rows,
-            has_next_page,
-            has_previous_page: false,
-            total_count,
-        }
-        .into())
+                .unwrap_or_default();
+            let has_next_page = rows.len() as u64 > size;
+            rows.truncate(size as usize);
+            let total_count = if with_total {
+                r.loaders
+                    .company_contact_counts
+                    .load_one(self.0.id)
+                    .await
+                    .map_err(load_failed)?
+            } else {
+                None
+            };
+            let rows: Vec<(String, entities::contact::Model)> =
+                rows.into_iter().map(|row| (spec.cursor(&row), row)).collect();
+            Ok(crate::listing::Page {
+                rows,
+                has_next_page,
+                has_previous_page: false,
+                total_count,
+            }
+            .into())
+        })
+        .await
     }
     /// When the company was created.
     async fn created_at(&self) -> DateTime<Utc> {

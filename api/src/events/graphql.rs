@@ -144,7 +144,7 @@ impl Event {
             .load_one(self.0.contact_id)
             .await
             .map_err(load_failed)?
-            .map(Contact))
+            .map(Contact::from))
     }
     /// When it happened (clock-skew corrected).
     async fn occurred_at(&self) -> DateTime<Utc> {
@@ -592,7 +592,7 @@ impl EventMutation {
         txn.commit().await?;
         crate::segments::keep_current(r.db, ws, crate::segments::Touched::changed(vec![winner.id])).await;
         Ok(ContactMergePayload {
-            contact: Some(Contact(merged.contact)),
+            contact: Some(Contact::from(merged.contact)),
             events_moved: i32::try_from(merged.events_moved).unwrap_or(i32::MAX),
             user_errors: Vec::new(),
         })

@@ -113,7 +113,7 @@ async fn load_nodes(ctx: &Context<'_>, ids: &[ID]) -> ApiResult<Vec<Option<Node>
             .all(r.db)
             .await?
         {
-            found.insert(m.id, Node::Contact(Contact(m)));
+            found.insert(m.id, Node::Contact(Contact::from(m)));
         }
     }
     if readable && !of(NodeKind::Company).is_empty() {
@@ -188,7 +188,7 @@ async fn load_nodes(ctx: &Context<'_>, ids: &[ID]) -> ApiResult<Vec<Option<Node>
 
 fn clone_node(node: &Node) -> Node {
     match node {
-        Node::Contact(c) => Node::Contact(Contact(c.0.clone())),
+        Node::Contact(c) => Node::Contact(Contact(c.0.clone(), c.1.clone())),
         Node::Company(c) => Node::Company(Company(c.0.clone())),
         Node::User(u) => Node::User(User(u.0.clone())),
         Node::CustomField(f) => Node::CustomField(CustomField(f.0.clone())),

@@ -163,31 +163,35 @@ impl Segment {
         #[graphql(desc = "Page size going backward (1 to 100).")] last: Option<i32>,
         #[graphql(desc = "Cursor to continue before.")] before: Option<String>,
     ) -> async_graphql::Result<ContactConnection> {
-        let r = request(ctx)?;
-        // Anonymous members (of a segment whose filter asks for them) show with `anonymous: true`.
-        let members = ContactFilter {
-            segments: Some(SegmentMembershipFilter {
-                in_list: Some(vec![NodeKind::Segment.id(self.0.id)]),
-                not_in: None,
-            }),
-            anonymous: filter.as_ref().and_then(|f| f.anonymous),
-            and: filter.map(|f| vec![f]),
-            ..Default::default()
-        };
-        Ok(list_contacts(
-            ctx,
-            r.db,
-            r.principal.workspace_id,
-            Some(members),
-            order_by.unwrap_or_default(),
-            PageArgs {
-                first,
-                after,
-                last,
-                before,
-            },
-        )
-        .await?)
+        // Boxed: see "Resolver futures" in docs/ARCHITECTURE.md.
+        Box::pin(async move {
+            let r = request(ctx)?;
+            // Anonymous members (of a segment whose filter asks for them) show with `anonymous: true`.
+            let members = ContactFilter {
+                segments: Some(SegmentMembershipFilter {
+                    in_list: Some(vec![NodeKind::Segment.id(self.0.id)]),
+                    not_in: None,
+                }),
+                anonymous: filter.as_ref().and_then(|f| f.anonymous),
+                and: filter.map(|f| vec![f]),
+                ..Default::default()
+            };
+            Ok(list_contacts(
+                ctx,
+                r.db,
+                r.principal.workspace_id,
+                Some(members),
+                order_by.unwrap_or_default(),
+                PageArgs {
+                    first,
+                    after,
+                    last,
+                    before,
+                },
+            )
+            .await?)
+        })
+        .await
     }
 
     /// Entries and exits, newest first.
@@ -199,29 +203,33 @@ impl Segment {
         #[graphql(desc = "Cursor to continue after.")] after: Option<String>,
         #[graphql(desc = "Only entries (true) or only exits (false).")] entered: Option<bool>,
     ) -> async_graphql::Result<SegmentChangeConnection> {
-        let r = request(ctx)?;
-        let spec = SortSpec {
-            list: "segmentHistory",
-            keys: vec![timestamp_key::<segment_change::Model>(
-                "at",
-                segment_change::Column::At.into_expr(),
-                OrderDirection::Desc.into(),
-                |m| &m.at,
-            )],
-            id_expr: segment_change::Column::Id.into_expr(),
-            id_of: |m| m.id,
-        };
-        let mut select = segment_change::Entity::find()
-            .filter(segment_change::Column::WorkspaceId.eq(r.principal.workspace_id))
-            .filter(segment_change::Column::SegmentId.eq(self.0.id));
-        if let Some(entered) = entered {
-            select = select.filter(segment_change::Column::Entered.eq(entered));
-        }
-        let with_total = ctx.look_ahead().field("totalCount").exists();
-        Ok(spec
-            .fetch(r.db, select, &PageArgs::forward(first, after), with_total)
-            .await?
-            .into())
+        // Boxed: see "Resolver futures" in docs/ARCHITECTURE.md.
+        Box::pin(async move {
+            let r = request(ctx)?;
+            let spec = SortSpec {
+                list: "segmentHistory",
+                keys: vec![timestamp_key::<segment_change::Model>(
+                    "at",
+                    segment_change::Column::At.into_expr(),
+                    OrderDirection::Desc.into(),
+                    |m| &m.at,
+                )],
+                id_expr: segment_change::Column::Id.into_expr(),
+                id_of: |m| m.id,
+            };
+            let mut select = segment_change::Entity::find()
+                .filter(segment_change::Column::WorkspaceId.eq(r.principal.workspace_id))
+                .filter(segment_change::Column::SegmentId.eq(self.0.id));
+            if let Some(entered) = entered {
+                select = select.filter(segment_change::Column::Entered.eq(entered));
+            }
+            let with_total = ctx.look_ahead().field("totalCount").exists();
+            Ok(spec
+                .fetch(r.db, select, &PageArgs::forward(first, after), with_total)
+                .await?
+                .into())
+        })
+        .await
     }
 }
 
@@ -239,7 +247,7 @@ impl SegmentChange {
             .load_one(self.0.contact_id)
             .await
             .map_err(|e| ApiError::Internal(e.to_string().into()))?
-            .map(Contact))
+            .map(Contact::from))
     }
     /// The contact's id (kept after the contact is deleted).
     async fn contact_id(&self) -> ID {
