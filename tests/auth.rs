@@ -94,3 +94,46 @@ async fn scopes_are_enforced_per_field() {
             .contains("unknown scope")
     );
 }
+
+/// Behind a load balancer: a key revoked through one server is refused by every server at once,
+/// though each has just served it (PostgreSQL servers keep live keys in memory).
+#[tokio::test]
+async fn a_key_revoked_on_one_server_is_refused_by_every_server() {
+    let app = TestApp::spawn().await;
+    let other = app.another_server().await;
+    let data = app
+        .gql(
+            r#"mutation { apiKeyCreate(input: {name: "lb", scopes: ["contacts:read"]}) { apiKey { id } secret } }"#,
+            json!({}),
+        )
+        .await;
+    let secret = data["apiKeyCreate"]["secret"].as_str().unwrap().to_owned();
+    let client = reqwest::Client::new();
+    let status_at = |address: String| {
+        let request = client
+            .post(format!("{address}/graphql"))
+            .bearer_auth(&secret)
+            .json(&json!({ "query": "{ contacts { totalCount } }" }));
+        async move { request.send().await.expect("request").status() }
+    };
+    for _ in 0..3 {
+        assert_eq!(status_at(app.address.clone()).await, StatusCode::OK);
+        assert_eq!(status_at(other.clone()).await, StatusCode::OK);
+    }
+
+    app.gql(
+        "mutation($id: ID!) { apiKeyRevoke(id: $id) { userErrors { code } } }",
+        json!({ "id": data["apiKeyCreate"]["apiKey"]["id"] }),
+    )
+    .await;
+    assert_eq!(status_at(app.address.clone()).await, StatusCode::UNAUTHORIZED);
+    // The other server hears of it by notification: a moment, far less than an entry's lifetime.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while status_at(other.clone()).await != StatusCode::UNAUTHORIZED {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the other server still accepts the revoked key"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -1,7 +1,7 @@
 //! HTTP: a thin actix-web layer around the schema. `/graphql` (GET GraphiQL, POST API),
 //! `/healthz`, `/readyz`; request ids, a body size limit, graceful shutdown.
 
-use crate::auth::authenticate;
+use crate::auth::{PrincipalCache, authenticate};
 use crate::config::Settings;
 use crate::db::{self, StatementCounter};
 use crate::error::ApiError;
@@ -15,11 +15,13 @@ use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 use sea_orm::DatabaseConnection;
 use std::net::TcpListener;
+use std::sync::Arc;
 use tracing_actix_web::{RequestId, TracingLogger};
 
 pub struct AppState {
     pub schema: VoxturSchema,
     pub db: DatabaseConnection,
+    pub principals: Arc<PrincipalCache>,
     pub max_body_bytes: usize,
 }
 
@@ -32,6 +34,7 @@ pub struct Application {
     server: Server,
     statements: StatementCounter,
     db: DatabaseConnection,
+    principals: Arc<PrincipalCache>,
 }
 
 impl Application {
@@ -44,9 +47,11 @@ impl Application {
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))?;
         let port = listener.local_addr()?.port();
         let ingestor = web::Data::new(crate::events::ingest::Ingestor::new(db.clone()));
+        let principals = Arc::new(PrincipalCache::default());
         let state = web::Data::new(AppState {
-            schema: graphql::build(db.clone(), &settings.graphql),
+            schema: graphql::build(db.clone(), principals.clone(), &settings.graphql),
             db: db.clone(),
+            principals: principals.clone(),
             max_body_bytes: settings.server.max_body_bytes,
         });
         let mut server = actix_web::HttpServer::new(move || {
@@ -73,6 +78,7 @@ impl Application {
             server: server.run(),
             statements,
             db,
+            principals,
         })
     }
 
@@ -97,7 +103,9 @@ impl Application {
     /// Meanwhile, every minute, segments with a sliding window ("in the last 30 days") are
     /// re-evaluated so contacts leave as the window passes. Several servers may do it at once:
     /// evaluations of one segment take turns and the later finds nothing left to change.
+    /// API keys are cached only while this runs (see [`PrincipalCache`]).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let revocations = tokio::spawn(self.principals.clone().follow_revocations(self.db.clone()));
         let db = self.db.clone();
         let windows = tokio::spawn(async move {
             let mut tick = tokio::time::interval(SEGMENT_WINDOW_CHECK);
@@ -111,6 +119,7 @@ impl Application {
         });
         let result = self.server.await;
         windows.abort();
+        revocations.abort();
         result
     }
 }
@@ -179,7 +188,7 @@ async fn graphql_post(req: HttpRequest, mut payload: web::Payload, state: web::D
     }
 
     let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let principal = match authenticate(&state.db, authorization).await {
+    let principal = match authenticate(&state.db, &state.principals, authorization).await {
         Ok(principal) => principal,
         Err(ApiError::Unauthenticated) => {
             return error_response(

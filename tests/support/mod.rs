@@ -78,6 +78,18 @@ impl TestApp {
         }
     }
 
+    /// A second server over this test's database, as behind a load balancer; its address.
+    pub async fn another_server(&self) -> String {
+        let mut settings = Settings::default();
+        settings.server.port = 0;
+        settings.server.workers = 1;
+        settings.database = self.database.clone();
+        let app = Application::build(&settings).await.expect("build app");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+        address
+    }
+
     /// Runs the `voxtur` binary on this test's database; returns success, stdout and stderr.
     pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_voxtur"));

@@ -2,12 +2,14 @@
 //! key is stored: a key this random cannot be brute-forced, so a slow password hash would only
 //! add latency to every request (the same choice GitHub and crates.io make for tokens).
 
-use super::{Credential, Principal, ScopeSet};
+use super::{Credential, Principal, PrincipalCache, ScopeSet};
 use crate::error::{ApiError, ApiResult};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use entities::api_key;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set, TransactionTrait,
+};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -50,9 +52,11 @@ pub async fn issue_api_key(
     Ok(IssuedApiKey { key, secret })
 }
 
-/// Revokes a key of this workspace; `Ok(None)` when no such key exists in it.
+/// Revokes a key of this workspace, for every server at once (see [`PrincipalCache`]);
+/// `Ok(None)` when no such key exists in it.
 pub async fn revoke_api_key(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
+    cache: &PrincipalCache,
     workspace_id: Uuid,
     id: Uuid,
 ) -> ApiResult<Option<api_key::Model>> {
@@ -68,21 +72,37 @@ pub async fn revoke_api_key(
     }
     let mut active: api_key::ActiveModel = key.into();
     active.revoked_at = Set(Some(crate::now()));
-    Ok(Some(active.update(db).await?))
+    let txn = db.begin().await?;
+    let key = active.update(&txn).await?;
+    super::cache::announce_revocation(&txn, id).await?;
+    txn.commit().await?;
+    cache.forget(id);
+    Ok(Some(key))
 }
 
-pub(super) async fn principal_for_key(db: &DatabaseConnection, secret: &str) -> ApiResult<Principal> {
+pub(super) async fn principal_for_key(
+    db: &DatabaseConnection,
+    cache: &PrincipalCache,
+    secret: &str,
+) -> ApiResult<Principal> {
+    let secret_hash = hash(secret);
+    let read_from = match cache.get(&secret_hash) {
+        Ok(principal) => return Ok(principal),
+        Err(epoch) => epoch,
+    };
     let key = api_key::Entity::find()
-        .filter(api_key::Column::SecretHash.eq(hash(secret)))
+        .filter(api_key::Column::SecretHash.eq(secret_hash.as_str()))
         .one(db)
         .await?
         .filter(|key| key.revoked_at.is_none())
         .ok_or(ApiError::Unauthenticated)?;
     // Scopes were validated when the key was issued; an unparsable row is a server fault.
     let scopes = ScopeSet::parse(&key.scopes).map_err(|e| ApiError::Internal(e.into()))?;
-    Ok(Principal {
+    let principal = Principal {
         workspace_id: key.workspace_id,
         scopes,
         credential: Credential::ApiKey { id: key.id },
-    })
+    };
+    cache.put(secret_hash, &principal, read_from);
+    Ok(principal)
 }

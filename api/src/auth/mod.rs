@@ -5,9 +5,11 @@
 //! [`Credential`] variant recognised by its prefix in [`authenticate`].
 
 pub(crate) mod api_keys;
+mod cache;
 mod scopes;
 
 pub use api_keys::{IssuedApiKey, issue_api_key, revoke_api_key};
+pub use cache::PrincipalCache;
 pub use scopes::{Scope, ScopeGuard, ScopeSet};
 
 use crate::error::{ApiError, ApiResult};
@@ -38,7 +40,11 @@ impl Principal {
 
 /// Resolves an `Authorization` header value. `Ok(None)` means no credentials were sent;
 /// a credential that is sent but unknown, malformed or revoked is an error.
-pub async fn authenticate(db: &DatabaseConnection, header: Option<&str>) -> ApiResult<Option<Principal>> {
+pub async fn authenticate(
+    db: &DatabaseConnection,
+    cache: &PrincipalCache,
+    header: Option<&str>,
+) -> ApiResult<Option<Principal>> {
     let Some(header) = header else { return Ok(None) };
     let token = header
         .strip_prefix("Bearer ")
@@ -46,7 +52,7 @@ pub async fn authenticate(db: &DatabaseConnection, header: Option<&str>) -> ApiR
         .map(str::trim)
         .ok_or(ApiError::Unauthenticated)?;
     if token.starts_with(api_keys::KEY_PREFIX) {
-        return api_keys::principal_for_key(db, token).await.map(Some);
+        return api_keys::principal_for_key(db, cache, token).await.map(Some);
     }
     Err(ApiError::Unauthenticated)
 }

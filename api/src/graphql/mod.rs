@@ -5,7 +5,7 @@ pub mod loaders;
 pub mod relay;
 pub mod user_error;
 
-use crate::auth::{Principal, Scope};
+use crate::auth::{Principal, PrincipalCache, Scope};
 use crate::companies::graphql::{Company, CompanyMutation, CompanyQuery};
 use crate::config::GraphqlSettings;
 use crate::contacts::graphql::{Contact, ContactMutation, ContactQuery};
@@ -20,6 +20,7 @@ use entities::{app_user, company, contact, custom_field};
 use loaders::Loaders;
 use relay::{NodeKind, decode_id};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use std::sync::Arc;
 
 pub type VoxturSchema = Schema<Query, Mutation, EmptySubscription>;
 
@@ -227,9 +228,10 @@ pub fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
 }
 
 /// The served schema: limits are checked before anything executes.
-pub fn build(db: DatabaseConnection, limits: &GraphqlSettings) -> VoxturSchema {
+pub fn build(db: DatabaseConnection, principals: Arc<PrincipalCache>, limits: &GraphqlSettings) -> VoxturSchema {
     builder()
         .data(db)
+        .data(principals)
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
         .limit_recursive_depth(64)

@@ -16,7 +16,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
 
 async fn download(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
     let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let principal = match authenticate(&state.db, authorization).await {
+    let principal = match authenticate(&state.db, &state.principals, authorization).await {
         Ok(Some(principal)) => principal,
         Ok(None) | Err(ApiError::Unauthenticated) => {
             return error_response(

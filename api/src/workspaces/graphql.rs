@@ -1,6 +1,6 @@
 //! The GraphQL face of workspaces: the viewer, members, teams and API keys.
 
-use crate::auth::{Principal, Scope, ScopeGuard, ScopeSet, issue_api_key, revoke_api_key};
+use crate::auth::{Principal, PrincipalCache, Scope, ScopeGuard, ScopeSet, issue_api_key, revoke_api_key};
 use crate::error::ApiError;
 use crate::graphql::relay::{NodeKind, connection, connection_cost, decode_as};
 use crate::graphql::request;
@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use entities::{api_key, app_user, team, team_member, workspace};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// What a member may do in the workspace.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
@@ -461,7 +462,10 @@ impl WorkspaceMutation {
     ) -> async_graphql::Result<ApiKeyRevokePayload> {
         let r = request(ctx)?;
         let revoked = match decode_as(&id, NodeKind::ApiKey) {
-            Some(uuid) => revoke_api_key(r.db, r.principal.workspace_id, uuid).await?,
+            Some(uuid) => {
+                let principals = ctx.data::<Arc<PrincipalCache>>()?;
+                revoke_api_key(r.db, principals, r.principal.workspace_id, uuid).await?
+            }
             None => None,
         };
         Ok(match revoked {
