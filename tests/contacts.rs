@@ -227,6 +227,28 @@ async fn list_pages_resolve_each_contacts_company_and_owner() {
         .map(|e| e["node"].clone())
         .collect();
     assert_eq!(json!(nodes), expected);
+    // Through a filter on the company (a subquery naming its table) and, with `totalCount`,
+    // through a behaviour condition (page and count in one statement).
+    let data = app
+        .gql(
+            &format!(
+                r#"{{ contacts(filter: {{company: {{name: {{eq: "Globex"}}}}}}, {order}) {{ totalCount nodes {{ {fields} }} }} }}"#
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(data["contacts"]["totalCount"], 2);
+    assert_eq!(data["contacts"]["nodes"], json!([expected[1], expected[2]]));
+    let data = app
+        .gql(
+            &format!(
+                "{{ contacts(filter: {{events: [{{type: PAGE_VIEWED, atMost: 0}}]}}, {order}) {{ totalCount nodes {{ {fields} }} }} }}"
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(data["contacts"]["totalCount"], 5);
+    assert_eq!(data["contacts"]["nodes"], expected);
     // Only the owners asked for.
     let data = app
         .gql(

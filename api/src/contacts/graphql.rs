@@ -12,13 +12,11 @@ use crate::graphql::user_error::{UserError, into_payload};
 use crate::graphql::{OrderDirection, request};
 use crate::listing::{Direction, PageArgs, SortSpec, Total, text_key, timestamp_key};
 use crate::workspaces::graphql::User;
-use async_graphql::dataloader::Loader;
 use async_graphql::{Context, Enum, ID, InputObject, Json, MaybeUndefined, Object, OneofObject, SimpleObject};
 use chrono::{DateTime, Utc};
 use entities::enums::ObjectType;
 use entities::{app_user, company, contact};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
-use std::collections::HashMap;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -131,7 +129,7 @@ impl From<contact::Model> for Contact {
     }
 }
 
-/// A contact's to-one relations when they were fetched with its page ([`prefetch_related`]);
+/// A contact's to-one relations when they were read with its page ([`ContactRow`]);
 /// `None` when not fetched, so the resolver goes through its DataLoader.
 #[derive(Default, Clone)]
 pub struct Related {
@@ -486,63 +484,116 @@ pub(crate) async fn list_contacts(
         (true, Some(filter)) if filter.is_costly() => Total::InPage,
         (true, _) => Total::Count,
     };
-    let mut connection: ContactConnection = spec.fetch_with(db, select, &page, total).await?.into();
-    prefetch_related(ctx, &mut connection.edges).await?;
+    let look_ahead = ctx.look_ahead();
+    let asks = |field: &str| {
+        look_ahead.field("nodes").field(field).exists() || look_ahead.field("edges").field("node").field(field).exists()
+    };
+    if !(asks("company") || asks("owner")) {
+        return Ok(spec.fetch_with(db, select, &page, total).await?.into());
+    }
+    let page = spec
+        .fetch_joined::<_, _, ContactRow>(db, select, &page, total, ContactRow::join)
+        .await?;
+    let related: Vec<Related> = page.rows.iter().map(|(_, row)| row.related.clone()).collect();
+    let mut connection: ContactConnection = crate::listing::Page {
+        rows: page
+            .rows
+            .into_iter()
+            .map(|(cursor, row)| (cursor, row.contact))
+            .collect(),
+        has_next_page: page.has_next_page,
+        has_previous_page: page.has_previous_page,
+        total_count: page.total_count,
+    }
+    .into();
+    for (edge, related) in connection.edges.iter_mut().zip(related) {
+        edge.node.1 = related;
+    }
     Ok(connection)
 }
 
-/// Fetches the companies and owners of a page's contacts when the query asks for them: one
-/// statement each, side by side, handed to the contacts. Through the DataLoaders the same two
-/// statements cost a load, a channel and a task per contact, which measured at about a third
-/// of a 50-contact page's CPU (BENCHMARKS.md, issue 5).
-async fn prefetch_related(ctx: &Context<'_>, edges: &mut [ContactEdge]) -> ApiResult<()> {
-    let look_ahead = ctx.look_ahead();
-    let wants = |field: &str| {
-        look_ahead.field("nodes").field(field).exists() || look_ahead.field("edges").field("node").field(field).exists()
-    };
-    let (want_company, want_owner) = (wants("company"), wants("owner"));
-    if edges.is_empty() || !(want_company || want_owner) {
-        return Ok(());
+/// A row of a contacts page that also carries the contact's company and owner, left-joined into
+/// the page's own statement (as PostGraphile does), for queries that ask for them. Through the
+/// DataLoaders they cost two more statements and a load, a channel and a task per contact:
+/// together about half of a 50-contact page's CPU (BENCHMARKS.md, issue 5).
+struct ContactRow {
+    contact: contact::Model,
+    related: Related,
+}
+
+const COMPANY: &str = "vx_company";
+const OWNER: &str = "vx_owner";
+
+impl ContactRow {
+    /// Joins the company and the owner, in the contact's workspace, under their own aliases
+    /// (the filter's subqueries may name the tables), with columns named `<alias>__<column>`.
+    fn join(mut select: sea_orm::Select<contact::Entity>) -> sea_orm::Select<contact::Entity> {
+        use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, JoinType};
+        use sea_orm::{IdenStatic, Iterable, QuerySelect, QueryTrait};
+        fn on<E: EntityTrait>(alias: &str, key: contact::Column, id: E::Column, workspace: E::Column) -> Condition {
+            Condition::all()
+                .add(Expr::col((Alias::new(alias), id)).equals((contact::Entity, key)))
+                .add(Expr::col((Alias::new(alias), workspace)).equals((contact::Entity, contact::Column::WorkspaceId)))
+        }
+        QueryTrait::query(&mut select).join_as(
+            JoinType::LeftJoin,
+            company::Entity,
+            Alias::new(COMPANY),
+            on::<company::Entity>(
+                COMPANY,
+                contact::Column::CompanyId,
+                company::Column::Id,
+                company::Column::WorkspaceId,
+            ),
+        );
+        QueryTrait::query(&mut select).join_as(
+            JoinType::LeftJoin,
+            app_user::Entity,
+            Alias::new(OWNER),
+            on::<app_user::Entity>(
+                OWNER,
+                contact::Column::OwnerId,
+                app_user::Column::Id,
+                app_user::Column::WorkspaceId,
+            ),
+        );
+        for column in company::Column::iter() {
+            let expr = column.select_as(Expr::col((Alias::new(COMPANY), column)));
+            select = select.expr_as(expr, format!("{COMPANY}__{}", column.as_str()));
+        }
+        for column in app_user::Column::iter() {
+            let expr = column.select_as(Expr::col((Alias::new(OWNER), column)));
+            select = select.expr_as(expr, format!("{OWNER}__{}", column.as_str()));
+        }
+        select
     }
-    let loaders = request(ctx)?.loaders;
-    let ids = |wanted: bool, of: fn(&contact::Model) -> Option<Uuid>| {
-        let mut ids: Vec<Uuid> = if wanted {
-            edges.iter().filter_map(|e| of(&e.node.0)).collect()
-        } else {
-            Vec::new()
-        };
-        ids.sort_unstable();
-        ids.dedup();
-        ids
-    };
-    let (company_ids, owner_ids) = (ids(want_company, |m| m.company_id), ids(want_owner, |m| m.owner_id));
-    let companies = async {
-        match company_ids.is_empty() {
-            true => Ok(HashMap::new()),
-            false => loaders.companies.loader().load(&company_ids).await,
-        }
-    };
-    let owners = async {
-        match owner_ids.is_empty() {
-            true => Ok(HashMap::new()),
-            false => loaders.users.loader().load(&owner_ids).await,
-        }
-    };
-    let (companies, owners) =
-        futures_util::try_join!(companies, owners).map_err(crate::graphql::loaders::load_failed)?;
-    // Shared: contacts of one company get the same row.
-    let companies: HashMap<Uuid, Arc<company::Model>> = companies.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
-    let owners: HashMap<Uuid, Arc<app_user::Model>> = owners.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
-    for edge in edges {
-        let contact = &mut edge.node;
-        if want_company {
-            contact.1.company = Some(contact.0.company_id.and_then(|id| companies.get(&id).cloned()));
-        }
-        if want_owner {
-            contact.1.owner = Some(contact.0.owner_id.and_then(|id| owners.get(&id).cloned()));
-        }
+}
+
+impl std::borrow::Borrow<contact::Model> for ContactRow {
+    fn borrow(&self) -> &contact::Model {
+        &self.contact
     }
-    Ok(())
+}
+
+impl sea_orm::FromQueryResult for ContactRow {
+    fn from_query_result(row: &sea_orm::QueryResult, pre: &str) -> Result<Self, sea_orm::DbErr> {
+        // A relation is absent when its joined id is NULL.
+        fn joined<M: sea_orm::FromQueryResult>(
+            row: &sea_orm::QueryResult,
+            alias: &str,
+        ) -> Result<Option<Arc<M>>, sea_orm::DbErr> {
+            let prefix = format!("{alias}__");
+            let id: Option<Uuid> = row.try_get(&prefix, "id")?;
+            id.map(|_| M::from_query_result(row, &prefix).map(Arc::new)).transpose()
+        }
+        Ok(ContactRow {
+            contact: contact::Model::from_query_result(row, pre)?,
+            related: Related {
+                company: Some(joined(row, COMPANY)?),
+                owner: Some(joined(row, OWNER)?),
+            },
+        })
+    }
 }
 
 #[derive(Default)]

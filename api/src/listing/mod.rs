@@ -17,6 +17,7 @@ use sea_orm::{
     QueryTrait, Select,
 };
 use serde::{Deserialize, Serialize};
+use std::borrow::Borrow;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -346,11 +347,31 @@ impl<M> SortSpec<M> {
         M: sea_orm::FromQueryResult + Send + Sync,
         C: ConnectionTrait,
     {
+        self.fetch_joined(db, select, args, total, |page| page).await
+    }
+
+    /// [`fetch_with`](Self::fetch_with), with rows of type `R`: the page's statement goes
+    /// through `join` last (which adds the joined tables and their columns), and each row is
+    /// read as an `R`, which holds the listed model.
+    pub async fn fetch_joined<E, C, R>(
+        &self,
+        db: &C,
+        select: Select<E>,
+        args: &PageArgs,
+        total: Total,
+        join: impl Fn(Select<E>) -> Select<E>,
+    ) -> ApiResult<Page<R>>
+    where
+        E: EntityTrait<Model = M>,
+        M: sea_orm::FromQueryResult + Send + Sync,
+        R: sea_orm::FromQueryResult + Borrow<M> + Send + Sync,
+        C: ConnectionTrait,
+    {
         let (size, backward) = args.size()?;
         let cursor = if backward { &args.before } else { &args.after };
         let position = cursor.as_deref().map(|c| self.decode(c)).transpose()?;
         let (total_count, mut rows) = if total == Total::InPage && position.is_none() {
-            let (count, rows) = self.fetch_counted(db, select, size, backward).await?;
+            let (count, rows) = self.fetch_counted(db, select, size, backward, join).await?;
             (Some(count), rows)
         } else {
             let count = select.clone().count(db);
@@ -358,7 +379,8 @@ impl<M> SortSpec<M> {
             if let Some((values, id)) = &position {
                 query = query.filter(self.after(values, *id, backward));
             }
-            let page = self.order(query, backward).limit(size as u64 + 1);
+            let statement = limited(db, &join(self.order(query, backward)).into_query(), size + 1);
+            let page = R::find_by_statement(statement);
             match total {
                 Total::Skip => (None, page.all(db).await?),
                 Total::Count | Total::InPage => {
@@ -373,7 +395,7 @@ impl<M> SortSpec<M> {
         if backward {
             rows.reverse();
         }
-        let rows = rows.into_iter().map(|row| (self.cursor(&row), row)).collect();
+        let rows = rows.into_iter().map(|row| (self.cursor(row.borrow()), row)).collect();
         let (has_next_page, has_previous_page) = if backward {
             (position.is_some(), has_more)
         } else {
@@ -391,16 +413,17 @@ impl<M> SortSpec<M> {
     /// CTE that both the count and the page read. (A `COUNT(*) OVER ()` beside `LIMIT` leads
     /// PostgreSQL to plan for stopping early, which a whole-list count never does.)
     /// Returns the total and up to `size + 1` rows in page order.
-    async fn fetch_counted<E, C>(
+    async fn fetch_counted<E, C, R>(
         &self,
         db: &C,
         select: Select<E>,
         size: usize,
         backward: bool,
-    ) -> ApiResult<(u64, Vec<M>)>
+        join: impl Fn(Select<E>) -> Select<E>,
+    ) -> ApiResult<(u64, Vec<R>)>
     where
         E: EntityTrait<Model = M>,
-        M: sea_orm::FromQueryResult + Send + Sync,
+        R: sea_orm::FromQueryResult + Send + Sync,
         C: ConnectionTrait,
     {
         let matching = Alias::new("matching");
@@ -411,10 +434,8 @@ impl<M> SortSpec<M> {
                 .clone()
                 .in_subquery(Query::select().column(id).from(matching.clone()).to_owned()),
         );
-        let page = self
-            .order(listed, backward)
-            .limit(size as u64 + 1)
-            .column_as(Expr::cust("(SELECT COUNT(*) FROM matching)"), Counted::<M>::COLUMN)
+        let page = join(self.order(listed, backward))
+            .column_as(Expr::cust("(SELECT COUNT(*) FROM matching)"), Counted::<R>::COLUMN)
             .into_query()
             .with(
                 WithClause::new()
@@ -427,11 +448,23 @@ impl<M> SortSpec<M> {
                     )
                     .to_owned(),
             );
-        let statement = db.get_database_backend().build(&page);
-        let counted = Counted::<M>::find_by_statement(statement).all(db).await?;
+        let counted = Counted::<R>::find_by_statement(limited(db, &page, size + 1))
+            .all(db)
+            .await?;
         let total = counted.first().map_or(0, |r| r.total);
         Ok((total, counted.into_iter().map(|r| r.model).collect()))
     }
+}
+
+/// A page's statement with its row limit written into the SQL, not bound. PostgreSQL costs a
+/// generic plan with a bound `LIMIT $n` as if it returned a tenth of the table, so it planned
+/// every page statement again on every call (0.26 ms of a contacts page, 0.57 ms with its
+/// company and owner joined); with the number in the text it keeps one plan. The number is the
+/// server's own, never the caller's text.
+fn limited(db: &impl ConnectionTrait, query: &impl sea_orm::StatementBuilder, limit: usize) -> sea_orm::Statement {
+    let mut statement = db.get_database_backend().build(query);
+    statement.sql.push_str(&format!(" LIMIT {limit}"));
+    statement
 }
 
 /// Helpers for declaring sort keys on plain columns.
