@@ -527,43 +527,41 @@ const OWNER: &str = "vx_owner";
 impl ContactRow {
     /// Joins the company and the owner, in the contact's workspace, under their own aliases
     /// (the filter's subqueries may name the tables), with columns named `<alias>__<column>`.
-    fn join(mut select: sea_orm::Select<contact::Entity>) -> sea_orm::Select<contact::Entity> {
+    fn join(select: sea_orm::Select<contact::Entity>) -> sea_orm::Select<contact::Entity> {
+        let select = Self::left_join::<company::Entity>(
+            select,
+            COMPANY,
+            contact::Column::CompanyId,
+            company::Column::Id,
+            company::Column::WorkspaceId,
+        );
+        Self::left_join::<app_user::Entity>(
+            select,
+            OWNER,
+            contact::Column::OwnerId,
+            app_user::Column::Id,
+            app_user::Column::WorkspaceId,
+        )
+    }
+
+    /// `LEFT JOIN <E> AS alias ON alias.id = contact.key AND alias.workspace_id = contact.workspace_id`,
+    /// selecting all of `E`'s columns as `<alias>__<column>`.
+    fn left_join<E: EntityTrait>(
+        mut select: sea_orm::Select<contact::Entity>,
+        alias: &str,
+        key: contact::Column,
+        id: E::Column,
+        workspace: E::Column,
+    ) -> sea_orm::Select<contact::Entity> {
         use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, JoinType};
         use sea_orm::{IdenStatic, Iterable, QuerySelect, QueryTrait};
-        fn on<E: EntityTrait>(alias: &str, key: contact::Column, id: E::Column, workspace: E::Column) -> Condition {
-            Condition::all()
-                .add(Expr::col((Alias::new(alias), id)).equals((contact::Entity, key)))
-                .add(Expr::col((Alias::new(alias), workspace)).equals((contact::Entity, contact::Column::WorkspaceId)))
-        }
-        QueryTrait::query(&mut select).join_as(
-            JoinType::LeftJoin,
-            company::Entity,
-            Alias::new(COMPANY),
-            on::<company::Entity>(
-                COMPANY,
-                contact::Column::CompanyId,
-                company::Column::Id,
-                company::Column::WorkspaceId,
-            ),
-        );
-        QueryTrait::query(&mut select).join_as(
-            JoinType::LeftJoin,
-            app_user::Entity,
-            Alias::new(OWNER),
-            on::<app_user::Entity>(
-                OWNER,
-                contact::Column::OwnerId,
-                app_user::Column::Id,
-                app_user::Column::WorkspaceId,
-            ),
-        );
-        for column in company::Column::iter() {
-            let expr = column.select_as(Expr::col((Alias::new(COMPANY), column)));
-            select = select.expr_as(expr, format!("{COMPANY}__{}", column.as_str()));
-        }
-        for column in app_user::Column::iter() {
-            let expr = column.select_as(Expr::col((Alias::new(OWNER), column)));
-            select = select.expr_as(expr, format!("{OWNER}__{}", column.as_str()));
+        let on = Condition::all()
+            .add(Expr::col((Alias::new(alias), id)).equals((contact::Entity, key)))
+            .add(Expr::col((Alias::new(alias), workspace)).equals((contact::Entity, contact::Column::WorkspaceId)));
+        QueryTrait::query(&mut select).join_as(JoinType::LeftJoin, E::default(), Alias::new(alias), on);
+        for column in E::Column::iter() {
+            let expr = column.select_as(Expr::col((Alias::new(alias), column)));
+            select = select.expr_as(expr, format!("{alias}__{}", column.as_str()));
         }
         select
     }
