@@ -607,3 +607,49 @@ async fn batches_racing_deletes_and_merges_leave_no_event_or_identity_without_it
         );
     }
 }
+
+#[tokio::test]
+async fn concurrent_changes_to_one_contact_all_survive() {
+    let app = TestApp::spawn().await;
+    let key = app.write_key().await;
+    let define = "mutation($i: CustomFieldDefineInput!) { customFieldDefine(input: $i) { userErrors { code } } }";
+    const WRITERS: usize = 6;
+    for k in 0..WRITERS {
+        let input = json!({ "i": { "objectType": "CONTACT", "key": format!("k{k}"), "label": format!("K{k}"), "type": "TEXT" } });
+        assert_eq!(
+            codes(&app.gql(define, input).await["customFieldDefine"]),
+            Vec::<String>::new()
+        );
+    }
+    let first = json!({ "userId": "u-race", "traits": { "email": "race@example.com" }, "messageId": "r0" });
+    assert_eq!(app.track("/v1/identify", &key, first).await.0, StatusCode::OK);
+    let id = app.gql(TIMELINE, json!({ "email": "race@example.com" })).await["contactByEmail"]["id"].clone();
+
+    // Each batch reads the contact, then sets its own trait; an API edit changes the stage and
+    // the phone meanwhile. Every one of them must be on the row at the end.
+    let mut batches = Vec::new();
+    for k in 0..WRITERS {
+        let mut batch: Vec<Value> = (0..40)
+            .map(|i| json!({ "type": "track", "userId": "u-race", "event": "Clicked", "messageId": format!("r-{k}-{i}") }))
+            .collect();
+        batch.push(json!({ "type": "identify", "userId": "u-race", "traits": { format!("k{k}"): format!("v{k}") }, "messageId": format!("r-{k}-id") }));
+        let (app, key) = (&app, key.clone());
+        batches.push(async move { app.track("/v1/batch", &key, json!({ "batch": batch })).await.0 });
+    }
+    let update = "mutation($id: ID!, $input: ContactUpdateInput!) { contactUpdate(id: $id, input: $input) { userErrors { code } } }";
+    let edit = app.gql(
+        update,
+        json!({ "id": id, "input": { "lifecycleStage": "CUSTOMER", "phone": "+1 555 0100" } }),
+    );
+    let (statuses, edited) = futures_util::future::join(futures_util::future::join_all(batches), edit).await;
+    assert!(statuses.iter().all(|s| *s == StatusCode::OK), "{statuses:?}");
+    assert_eq!(codes(&edited["contactUpdate"]), Vec::<String>::new());
+
+    let query = "query($id: ID!) { node(id: $id) { ... on Contact { lifecycleStage phone customFields } } }";
+    let contact = app.gql(query, json!({ "id": id })).await["node"].clone();
+    assert_eq!(contact["lifecycleStage"], "CUSTOMER");
+    assert_eq!(contact["phone"], "+1 555 0100");
+    for k in 0..WRITERS {
+        assert_eq!(contact["customFields"][format!("k{k}")], format!("v{k}"), "{contact}");
+    }
+}

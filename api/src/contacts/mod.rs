@@ -557,6 +557,21 @@ pub async fn find(conn: &impl ConnectionTrait, workspace_id: Uuid, id: &str) -> 
         .await?)
 }
 
+/// The contact, read inside a write transaction (`db::begin_write`) and locked for update on
+/// PostgreSQL (SQLite's write lock is already held): nobody changes it until the caller commits,
+/// and ingestion batches that add events to it finish first.
+async fn find_for_update(
+    txn: &impl ConnectionTrait,
+    workspace_id: Uuid,
+    uuid: Uuid,
+) -> Result<Option<contact::Model>, DbErr> {
+    let mut lookup = contact::Entity::find_by_id(uuid).filter(contact::Column::WorkspaceId.eq(workspace_id));
+    if txn.get_database_backend() == DbBackend::Postgres {
+        lookup = lookup.lock(LockType::Update);
+    }
+    lookup.one(txn).await
+}
+
 fn not_found(id: &ID) -> MutationError {
     UserError::new(
         &["id"],
@@ -573,17 +588,22 @@ pub async fn update(
     changes: ContactChanges,
 ) -> MutationResult<contact::Model> {
     let prefix = ["input".to_owned()];
-    let existing = find(db, workspace_id, id).await?.ok_or_else(|| not_found(id))?;
+    let uuid = decode_as(id, NodeKind::Contact).ok_or_else(|| not_found(id))?;
     let fields = load_fields(db, workspace_id, changes.custom_fields.is_some()).await?;
     let refs = References::load(db, workspace_id, std::iter::once(&changes)).await?;
+    // The row is read under its lock: changes read before it would undo whatever an ingestion
+    // batch or another edit committed in between (its traits, its activity times).
+    let txn = crate::db::begin_write(db).await?;
+    let existing = find_for_update(&txn, workspace_id, uuid)
+        .await?
+        .ok_or_else(|| not_found(id))?;
     let (mut model, tags) = apply(existing, &changes, &refs, &fields).map_err(|e| prefixed(e, &prefix))?;
     model.updated_at = crate::now();
     if let Some(email) = &model.email
-        && email_in_use(db, workspace_id, email, model.id).await?
+        && email_in_use(&txn, workspace_id, email, model.id).await?
     {
         return Err(taken(email, &prefix).into());
     }
-    let txn = crate::db::begin_write(db).await?;
     let updated = match contact::ActiveModel::from(model.clone()).reset_all().update(&txn).await {
         Ok(row) => row,
         Err(e) if is_unique_violation(&e) => {
@@ -608,13 +628,9 @@ pub async fn delete<C: ConnectionTrait + TransactionTrait>(
 ) -> MutationResult<Uuid> {
     let uuid = decode_as(id, NodeKind::Contact).ok_or_else(|| not_found(id))?;
     let txn = crate::db::begin_write(db).await?;
-    // Locked for update first: ingestion batches adding events to it finish before this goes
-    // on (and their events go with it), later ones find it gone and start again.
-    let mut lookup = contact::Entity::find_by_id(uuid).filter(contact::Column::WorkspaceId.eq(workspace_id));
-    if txn.get_database_backend() == DbBackend::Postgres {
-        lookup = lookup.lock(LockType::Update);
-    }
-    if lookup.one(&txn).await?.is_none() {
+    // Locked first: ingestion batches adding events to it finish before this goes on (and
+    // their events go with it), later ones find it gone and start again.
+    if find_for_update(&txn, workspace_id, uuid).await?.is_none() {
         return Err(not_found(id));
     }
     // Out of its segments first, with the exits recorded and the counts kept.

@@ -211,6 +211,50 @@ fn retryable(error: &DbErr) -> bool {
     crate::db::is_transient(error)
 }
 
+/// `ours` (a change of `read`) laid over `now` (the row as it is now): the columns `ours`
+/// changed, and custom fields key by key; everything else stays as `now` has it. The activity
+/// times are left out: SQL moves them (`touch_activity`, `merge`), only ever outwards.
+fn rebase(read: &contact::Model, ours: &contact::Model, now: contact::Model) -> contact::ActiveModel {
+    use contact::Column as C;
+    use sea_orm::Iterable;
+    let mut custom = now.custom_fields.clone();
+    let (read_row, our_row) = (
+        contact::ActiveModel::from(read.clone()),
+        contact::ActiveModel::from(ours.clone()),
+    );
+    let mut row = contact::ActiveModel::from(now);
+    for column in C::iter() {
+        if matches!(column, C::Id | C::CustomFields | C::FirstSeenAt | C::LastActivityAt) {
+            continue;
+        }
+        let mine = our_row.get(column);
+        if mine.try_as_ref() != read_row.get(column).try_as_ref()
+            && let Some(value) = mine.into_value()
+        {
+            row.set(column, value);
+        }
+    }
+    if ours.custom_fields != read.custom_fields {
+        let empty = serde_json::Map::new();
+        let before = read.custom_fields.as_object().unwrap_or(&empty);
+        let after = ours.custom_fields.as_object().unwrap_or(&empty);
+        if let Some(merged) = custom.as_object_mut() {
+            for (key, value) in after {
+                if before.get(key) != Some(value) {
+                    merged.insert(key.clone(), value.clone());
+                }
+            }
+            for key in before.keys().filter(|k| !after.contains_key(*k)) {
+                merged.remove(key);
+            }
+        } else {
+            custom = ours.custom_fields.clone();
+        }
+        row.set(C::CustomFields, custom.into());
+    }
+    row
+}
+
 impl Ingestor {
     pub fn new(db: DatabaseConnection) -> Ingestor {
         Ingestor {
@@ -268,6 +312,8 @@ struct Batch {
     emails: HashMap<String, Uuid>,
     /// Contacts known to exist in the database (their rows are loaded only when needed).
     existing: HashSet<Uuid>,
+    /// Stored contacts as read, and as this batch changes them (saved as the difference).
+    read: HashMap<Uuid, contact::Model>,
     stored: HashMap<Uuid, contact::Model>,
     created: HashMap<Uuid, contact::Model>,
     created_order: Vec<Uuid>,
@@ -340,6 +386,7 @@ impl Batch {
             identities: HashMap::new(),
             emails: HashMap::new(),
             existing: HashSet::new(),
+            read: HashMap::new(),
             stored: HashMap::new(),
             created: HashMap::new(),
             created_order: Vec::new(),
@@ -445,6 +492,7 @@ impl Batch {
                 }
                 ids.remove(&row.id);
                 self.existing.insert(row.id);
+                self.read.insert(row.id, row.clone());
                 self.stored.insert(row.id, row);
             }
         }
@@ -460,6 +508,7 @@ impl Batch {
                 .all(db)
                 .await?
             {
+                self.read.insert(row.id, row.clone());
                 self.stored.insert(row.id, row);
             }
         }
@@ -936,6 +985,37 @@ impl Batch {
         Ok(())
     }
 
+    /// Writes this batch's changes to stored contacts over the rows as they are now (locked by
+    /// the caller): a batch read its rows before it took their locks, so writing the rows it read
+    /// would undo what another batch or an API edit committed in between.
+    async fn save_changes(&self, db: &impl ConnectionTrait, locked: &[Uuid]) -> Result<(), DbErr> {
+        let ids: Vec<Uuid> = locked.iter().copied().filter(|id| self.dirty.contains(id)).collect();
+        for chunk in ids.chunks(1_000) {
+            let current = contact::Entity::find()
+                .filter(crate::db::any_of(
+                    db.get_database_backend(),
+                    contact::Column::Id,
+                    chunk.to_vec(),
+                ))
+                .all(db)
+                .await?;
+            for id in chunk {
+                let (Some(read), Some(ours), Some(now)) = (
+                    self.read.get(id),
+                    self.stored.get(id),
+                    current.iter().find(|row| row.id == *id),
+                ) else {
+                    return Err(DbErr::Custom(PROFILE_GONE.into()));
+                };
+                let row = rebase(read, ours, now.clone());
+                if row.is_changed() {
+                    row.update(db).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn save(mut self, db: &impl ConnectionTrait, applied: usize) -> Result<Outcome, DbErr> {
         // Events first, new profiles and identities after them: a concurrent batch meeting the
         // same new visitor waits on our uncommitted profile until we commit, so the less of the
@@ -1025,11 +1105,7 @@ impl Batch {
         for e in events.iter_mut() {
             e.contact_id = self.resolve(e.contact_id);
         }
-        for id in touched.iter().filter(|id| self.dirty.contains(id)) {
-            if let Some(m) = self.stored.get(id) {
-                contact::ActiveModel::from(m.clone()).reset_all().update(db).await?;
-            }
-        }
+        self.save_changes(db, &touched).await?;
         touch_activity(db, &events).await?;
         // Made, changed or merged into: any segment may move them. The rest only gained events.
         let mut changed: Vec<Uuid> = created
@@ -1052,5 +1128,44 @@ impl Batch {
                 events: recorded,
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use entities::enums::LifecycleStage;
+    use sea_orm::ActiveValue;
+
+    #[test]
+    fn a_rebased_change_keeps_what_others_wrote_since() {
+        let mut read = crate::contacts::blank(Uuid::nil());
+        read.first_name = Some("Ann".into());
+        read.custom_fields = json!({ "plan": "free", "seats": 1, "gone": true });
+        // This batch renames her and changes two custom fields (and drops one).
+        let mut ours = read.clone();
+        ours.last_name = Some("Lee".into());
+        ours.custom_fields = json!({ "plan": "pro", "seats": 1, "region": "eu" });
+        // Meanwhile another writer changed her stage, her first name, a field and her activity.
+        let mut now = read.clone();
+        now.first_name = Some("Anne".into());
+        now.lifecycle_stage = LifecycleStage::Customer;
+        now.custom_fields = json!({ "plan": "free", "seats": 5, "gone": true, "score": 7 });
+        now.last_activity_at = Some(crate::now());
+
+        let row = rebase(&read, &ours, now.clone());
+        assert_eq!(row.last_name, ActiveValue::Set(Some("Lee".into())));
+        assert!(matches!(row.first_name, ActiveValue::Unchanged(ref n) if n.as_deref() == Some("Anne")));
+        assert!(matches!(
+            row.lifecycle_stage,
+            ActiveValue::Unchanged(LifecycleStage::Customer)
+        ));
+        assert!(matches!(row.last_activity_at, ActiveValue::Unchanged(t) if t == now.last_activity_at));
+        assert_eq!(
+            row.custom_fields,
+            ActiveValue::Set(json!({ "plan": "pro", "seats": 5, "region": "eu", "score": 7 }))
+        );
+        // Nothing changed: nothing to write.
+        assert!(!rebase(&read, &read, now).is_changed());
     }
 }
