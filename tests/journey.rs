@@ -653,3 +653,71 @@ async fn concurrent_changes_to_one_contact_all_survive() {
         assert_eq!(contact["customFields"][format!("k{k}")], format!("v{k}"), "{contact}");
     }
 }
+
+/// Timeline types of the contact with this email, newest first.
+async fn journey_of(app: &TestApp, email: &str) -> Vec<String> {
+    let mut types = timeline_types(app, email).await;
+    types.reverse();
+    types
+}
+
+#[tokio::test]
+async fn two_users_on_one_device_stay_two_contacts() {
+    let app = TestApp::spawn().await;
+    let key = app.write_key().await;
+    let page = |anon: &str, n: usize| json!({ "type": "page", "anonymousId": anon, "name": "Home", "messageId": format!("{anon}-p{n}") });
+    let identify = |anon: &str, user: &str, n: usize| json!({ "type": "identify", "anonymousId": anon, "userId": user, "traits": { "email": format!("{user}@example.com") }, "messageId": format!("{anon}-i{n}") });
+    // One call at a time on device "kiosk", then the same story in one batch on device "tablet".
+    let kiosk = [
+        page("kiosk", 1),
+        identify("kiosk", "ann", 2),
+        page("kiosk", 3),
+        identify("kiosk", "bob", 4),
+        page("kiosk", 5),
+    ];
+    for message in kiosk {
+        assert_eq!(
+            app.track("/v1/batch", &key, json!({ "batch": [message] })).await.0,
+            StatusCode::OK
+        );
+    }
+    let tablet = [
+        page("tablet", 1),
+        identify("tablet", "cat", 2),
+        page("tablet", 3),
+        identify("tablet", "dan", 4),
+        page("tablet", 5),
+    ];
+    assert_eq!(
+        app.track("/v1/batch", &key, json!({ "batch": tablet })).await.0,
+        StatusCode::OK
+    );
+
+    assert_eq!(
+        app.contact_count().await,
+        4,
+        "nobody fused with whoever used the device before"
+    );
+    for (earlier, later) in [("ann", "bob"), ("cat", "dan")] {
+        assert_eq!(
+            journey_of(&app, &format!("{earlier}@example.com")).await,
+            ["PAGE_VIEWED", "IDENTIFIED", "PAGE_VIEWED"],
+            "{earlier} keeps the history from before the device changed hands"
+        );
+        assert_eq!(
+            journey_of(&app, &format!("{later}@example.com")).await,
+            ["IDENTIFIED", "PAGE_VIEWED"],
+            "the device's later visits are {later}'s"
+        );
+    }
+
+    // Ann comes back to the kiosk, already known: the device goes back to her, still no merge.
+    let back = [identify("kiosk", "ann", 6), page("kiosk", 7)];
+    assert_eq!(
+        app.track("/v1/batch", &key, json!({ "batch": back })).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(app.contact_count().await, 4);
+    assert_eq!(journey_of(&app, "ann@example.com").await.len(), 5);
+    assert_eq!(journey_of(&app, "bob@example.com").await.len(), 2);
+}

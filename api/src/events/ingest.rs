@@ -17,7 +17,8 @@ use entities::enums::ObjectType;
 use entities::{company, contact, contact_identity, event};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
-    QueryTrait, SqlErr, TransactionTrait, sea_query::OnConflict,
+    QueryTrait, SqlErr, TransactionTrait,
+    sea_query::{Expr, OnConflict},
 };
 use serde_json::{Value as Json, json};
 use std::collections::{HashMap, HashSet};
@@ -318,6 +319,10 @@ struct Batch {
     created: HashMap<Uuid, contact::Model>,
     created_order: Vec<Uuid>,
     new_identities: Vec<(String, Uuid)>,
+    /// The user key of each profile known to have one (a profile holds at most one user id).
+    user_of: HashMap<Uuid, String>,
+    /// Anonymous ids taken over by another user's profile (a shared device), with that profile.
+    repointed: Vec<(String, Uuid)>,
     redirect: HashMap<Uuid, Uuid>,
     dirty: HashSet<Uuid>,
     /// Stored contacts whose unique email this batch changes (their rows are locked for update).
@@ -328,8 +333,10 @@ struct Batch {
     fields: Definitions,
 }
 
+const USER_PREFIX: &str = "user:";
+
 fn user_key(id: &str) -> String {
-    format!("user:{id}")
+    format!("{USER_PREFIX}{id}")
 }
 
 fn anon_key(id: &str) -> String {
@@ -391,6 +398,8 @@ impl Batch {
             created: HashMap::new(),
             created_order: Vec::new(),
             new_identities: Vec::new(),
+            user_of: HashMap::new(),
+            repointed: Vec::new(),
             redirect: HashMap::new(),
             dirty: HashSet::new(),
             rekeyed: HashSet::new(),
@@ -455,6 +464,7 @@ impl Batch {
             }
         }
         self.existing.extend(self.identities.values().copied());
+        self.load_user_ids(db, messages).await?;
         let mut ids: HashSet<Uuid> = HashSet::new();
         for m in messages {
             let mut candidates: Vec<Uuid> = Vec::new();
@@ -524,6 +534,40 @@ impl Batch {
         Ok(())
     }
 
+    /// The user ids of profiles that messages carrying a user id reach through their anonymous
+    /// id: a device someone else identified on must not fuse two users (see `profile`).
+    async fn load_user_ids(&mut self, db: &impl ConnectionTrait, messages: &[Message]) -> Result<(), DbErr> {
+        for (key, id) in &self.identities {
+            if key.starts_with(USER_PREFIX) {
+                self.user_of.insert(*id, key.clone());
+            }
+        }
+        let mut reached: Vec<Uuid> = messages
+            .iter()
+            .filter(|m| m.user_id.is_some())
+            .filter_map(|m| self.identities.get(&anon_key(m.anonymous_id.as_deref()?)).copied())
+            .filter(|id| !self.user_of.contains_key(id))
+            .collect();
+        reached.sort();
+        reached.dedup();
+        for chunk in reached.chunks(1_000) {
+            for row in contact_identity::Entity::find()
+                .filter(contact_identity::Column::WorkspaceId.eq(self.workspace_id))
+                .filter(crate::db::any_of(
+                    db.get_database_backend(),
+                    contact_identity::Column::ContactId,
+                    chunk.to_vec(),
+                ))
+                .filter(contact_identity::Column::Key.starts_with(USER_PREFIX))
+                .all(db)
+                .await?
+            {
+                self.user_of.insert(row.contact_id, row.key);
+            }
+        }
+        Ok(())
+    }
+
     fn resolve(&self, mut id: Uuid) -> Uuid {
         while let Some(next) = self.redirect.get(&id) {
             id = *next;
@@ -540,6 +584,9 @@ impl Batch {
     }
 
     fn attach(&mut self, key: String, contact_id: Uuid) {
+        if key.starts_with(USER_PREFIX) {
+            self.user_of.entry(contact_id).or_insert_with(|| key.clone());
+        }
         if let std::collections::hash_map::Entry::Vacant(slot) = self.identities.entry(key.clone()) {
             slot.insert(contact_id);
             self.new_identities.push((key, contact_id));
@@ -631,6 +678,9 @@ impl Batch {
                 }
             }
         }
+        if let Some(user) = self.user_of.remove(&loser) {
+            self.user_of.entry(winner).or_insert(user);
+        }
         self.redirect.insert(loser, winner);
         for id in self.emails.values_mut() {
             if *id == loser {
@@ -676,11 +726,19 @@ impl Batch {
     fn profile(&mut self, message: &Message) -> Result<Uuid, DbErr> {
         let user = message.user_id.as_deref().map(user_key);
         let anon = message.anonymous_id.as_deref().map(anon_key);
-        let candidates: Vec<Uuid> = [&user, &anon]
-            .into_iter()
-            .flatten()
-            .filter_map(|k| self.lookup(k))
-            .collect();
+        let mut candidates: Vec<Uuid> = user.iter().filter_map(|k| self.lookup(k)).collect();
+        // An anonymous id whose profile belongs to another user is a shared device (a family
+        // computer, a kiosk): the two people stay apart, and the device goes with whoever
+        // identified on it last, as HubSpot's cookie does. The earlier history stays put.
+        let mut taken_over = false;
+        if let Some(profile) = anon.as_ref().and_then(|k| self.lookup(k)) {
+            let theirs = self.user_of.get(&profile);
+            if user.is_some() && theirs.is_some() && theirs != user.as_ref() {
+                taken_over = true;
+            } else {
+                candidates.push(profile);
+            }
+        }
         let ranked = self.rank(candidates);
         let winner = match ranked.first() {
             Some(id) => *id,
@@ -694,7 +752,12 @@ impl Batch {
             self.mark_identified(winner);
         }
         if let Some(key) = anon {
-            self.attach(key, winner);
+            if taken_over {
+                self.identities.insert(key.clone(), winner);
+                self.repointed.push((key, winner));
+            } else {
+                self.attach(key, winner);
+            }
         }
         Ok(winner)
     }
@@ -949,6 +1012,24 @@ impl Batch {
         Ok(lost)
     }
 
+    /// Moves anonymous ids taken over by another user's profile (see `profile`), in key order
+    /// as every batch moves them. Returns the profiles they moved to.
+    async fn repoint(&mut self, db: &impl ConnectionTrait) -> Result<Vec<Uuid>, DbErr> {
+        // The last user to take a device over in message order keeps it.
+        let latest: HashMap<String, Uuid> = std::mem::take(&mut self.repointed).into_iter().collect();
+        let mut moves: Vec<(String, Uuid)> = latest.into_iter().map(|(key, id)| (key, self.resolve(id))).collect();
+        moves.sort();
+        for (key, contact_id) in &moves {
+            contact_identity::Entity::update_many()
+                .col_expr(contact_identity::Column::ContactId, Expr::value(*contact_id))
+                .filter(contact_identity::Column::WorkspaceId.eq(self.workspace_id))
+                .filter(contact_identity::Column::Key.eq(key.as_str()))
+                .exec(db)
+                .await?;
+        }
+        Ok(moves.into_iter().map(|(_, id)| id).collect())
+    }
+
     /// Merges the profiles of lost identity claims (older wins); their rows are locked already.
     async fn merge_lost(&mut self, db: &impl ConnectionTrait, lost: Vec<(Uuid, Uuid)>) -> Result<(), DbErr> {
         for (ours, theirs) in lost {
@@ -1058,6 +1139,7 @@ impl Batch {
         }
         let claimed: Vec<Uuid> = self.new_identities.iter().map(|(_, id)| self.resolve(*id)).collect();
         let lost = self.claim_identities(db).await?;
+        let repointed = self.repoint(db).await?;
 
         // Every contact the batch added events or identities to, changed or merges is locked
         // now, in id order and all at once, so concurrent batches wait in one direction and
@@ -1073,6 +1155,7 @@ impl Batch {
             .copied()
             .chain(events.iter().map(|e| e.contact_id))
             .chain(claimed)
+            .chain(repointed)
             .chain(merging.iter().copied())
             .chain(lost_pairs.iter().copied())
             .collect();
