@@ -117,7 +117,9 @@ impl Application {
                 }
             }
         });
+        let checkpoints = tokio::spawn(crate::db::checkpoint_continuously(self.db.clone()));
         let result = self.server.await;
+        checkpoints.abort();
         windows.abort();
         revocations.abort();
         result

@@ -1097,24 +1097,11 @@ impl Batch {
         Ok(())
     }
 
-    async fn save(mut self, db: &impl ConnectionTrait, applied: usize) -> Result<Outcome, DbErr> {
-        // Events first, new profiles and identities after them: a concurrent batch meeting the
-        // same new visitor waits on our uncommitted profile until we commit, so the less of the
-        // transaction that follows its insert, the shorter that wait. (SQLite checks the events'
-        // foreign key at commit; it has one writer, so the order only matters on PostgreSQL.)
-        if db.get_database_backend() == DbBackend::Sqlite {
-            db.execute_unprepared("PRAGMA defer_foreign_keys = ON").await?;
-        }
-        let mut events = std::mem::take(&mut self.events);
-        for e in events.iter_mut() {
-            e.contact_id = self.resolve(e.contact_id);
-        }
-        let stored = insert_events(db, events.clone()).await?;
-
-        // New profiles in id order, as every batch inserts them, so batches meeting the same
-        // new visitors wait on each other in one direction. A profile a concurrent batch has
-        // just made is the same visitor (same id): skipped, unless ours holds traits theirs may
-        // lack, in which case the batch starts again and updates theirs.
+    /// New profiles in id order, as every batch inserts them, so batches meeting the same new
+    /// visitors wait on each other in one direction. A profile a concurrent batch has just made
+    /// is the same visitor (same id): skipped, unless ours holds traits theirs may lack, in
+    /// which case the batch starts again and updates theirs.
+    async fn insert_profiles(&mut self, db: &impl ConnectionTrait) -> Result<Vec<contact::Model>, DbErr> {
         let mut created: Vec<contact::Model> = self
             .created_order
             .iter()
@@ -1136,6 +1123,30 @@ impl Batch {
         // bare visitor made by both batches is the same row either way.
         if created.iter().any(|m| !inserted.contains(&m.id) && carries_profile(m)) {
             return Err(DbErr::Custom(PROFILE_GONE.into()));
+        }
+        Ok(created)
+    }
+
+    async fn save(mut self, db: &impl ConnectionTrait, applied: usize) -> Result<Outcome, DbErr> {
+        // On PostgreSQL events go first, new profiles and identities after them: a concurrent
+        // batch meeting the same new visitor waits on our uncommitted profile until we commit,
+        // so the less of the transaction that follows its insert, the shorter that wait (events
+        // have no foreign key there). SQLite has one writer, so nobody waits, and its events'
+        // foreign key wants the profiles first. (Deferring the check with `PRAGMA
+        // defer_foreign_keys` instead made SQLite re-prepare every cached statement of the
+        // connection: every flag pragma expires them.)
+        let sqlite = db.get_database_backend() == DbBackend::Sqlite;
+        let mut created = Vec::new();
+        if sqlite {
+            created = self.insert_profiles(db).await?;
+        }
+        let mut events = std::mem::take(&mut self.events);
+        for e in events.iter_mut() {
+            e.contact_id = self.resolve(e.contact_id);
+        }
+        let stored = insert_events(db, events.clone()).await?;
+        if !sqlite {
+            created = self.insert_profiles(db).await?;
         }
         let claimed: Vec<Uuid> = self.new_identities.iter().map(|(_, id)| self.resolve(*id)).collect();
         let lost = self.claim_identities(db).await?;
