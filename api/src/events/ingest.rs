@@ -214,8 +214,9 @@ fn retryable(error: &DbErr) -> bool {
 
 /// `ours` (a change of `read`) laid over `now` (the row as it is now): the columns `ours`
 /// changed, and custom fields key by key; everything else stays as `now` has it. The activity
-/// times are left out: SQL moves them (`touch_activity`, `merge`), only ever outwards.
-fn rebase(read: &contact::Model, ours: &contact::Model, now: contact::Model) -> contact::ActiveModel {
+/// times are left out: SQL moves them (`touch_activity`, `merge`), only ever outwards. None
+/// when the batch changed nothing but the time of change (an identify repeating known traits).
+fn rebase(read: &contact::Model, ours: &contact::Model, now: contact::Model) -> Option<contact::ActiveModel> {
     use contact::Column as C;
     use sea_orm::Iterable;
     let mut custom = now.custom_fields.clone();
@@ -225,7 +226,10 @@ fn rebase(read: &contact::Model, ours: &contact::Model, now: contact::Model) -> 
     );
     let mut row = contact::ActiveModel::from(now);
     for column in C::iter() {
-        if matches!(column, C::Id | C::CustomFields | C::FirstSeenAt | C::LastActivityAt) {
+        if matches!(
+            column,
+            C::Id | C::CustomFields | C::FirstSeenAt | C::LastActivityAt | C::UpdatedAt
+        ) {
             continue;
         }
         let mine = our_row.get(column);
@@ -253,7 +257,11 @@ fn rebase(read: &contact::Model, ours: &contact::Model, now: contact::Model) -> 
         }
         row.set(C::CustomFields, custom.into());
     }
-    row
+    if !row.is_changed() {
+        return None;
+    }
+    row.set(C::UpdatedAt, ours.updated_at.into());
+    Some(row)
 }
 
 impl Ingestor {
@@ -1088,8 +1096,7 @@ impl Batch {
                 ) else {
                     return Err(DbErr::Custom(PROFILE_GONE.into()));
                 };
-                let row = rebase(read, ours, now.clone());
-                if row.is_changed() {
+                if let Some(row) = rebase(read, ours, now.clone()) {
                     row.update(db).await?;
                 }
             }
@@ -1247,7 +1254,7 @@ mod tests {
         now.custom_fields = json!({ "plan": "free", "seats": 5, "gone": true, "score": 7 });
         now.last_activity_at = Some(crate::now());
 
-        let row = rebase(&read, &ours, now.clone());
+        let row = rebase(&read, &ours, now.clone()).unwrap();
         assert_eq!(row.last_name, ActiveValue::Set(Some("Lee".into())));
         assert!(matches!(row.first_name, ActiveValue::Unchanged(ref n) if n.as_deref() == Some("Anne")));
         assert!(matches!(
@@ -1259,7 +1266,10 @@ mod tests {
             row.custom_fields,
             ActiveValue::Set(json!({ "plan": "pro", "seats": 5, "region": "eu", "score": 7 }))
         );
-        // Nothing changed: nothing to write.
-        assert!(!rebase(&read, &read, now).is_changed());
+        assert_eq!(row.updated_at, ActiveValue::Set(ours.updated_at));
+        // Nothing changed but the time of change: nothing to write.
+        let mut touched = read.clone();
+        touched.updated_at = crate::now() + Duration::seconds(1);
+        assert!(rebase(&read, &touched, now).is_none());
     }
 }
