@@ -160,6 +160,34 @@ where
                 .expr(Func::cust("unnest").arg(Expr::val(values)))
                 .to_owned(),
         ),
+        DbBackend::Sqlite => {
+            // On SQLite the same idea, one JSON array parameter read by `json_each`: each length
+            // of an `IN` list was a statement of its own to parse and plan, about once a batch.
+            let values: Vec<sea_orm::Value> = values.into_iter().map(Into::into).collect();
+            let mut element = "value";
+            let mut items = Vec::with_capacity(values.len());
+            for value in &values {
+                match value {
+                    sea_orm::Value::String(Some(text)) => items.push(serde_json::Value::from(text.as_str())),
+                    // Uuids are 16-byte blobs on SQLite; JSON carries them as hex.
+                    sea_orm::Value::Uuid(Some(id)) => {
+                        element = "unhex(value)";
+                        items.push(serde_json::Value::from(id.simple().to_string()));
+                    }
+                    _ => return column.is_in(values),
+                }
+            }
+            let list = serde_json::Value::Array(items).to_string();
+            Expr::col(column.as_column_ref()).in_subquery(
+                Query::select()
+                    .expr(Expr::cust(element))
+                    .from_function(
+                        Func::cust("json_each").arg(list),
+                        sea_orm::sea_query::Alias::new("list"),
+                    )
+                    .to_owned(),
+            )
+        }
         _ => column.is_in(values),
     }
 }
