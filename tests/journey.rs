@@ -531,6 +531,21 @@ async fn deleting_a_contact_deletes_its_journey_and_its_ids_start_afresh() {
         .await;
     assert_eq!(data["contacts"]["totalCount"], 1);
     assert_eq!(data["events"]["totalCount"], 1);
+    assert_ne!(
+        data["contacts"]["nodes"][0]["id"], id,
+        "a deleted contact's id is never given to anyone again"
+    );
+    // And the new profile is an ordinary one: its later visits and an identify find it.
+    let later = json!({ "batch": [
+        { "type": "page", "anonymousId": "gone-visitor", "name": "Pricing", "messageId": "g5" },
+        { "type": "identify", "anonymousId": "gone-visitor", "userId": "gone-user", "traits": { "email": "back@example.com" }, "messageId": "g6" },
+    ] });
+    assert_eq!(app.track("/v1/batch", &key, later).await.0, StatusCode::OK);
+    assert_eq!(
+        journey_of(&app, "back@example.com").await,
+        ["PAGE_VIEWED", "PAGE_VIEWED", "IDENTIFIED"]
+    );
+    assert_eq!(orphans(&app).await, (vec![], vec![]));
 }
 
 #[tokio::test]

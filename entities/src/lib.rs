@@ -11,6 +11,7 @@ pub mod contact_identity;
 pub mod contact_merge;
 pub mod contact_tag;
 pub mod custom_field;
+pub mod deleted_contact;
 pub mod enums;
 pub mod event;
 pub mod export_chunk;

@@ -9,6 +9,7 @@ mod m20261125_000003_segments;
 mod m20261125_000004_event_type_index;
 mod m20261125_000005_segment_windows;
 mod m20261202_000006_event_contact_keys;
+mod m20261202_000007_deleted_profiles;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000004_event_type_index::Migration),
             Box::new(m20261125_000005_segment_windows::Migration),
             Box::new(m20261202_000006_event_contact_keys::Migration),
+            Box::new(m20261202_000007_deleted_profiles::Migration),
         ]
     }
 }

@@ -9,7 +9,7 @@ use crate::graphql::relay::{NodeKind, decode_as};
 use crate::graphql::user_error::{MutationError, MutationResult, UserError, UserErrorCode};
 use async_graphql::{ID, MaybeUndefined};
 use entities::enums::{ConsentStatus, LifecycleStage, ObjectType};
-use entities::{app_user, company, contact, contact_tag};
+use entities::{app_user, company, contact, contact_tag, deleted_contact};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect, SqlErr, TransactionSession, TransactionTrait, sea_query::LockType,
@@ -642,6 +642,15 @@ pub async fn delete<C: ConnectionTrait + TransactionTrait>(
         .filter(contact::Column::WorkspaceId.eq(workspace_id))
         .exec(&txn)
         .await?;
+    // Its id is retired: a returning visitor gets a new one (see migration 7).
+    deleted_contact::ActiveModel::from(deleted_contact::Model {
+        id: uuid,
+        workspace_id,
+        deleted_at: crate::now(),
+    })
+    .reset_all()
+    .insert(&txn)
+    .await?;
     txn.commit().await?;
     Ok(uuid)
 }

@@ -14,10 +14,10 @@ use crate::contacts::parse_email;
 use crate::custom_fields::{Definitions, normalize_value};
 use chrono::{DateTime, Duration, Utc};
 use entities::enums::ObjectType;
-use entities::{company, contact, contact_identity, event};
+use entities::{company, contact, contact_identity, deleted_contact, event};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
-    QueryTrait, SqlErr, TransactionTrait,
+    QuerySelect, QueryTrait, SqlErr, TransactionTrait,
     sea_query::{Expr, OnConflict},
 };
 use serde_json::{Value as Json, json};
@@ -1104,6 +1104,43 @@ impl Batch {
         Ok(())
     }
 
+    /// A new profile whose derived id was a deleted contact's gets a fresh id instead, so a
+    /// returning visitor starts afresh (see migration 7). Two batches meeting that visitor at
+    /// once then make two profiles, which their identity claims merge.
+    async fn avoid_deleted_ids(&mut self, db: &impl ConnectionTrait) -> Result<(), DbErr> {
+        let ids: Vec<Uuid> = self.created.keys().copied().collect();
+        let mut retired: Vec<Uuid> = Vec::new();
+        for chunk in ids.chunks(1_000) {
+            retired.extend(
+                deleted_contact::Entity::find()
+                    .select_only()
+                    .column(deleted_contact::Column::Id)
+                    .filter(deleted_contact::Column::WorkspaceId.eq(self.workspace_id))
+                    .filter(crate::db::any_of(
+                        db.get_database_backend(),
+                        deleted_contact::Column::Id,
+                        chunk.to_vec(),
+                    ))
+                    .into_tuple::<Uuid>()
+                    .all(db)
+                    .await?,
+            );
+        }
+        for old in retired {
+            let Some(mut model) = self.created.remove(&old) else {
+                continue;
+            };
+            let fresh = Uuid::now_v7();
+            model.id = fresh;
+            self.created.insert(fresh, model);
+            for id in self.created_order.iter_mut().filter(|id| **id == old) {
+                *id = fresh;
+            }
+            self.redirect.insert(old, fresh);
+        }
+        Ok(())
+    }
+
     /// New profiles in id order, as every batch inserts them, so batches meeting the same new
     /// visitors wait on each other in one direction. A profile a concurrent batch has just made
     /// is the same visitor (same id): skipped, unless ours holds traits theirs may lack, in
@@ -1142,6 +1179,7 @@ impl Batch {
         // foreign key wants the profiles first. (Deferring the check with `PRAGMA
         // defer_foreign_keys` instead made SQLite re-prepare every cached statement of the
         // connection: every flag pragma expires them.)
+        self.avoid_deleted_ids(db).await?;
         let sqlite = db.get_database_backend() == DbBackend::Sqlite;
         let mut created = Vec::new();
         if sqlite {
