@@ -682,31 +682,25 @@ async fn two_users_on_one_device_stay_two_contacts() {
     let key = app.write_key().await;
     let page = |anon: &str, n: usize| json!({ "type": "page", "anonymousId": anon, "name": "Home", "messageId": format!("{anon}-p{n}") });
     let identify = |anon: &str, user: &str, n: usize| json!({ "type": "identify", "anonymousId": anon, "userId": user, "traits": { "email": format!("{user}@example.com") }, "messageId": format!("{anon}-i{n}") });
+    // A device's story: a visit, one user logs in, a visit, another user logs in, a visit.
+    let story = |device: &str, first: &str, second: &str| {
+        [
+            page(device, 1),
+            identify(device, first, 2),
+            page(device, 3),
+            identify(device, second, 4),
+            page(device, 5),
+        ]
+    };
     // One call at a time on device "kiosk", then the same story in one batch on device "tablet".
-    let kiosk = [
-        page("kiosk", 1),
-        identify("kiosk", "ann", 2),
-        page("kiosk", 3),
-        identify("kiosk", "bob", 4),
-        page("kiosk", 5),
-    ];
-    for message in kiosk {
+    for message in story("kiosk", "ann", "bob") {
         assert_eq!(
             app.track("/v1/batch", &key, json!({ "batch": [message] })).await.0,
             StatusCode::OK
         );
     }
-    let tablet = [
-        page("tablet", 1),
-        identify("tablet", "cat", 2),
-        page("tablet", 3),
-        identify("tablet", "dan", 4),
-        page("tablet", 5),
-    ];
-    assert_eq!(
-        app.track("/v1/batch", &key, json!({ "batch": tablet })).await.0,
-        StatusCode::OK
-    );
+    let tablet = json!({ "batch": story("tablet", "cat", "dan") });
+    assert_eq!(app.track("/v1/batch", &key, tablet).await.0, StatusCode::OK);
 
     assert_eq!(
         app.contact_count().await,
