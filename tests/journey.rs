@@ -136,6 +136,7 @@ async fn identifying_with_a_known_email_merges_the_visitor_into_that_contact() {
             .await
             .contains(&"CART_UPDATED".to_owned())
     );
+    app.assert_tallies_match_events().await;
 }
 
 #[tokio::test]
@@ -214,6 +215,7 @@ async fn batches_are_idempotent_and_report_bad_messages() {
         )
         .await;
     assert_eq!(data["events"]["totalCount"], 1);
+    app.assert_tallies_match_events().await;
 }
 
 #[tokio::test]
@@ -366,6 +368,7 @@ async fn concurrent_batches_sharing_new_visitors_all_succeed_and_merge_profiles(
     // A visitor stitched to a user shares the user's profile.
     let of = |key: &str| identities.iter().find(|(k, _)| k == key).map(|(_, id)| *id).unwrap();
     assert_eq!(of("anon:v0"), of("user:u0"));
+    app.assert_tallies_match_events().await;
 }
 
 #[tokio::test]
@@ -430,6 +433,7 @@ async fn timelines_page_filter_and_batch_across_a_list() {
         )
         .await;
     assert_eq!(code, "BAD_USER_INPUT", "{message}");
+    app.assert_tallies_match_events().await;
 }
 
 #[tokio::test]
@@ -472,6 +476,7 @@ async fn back_office_events_and_manual_merges() {
     assert_eq!(timeline_types(&app, "a@example.com").await, ["VISIT_LOGGED"]);
     let data = app.gql(merge, json!({ "w": a["id"], "l": b["id"] })).await;
     assert_eq!(codes(&data["contactMerge"]), ["NOT_FOUND"]);
+    app.assert_tallies_match_events().await;
 }
 
 /// Events and identities naming a contact that no longer exists: none may ever be left.
@@ -621,6 +626,7 @@ async fn batches_racing_deletes_and_merges_leave_no_event_or_identity_without_it
             "nothing points at a removed contact"
         );
     }
+    app.assert_tallies_match_events().await;
 }
 
 #[tokio::test]
@@ -729,4 +735,5 @@ async fn two_users_on_one_device_stay_two_contacts() {
     assert_eq!(app.contact_count().await, 4);
     assert_eq!(journey_of(&app, "ann@example.com").await.len(), 5);
     assert_eq!(journey_of(&app, "bob@example.com").await.len(), 2);
+    app.assert_tallies_match_events().await;
 }

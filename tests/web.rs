@@ -169,6 +169,7 @@ async fn a_submission_creates_the_contact_applies_consent_and_records_everything
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    app.assert_tallies_match_events().await;
 }
 
 #[tokio::test]
@@ -300,6 +301,7 @@ async fn landing_pages_are_sanitized_served_and_tracked() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    app.assert_tallies_match_events().await;
 }
 
 fn urlencode(text: &str) -> String {
@@ -343,4 +345,5 @@ async fn tracked_links_redirect_and_record_clicks() {
     let response = client.get(format!("{}/l/NOPE1234", app.address)).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert!(response.text().await.unwrap().contains("does not exist"));
+    app.assert_tallies_match_events().await;
 }

@@ -10,6 +10,7 @@ mod m20261125_000004_event_type_index;
 mod m20261125_000005_segment_windows;
 mod m20261202_000006_event_contact_keys;
 mod m20261202_000007_deleted_profiles;
+mod m20261202_000008_event_tally;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000005_segment_windows::Migration),
             Box::new(m20261202_000006_event_contact_keys::Migration),
             Box::new(m20261202_000007_deleted_profiles::Migration),
+            Box::new(m20261202_000008_event_tally::Migration),
         ]
     }
 }

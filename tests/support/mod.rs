@@ -243,6 +243,49 @@ async fn new_workspace(db: &DatabaseConnection, name: &str, scopes: &ScopeSet) -
 }
 
 /// The `userErrors` codes of a payload.
+impl TestApp {
+    /// Checks that the event tallies every write kept in step equal tallies computed afresh from
+    /// the events (`tally::rebuild`), whatever the test did before: ingestion with retries and
+    /// merges, forms, deletions.
+    pub async fn assert_tallies_match_events(&self) {
+        let read = || async {
+            let sql = match self.db.get_database_backend() {
+                sea_orm::DbBackend::Postgres => {
+                    "SELECT contact_id::text, event_type, total::text, last_at::text, recent::text \
+                     FROM event_tally WHERE workspace_id = $1 ORDER BY 1, 2"
+                }
+                _ => {
+                    "SELECT hex(contact_id), event_type, CAST(total AS TEXT), last_at, recent \
+                     FROM event_tally WHERE workspace_id = ? ORDER BY 1, 2"
+                }
+            };
+            let rows = self
+                .db
+                .query_all_raw(sea_orm::Statement::from_sql_and_values(
+                    self.db.get_database_backend(),
+                    sql,
+                    [self.workspace_id.into()],
+                ))
+                .await
+                .expect("read tallies");
+            rows.iter()
+                .map(|r| {
+                    (0..5)
+                        .map(|i| r.try_get_by_index::<String>(i).unwrap())
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>()
+        };
+        let kept = read().await;
+        voxtur::events::tally::rebuild(&self.db, self.workspace_id)
+            .await
+            .expect("rebuild tallies");
+        let computed = read().await;
+        assert!(!computed.is_empty(), "the test recorded no events");
+        assert_eq!(kept, computed, "tallies kept at each write differ from the events' own");
+    }
+}
+
 pub fn codes(payload: &Value) -> Vec<String> {
     payload["userErrors"]
         .as_array()

@@ -256,11 +256,15 @@ async fn fill(
     }
     let events = writer.finish().await.map_err(internal)?;
     progress.set_position(events);
+    progress.set_message("tallying events");
+    crate::events::tally::rebuild(db, workspace_id)
+        .await
+        .map_err(internal)?;
     progress.set_message("analyzing");
     // Fresh statistics, as autovacuum would give them later: the planner needs them at once.
     // The tables filled here only (found on the search path): a bare ANALYZE would read every
     // schema of the database.
-    for table in ["app_user", "company", "contact", "contact_tag", "event"] {
+    for table in ["app_user", "company", "contact", "contact_tag", "event", "event_tally"] {
         db.execute_unprepared(&format!("ANALYZE {table}"))
             .await
             .map_err(internal)?;

@@ -188,6 +188,9 @@ impl EventCondition {
     ) -> ApiResult<Condition> {
         let count = self.count()?;
         let mut events = self.events(backend, workspace_id, now, scope)?;
+        if let Some(condition) = self.from_tallies(&count, backend, workspace_id, now, scope) {
+            return Ok(condition);
+        }
         let counted = |events: &mut SelectStatement, having: Expr| {
             events
                 .group_by_col((event::Entity, event::Column::ContactId))
@@ -203,6 +206,87 @@ impl EventCondition {
             Count::Exactly(n) => contact::Column::Id.in_subquery(counted(&mut events, star().eq(n))),
         }))
     }
+}
+
+impl EventCondition {
+    /// The condition read from event tallies (one row per contact and type) instead of from
+    /// events, when tallies can answer it: no name, property or date-range narrowing, and a
+    /// windowed count within what a tally keeps. None otherwise. Call after `events`, which
+    /// checks the window.
+    fn from_tallies(
+        &self,
+        count: &Count,
+        backend: DbBackend,
+        workspace_id: Uuid,
+        now: DateTime<Utc>,
+        scope: Option<&[Uuid]>,
+    ) -> Option<Condition> {
+        if self.name.is_some() || self.properties.is_some() || self.since.is_some() || self.until.is_some() {
+            return None;
+        }
+        let tallies = |having: Expr| {
+            let mut select = Query::select();
+            select
+                .column(EventTally::ContactId)
+                .from(EventTally::Table)
+                .and_where(Expr::col(EventTally::WorkspaceId).eq(workspace_id))
+                .and_where(Expr::col(EventTally::EventType).eq(self.event_type.as_str()))
+                .and_where(having);
+            if let Some(ids) = scope {
+                select.and_where(Expr::col(EventTally::ContactId).is_in(ids.iter().copied()));
+            }
+            select
+        };
+        let id = || contact::Column::Id;
+        let Some(days) = self.within_last_days else {
+            let total = || Expr::col(EventTally::Total);
+            return Some(Condition::all().add(match *count {
+                Count::AtLeast(n) => id().in_subquery(tallies(total().gte(n))),
+                Count::AtMost(n) => id().not_in_subquery(tallies(total().gt(n))),
+                Count::Exactly(0) => id().not_in_subquery(tallies(total().gt(0))),
+                Count::Exactly(n) => id().in_subquery(tallies(total().eq(n))),
+            }));
+        };
+        let since = now - Duration::days(i64::from(days));
+        // At least n in the window: the n-th latest is in it (and so is the latest, which the
+        // window index ranges over).
+        let at_least = |n: i64| {
+            let nth = match backend {
+                DbBackend::Postgres => Expr::cust(format!("recent[{n}]")),
+                _ => Expr::cust(format!("json_extract(recent, '$[{}]')", n - 1)),
+            };
+            let in_window = Expr::col(EventTally::LastAt).gte(since);
+            tallies(if n == 1 {
+                in_window
+            } else {
+                in_window.and(nth.gte(since))
+            })
+        };
+        let kept = super::tally::RECENT;
+        Some(
+            Condition::all().add(match *count {
+                Count::AtLeast(n) if n <= kept => id().in_subquery(at_least(n)),
+                Count::AtMost(n) | Count::Exactly(n) if n == 0 => id().not_in_subquery(at_least(1)),
+                Count::AtMost(n) if n < kept => id().not_in_subquery(at_least(n + 1)),
+                Count::Exactly(n) if n < kept => Condition::all()
+                    .add(id().in_subquery(at_least(n)))
+                    .add(id().not_in_subquery(at_least(n + 1)))
+                    .into(),
+                _ => return None,
+            }),
+        )
+    }
+}
+
+/// The columns of `event_tally` (written by `tally`, read only here: no entity of its own).
+#[derive(sea_orm::DeriveIden, Clone, Copy)]
+enum EventTally {
+    Table,
+    ContactId,
+    WorkspaceId,
+    EventType,
+    Total,
+    LastAt,
 }
 
 impl PropertyCondition {

@@ -1,7 +1,7 @@
 //! The GraphQL face of the journey: events, timelines, back-office events, merges, write keys.
 
 use super::identity::merge;
-use super::{STANDARD_TYPES, insert_events, touch_activity, write_keys};
+use super::{STANDARD_TYPES, insert_events, record_activity, write_keys};
 use crate::auth::{Scope, ScopeGuard};
 use crate::contacts::graphql::{Channel, Contact, Utm};
 use crate::error::{ApiError, ApiResult};
@@ -522,8 +522,8 @@ impl EventMutation {
                 "no such contact in this workspace",
             ));
         }
-        insert_events(&txn, vec![model.clone()]).await?;
-        touch_activity(&txn, std::slice::from_ref(&model)).await?;
+        let stored = insert_events(&txn, vec![model.clone()]).await?;
+        record_activity(&txn, &stored).await?;
         txn.commit().await?;
         let touched = crate::segments::Touched {
             changed: Vec::new(),

@@ -8,7 +8,7 @@
 //! concurrent batch created the same identity first or merged a profile away under it.
 
 use super::identity::{merge, merged_fields};
-use super::{insert_events, lock_contacts, touch_activity, type_for_track};
+use super::{insert_events, lock_contacts, record_activity, type_for_track};
 use crate::companies::parse_domain;
 use crate::contacts::parse_email;
 use crate::custom_fields::{Definitions, normalize_value};
@@ -1189,7 +1189,7 @@ impl Batch {
         for e in events.iter_mut() {
             e.contact_id = self.resolve(e.contact_id);
         }
-        let stored = insert_events(db, events.clone()).await?;
+        let stored: HashSet<Uuid> = insert_events(db, events.clone()).await?.iter().map(|e| e.id).collect();
         if !sqlite {
             created = self.insert_profiles(db).await?;
         }
@@ -1245,7 +1245,8 @@ impl Batch {
             e.contact_id = self.resolve(e.contact_id);
         }
         self.save_changes(db, &touched).await?;
-        touch_activity(db, &events).await?;
+        events.retain(|e| stored.contains(&e.id));
+        record_activity(db, &events).await?;
         // Made, changed or merged into: any segment may move them. The rest only gained events.
         let mut changed: Vec<Uuid> = created
             .iter()
@@ -1260,7 +1261,7 @@ impl Batch {
         recorded.sort();
         recorded.dedup();
         Ok(Outcome {
-            stored,
+            stored: events.len() as u64,
             applied,
             touched: crate::segments::Touched {
                 changed,

@@ -6,6 +6,7 @@ pub mod graphql;
 pub mod http;
 pub mod identity;
 pub mod ingest;
+pub mod tally;
 pub mod write_keys;
 
 use chrono::{DateTime, Utc};
@@ -13,7 +14,7 @@ use entities::{contact, contact_identity, event};
 use sea_orm::sea_query::{LockType, OnConflict, Value};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Statement,
+    QuerySelect, QueryTrait, Statement,
 };
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
@@ -72,28 +73,33 @@ pub fn type_for_track(name: &str) -> &'static str {
         .unwrap_or("custom")
 }
 
-/// Inserts events, skipping any whose `message_id` the workspace already has. Returns how many
-/// were stored.
-pub async fn insert_events(db: &impl ConnectionTrait, rows: Vec<event::Model>) -> Result<u64, DbErr> {
-    let mut inserted = 0;
+/// Inserts events, skipping any whose `message_id` the workspace already has. Returns the ones
+/// stored.
+pub async fn insert_events(db: &impl ConnectionTrait, rows: Vec<event::Model>) -> Result<Vec<event::Model>, DbErr> {
+    let mut stored = HashSet::with_capacity(rows.len());
     // 18 columns a row: 1,000 rows stay under both backends' bound-parameter limits.
     for chunk in rows.chunks(1_000) {
-        let models: Vec<event::ActiveModel> = chunk
-            .iter()
-            .cloned()
-            .map(|m| event::ActiveModel::from(m).reset_all())
-            .collect();
-        let result = event::Entity::insert_many(models)
+        let models = chunk.iter().cloned().map(|m| event::ActiveModel::from(m).reset_all());
+        let mut insert = event::Entity::insert_many(models)
             .on_conflict(
                 OnConflict::columns([event::Column::WorkspaceId, event::Column::MessageId])
                     .do_nothing()
                     .to_owned(),
             )
-            .exec_without_returning(db)
-            .await?;
-        inserted += result;
+            .into_query();
+        insert.returning_col(event::Column::Id);
+        for row in db.query_all(&insert).await? {
+            stored.insert(row.try_get_by_index::<Uuid>(0)?);
+        }
     }
-    Ok(inserted)
+    Ok(rows.into_iter().filter(|e| stored.contains(&e.id)).collect())
+}
+
+/// What stored events change beside themselves: their contacts' activity times and event
+/// tallies. `events` are the ones actually stored, with their final contacts.
+pub async fn record_activity(db: &impl ConnectionTrait, events: &[event::Model]) -> Result<(), DbErr> {
+    touch_activity(db, events).await?;
+    tally::add(db, events).await
 }
 
 /// Locks contact rows in id order before events or identities are added to them or they change
@@ -134,7 +140,7 @@ pub async fn lock_contacts(db: &impl ConnectionTrait, ids: &[Uuid], strong: &Has
     Ok(true)
 }
 
-/// Deletes a contact's events and identities, before the contact itself (whose row the caller
+/// Deletes a contact's events, tallies and identities, before the contact itself (whose row the caller
 /// has locked for update). On PostgreSQL no foreign key cascades them; see migration 6.
 pub async fn delete_journey(db: &impl ConnectionTrait, workspace_id: Uuid, contact_id: Uuid) -> Result<(), DbErr> {
     event::Entity::delete_many()
@@ -147,12 +153,12 @@ pub async fn delete_journey(db: &impl ConnectionTrait, workspace_id: Uuid, conta
         .filter(contact_identity::Column::ContactId.eq(contact_id))
         .exec(db)
         .await?;
-    Ok(())
+    tally::forget(db, contact_id).await
 }
 
 /// Moves each contact's `first_seen_at` / `last_activity_at` to include the given events, in one
 /// statement per 500 contacts.
-pub async fn touch_activity(db: &impl ConnectionTrait, rows: &[event::Model]) -> Result<(), DbErr> {
+async fn touch_activity(db: &impl ConnectionTrait, rows: &[event::Model]) -> Result<(), DbErr> {
     let mut span: HashMap<Uuid, (DateTime<Utc>, DateTime<Utc>)> = HashMap::new();
     for row in rows {
         let entry = span.entry(row.contact_id).or_insert((row.occurred_at, row.occurred_at));

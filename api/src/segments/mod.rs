@@ -544,6 +544,14 @@ async fn record_changes(
         .map_err(|e| ApiError::Internal(e.to_string().into()))?
         .to_owned();
     db.execute(&insert).await?;
+    let recorded = Query::select()
+        .columns([segment_change::Column::ContactId, segment_change::Column::WorkspaceId])
+        .from(segment_change::Entity)
+        .and_where(segment_change::Column::SegmentId.eq(segment.id))
+        .and_where(segment_change::Column::At.eq(now))
+        .and_where(segment_change::Column::Entered.eq(entered))
+        .to_owned();
+    crate::events::tally::add_each(db, recorded, kind, now).await?;
     Ok(count)
 }
 

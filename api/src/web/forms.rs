@@ -5,7 +5,7 @@
 use crate::contacts::{self, ChannelKind, ContactChanges, UpsertOutcome, parse_email};
 use crate::custom_fields::Definitions;
 use crate::events::identity::merge;
-use crate::events::{insert_events, touch_activity};
+use crate::events::{insert_events, record_activity};
 use crate::graphql::user_error::{MutationError, UserError, UserErrorCode};
 use async_graphql::MaybeUndefined;
 use entities::enums::{ConsentStatus, CustomFieldType, ObjectType};
@@ -403,8 +403,8 @@ pub async fn submit(
         properties: json!({ "formId": form.id.to_string(), "values": recorded, "page": page }),
         message_id: None,
     };
-    insert_events(&txn, vec![event.clone()]).await?;
-    touch_activity(&txn, &[event]).await?;
+    let stored = insert_events(&txn, vec![event]).await?;
+    record_activity(&txn, &stored).await?;
     if form.notify_owner {
         notification::ActiveModel::from(notification::Model {
             id: Uuid::now_v7(),

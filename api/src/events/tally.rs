@@ -1,0 +1,221 @@
+//! Event tallies: per contact and event type, how many events and when the latest `RECENT`
+//! happened (table `event_tally`, migration 8). Kept in step with the event table inside the
+//! writer's transaction, so behaviour conditions read one row per contact instead of grouping
+//! every event of a window (`filter::EventCondition`).
+//!
+//! Every write is an upsert that merges in SQL (sum the totals, keep the latest times), so
+//! concurrent writers to one row need no lock of their own and no read before the write.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use entities::event;
+use sea_orm::sea_query::{Alias, Expr, Order, Query, SelectStatement, Value};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
+use uuid::Uuid;
+
+/// How many latest occurrence times a tally keeps: counts up to this many in a sliding window
+/// are read from tallies; larger ones count events.
+pub const RECENT: i64 = 10;
+
+/// The `ON CONFLICT` clause that folds an incoming tally (`excluded`) into the stored one.
+fn fold(backend: DbBackend) -> String {
+    let recent = match backend {
+        DbBackend::Postgres => format!(
+            "ARRAY(SELECT m FROM unnest(event_tally.recent || excluded.recent) AS m ORDER BY m DESC LIMIT {RECENT})"
+        ),
+        _ => format!(
+            "(SELECT json_group_array(m ORDER BY m DESC) FROM \
+               (SELECT value AS m FROM json_each(event_tally.recent) \
+                UNION ALL SELECT value FROM json_each(excluded.recent) ORDER BY m DESC LIMIT {RECENT}))"
+        ),
+    };
+    let greatest = if backend == DbBackend::Postgres {
+        "GREATEST"
+    } else {
+        "MAX"
+    };
+    format!(
+        "ON CONFLICT (contact_id, event_type) DO UPDATE SET \
+           total = event_tally.total + excluded.total, \
+           last_at = {greatest}(event_tally.last_at, excluded.last_at), \
+           recent = {recent}"
+    )
+}
+
+/// A time as SQLite stores it (sqlx's encoding of `DateTime<Utc>`), so text built here compares
+/// with stored times and bound parameters.
+fn sqlite_time(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::AutoSi, false)
+}
+
+/// Adds newly stored events to their contacts' tallies: one statement, rows in key order so
+/// concurrent writers take row locks in one order. Pass only events actually stored (not the
+/// duplicates an idempotent insert skipped), with their final contact.
+pub async fn add(db: &impl ConnectionTrait, events: &[event::Model]) -> Result<(), DbErr> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let backend = db.get_database_backend();
+    let (rows, values) = if backend == DbBackend::Postgres {
+        let rows = "SELECT c, t, w, count(*), max(at), (array_agg(at ORDER BY at DESC))[1:10] \
+                    FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::timestamptz[]) AS v(c, t, w, at) \
+                    GROUP BY c, t, w ORDER BY c, t";
+        let values = vec![
+            Value::from(events.iter().map(|e| e.contact_id).collect::<Vec<_>>()),
+            Value::from(events.iter().map(|e| e.event_type.clone()).collect::<Vec<_>>()),
+            Value::from(events.iter().map(|e| e.workspace_id).collect::<Vec<_>>()),
+            Value::from(events.iter().map(|e| e.occurred_at).collect::<Vec<_>>()),
+        ];
+        (rows, values)
+    } else {
+        let rows = "SELECT c, t, w, count(*), max(at), \
+                      json_group_array(at ORDER BY at DESC) FILTER (WHERE latest <= 10) \
+                    FROM (SELECT c, t, w, at, row_number() OVER (PARTITION BY c, t ORDER BY at DESC) AS latest \
+                          FROM (SELECT unhex(value ->> 0) AS c, value ->> 1 AS t, unhex(value ->> 2) AS w, \
+                                       value ->> 3 AS at FROM json_each(?))) \
+                    WHERE true GROUP BY c, t, w ORDER BY c, t";
+        let list: Vec<serde_json::Value> = events
+            .iter()
+            .map(|e| {
+                serde_json::json!([
+                    e.contact_id.simple().to_string(),
+                    e.event_type,
+                    e.workspace_id.simple().to_string(),
+                    sqlite_time(e.occurred_at),
+                ])
+            })
+            .collect();
+        (rows, vec![Value::from(serde_json::Value::Array(list).to_string())])
+    };
+    let sql = format!(
+        "INSERT INTO event_tally (contact_id, event_type, workspace_id, total, last_at, recent) {rows} {}",
+        fold(backend)
+    );
+    db.execute_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await?;
+    Ok(())
+}
+
+/// Adds one event of `event_type` at `at` to the tally of each contact `contacts` selects (a
+/// select of `contact_id` and `workspace_id`, one row a contact), as recording the same event
+/// for each of them in one `INSERT ... SELECT` does to the event table.
+pub async fn add_each(
+    db: &impl ConnectionTrait,
+    contacts: SelectStatement,
+    event_type: &str,
+    at: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let backend = db.get_database_backend();
+    let recent = match backend {
+        // (Not `ARRAY[$1]`: sea-query reads brackets as a quoted name and drops the value.)
+        DbBackend::Postgres => Expr::cust_with_values("ARRAY(SELECT $1::timestamptz)", [at]),
+        _ => Expr::cust_with_values("json_array(?)", [at]),
+    };
+    let c = Alias::new("c");
+    let rows = Query::select()
+        .column((c.clone(), Alias::new("contact_id")))
+        .expr(Expr::val(event_type))
+        .column((c.clone(), Alias::new("workspace_id")))
+        .expr(Expr::val(1i64))
+        .expr(Expr::val(at))
+        .expr(recent)
+        .from_subquery(contacts, c.clone())
+        // SQLite reads `ON` after a bare `FROM` as a join constraint: a WHERE settles it.
+        .and_where(Expr::cust("1 = 1"))
+        .order_by((c, Alias::new("contact_id")), Order::Asc)
+        .to_owned();
+    let mut statement = backend.build(&rows);
+    statement.sql = format!(
+        "INSERT INTO event_tally (contact_id, event_type, workspace_id, total, last_at, recent) {} {}",
+        statement.sql,
+        fold(backend)
+    );
+    db.execute_raw(statement).await?;
+    Ok(())
+}
+
+/// Moves the loser's tallies onto the winner of a merge, whose events it took.
+pub async fn merge(db: &impl ConnectionTrait, winner: Uuid, loser: Uuid) -> Result<(), DbErr> {
+    let backend = db.get_database_backend();
+    let (w, l) = match backend {
+        DbBackend::Postgres => ("$1", "$2"),
+        _ => ("?", "?"),
+    };
+    let sql = format!(
+        "INSERT INTO event_tally (contact_id, event_type, workspace_id, total, last_at, recent) \
+         SELECT {w}, event_type, workspace_id, total, last_at, recent FROM event_tally \
+         WHERE contact_id = {l} ORDER BY event_type {}",
+        fold(backend)
+    );
+    db.execute_raw(Statement::from_sql_and_values(
+        backend,
+        sql,
+        [winner.into(), loser.into()],
+    ))
+    .await?;
+    forget(db, loser).await
+}
+
+/// Removes a contact's tallies (it is being deleted, or merged away).
+pub async fn forget(db: &impl ConnectionTrait, contact_id: Uuid) -> Result<(), DbErr> {
+    let backend = db.get_database_backend();
+    let p = if backend == DbBackend::Postgres { "$1" } else { "?" };
+    db.execute_raw(Statement::from_sql_and_values(
+        backend,
+        format!("DELETE FROM event_tally WHERE contact_id = {p}"),
+        [contact_id.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Computes a workspace's tallies again from its events: after a bulk load that wrote events
+/// directly, or to repair.
+pub async fn rebuild(db: &impl ConnectionTrait, workspace_id: Uuid) -> Result<(), DbErr> {
+    let backend = db.get_database_backend();
+    let (delete, insert) = match backend {
+        DbBackend::Postgres => (
+            "DELETE FROM event_tally WHERE workspace_id = $1",
+            "INSERT INTO event_tally (contact_id, event_type, workspace_id, total, last_at, recent) \
+             SELECT contact_id, event_type, workspace_id, count(*), max(occurred_at), \
+                    (array_agg(occurred_at ORDER BY occurred_at DESC))[1:10] \
+             FROM event WHERE workspace_id = $1 GROUP BY contact_id, event_type, workspace_id",
+        ),
+        _ => (
+            "DELETE FROM event_tally WHERE workspace_id = ?",
+            "INSERT INTO event_tally (contact_id, event_type, workspace_id, total, last_at, recent) \
+             SELECT contact_id, event_type, workspace_id, count(*), max(occurred_at), \
+                    json_group_array(occurred_at ORDER BY occurred_at DESC) FILTER (WHERE latest <= 10) \
+             FROM (SELECT contact_id, event_type, workspace_id, occurred_at, \
+                          row_number() OVER (PARTITION BY contact_id, event_type ORDER BY occurred_at DESC) AS latest \
+                   FROM event WHERE workspace_id = ?) \
+             GROUP BY contact_id, event_type, workspace_id",
+        ),
+    };
+    for sql in [delete, insert] {
+        db.execute_raw(Statement::from_sql_and_values(backend, sql, [workspace_id.into()]))
+            .await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_times_sort_as_time() {
+        let base = DateTime::parse_from_rfc3339("2026-12-02T10:00:05Z").unwrap().to_utc();
+        let times = [
+            base,
+            base + chrono::Duration::microseconds(1),
+            base + chrono::Duration::milliseconds(100),
+            base + chrono::Duration::milliseconds(120),
+            base + chrono::Duration::seconds(1),
+        ];
+        let texts: Vec<String> = times.iter().map(|t| sqlite_time(*t)).collect();
+        let mut sorted = texts.clone();
+        sorted.sort();
+        assert_eq!(texts, sorted);
+        assert_eq!(texts[0], "2026-12-02T10:00:05+00:00");
+    }
+}
