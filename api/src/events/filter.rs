@@ -1,7 +1,8 @@
 //! Behaviour conditions of a contact filter ("did T at least N times in the last D days",
-//! "never did T"), compiled to `contact.id [NOT] IN (SELECT contact_id FROM event ... GROUP BY
-//! contact_id HAVING COUNT(*) ...)`: one uncorrelated subquery over the indexed events, which
-//! the database runs as a semi-join, never a loop over contacts.
+//! "never did T"), compiled to one uncorrelated subquery the database runs as a semi-join, never
+//! a loop over contacts: `contact.id [NOT] IN (SELECT contact_id FROM event_tally ...)` where the
+//! tallies can answer (counts ever, or up to `tally::RECENT` in a sliding window), else
+//! `... FROM event ... GROUP BY contact_id HAVING COUNT(*) ...` over the indexed events.
 
 use super::graphql::EventType;
 use crate::custom_fields::FieldSql;
