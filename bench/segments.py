@@ -86,8 +86,8 @@ WHERE c.workspace_id = ? AND c.lifecycle_stage = 'lead' AND NOT c.anonymous
 
 
 def sqlite_ms(path, ws, sql=HAND_WRITTEN_SQLITE):
-    """A hand-written count on SQLite, best of three, and its result. Python's own sqlite3 may be
-    too old for the JSON functions the tally query uses; pysqlite3-binary is used when present."""
+    """A hand-written count on SQLite, best of three, and its result. pysqlite3-binary (a recent
+    SQLite, nearer the one the server bundles) is used when installed, else Python's own."""
     import uuid
     try:
         import pysqlite3 as driver
