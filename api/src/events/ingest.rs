@@ -17,8 +17,8 @@ use entities::enums::ObjectType;
 use entities::{company, contact, contact_identity, deleted_contact, event};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
-    QuerySelect, QueryTrait, SqlErr, TransactionTrait,
-    sea_query::{Expr, OnConflict},
+    QueryOrder, QuerySelect, QueryTrait, SqlErr, Statement, TransactionTrait,
+    sea_query::{LockType, OnConflict},
 };
 use serde_json::{Value as Json, json};
 use std::collections::{HashMap, HashSet};
@@ -1027,15 +1027,51 @@ impl Batch {
         let latest: HashMap<String, Uuid> = std::mem::take(&mut self.repointed).into_iter().collect();
         let mut moves: Vec<(String, Uuid)> = latest.into_iter().map(|(key, id)| (key, self.resolve(id))).collect();
         moves.sort();
-        for (key, contact_id) in &moves {
-            contact_identity::Entity::update_many()
-                .col_expr(contact_identity::Column::ContactId, Expr::value(*contact_id))
-                .filter(contact_identity::Column::WorkspaceId.eq(self.workspace_id))
-                .filter(contact_identity::Column::Key.eq(key.as_str()))
-                .exec(db)
-                .await?;
+        if moves.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(moves.into_iter().map(|(_, id)| id).collect())
+        let backend = db.get_database_backend();
+        let keys: Vec<String> = moves.iter().map(|(key, _)| key.clone()).collect();
+        let ids: Vec<Uuid> = moves.iter().map(|(_, id)| *id).collect();
+        // One statement for all of them. On PostgreSQL their rows are locked first, in key
+        // order, because the order an UPDATE joins in is the planner's choice.
+        let update = if backend == DbBackend::Postgres {
+            if moves.len() > 1 {
+                contact_identity::Entity::find()
+                    .select_only()
+                    .column(contact_identity::Column::Key)
+                    .filter(contact_identity::Column::WorkspaceId.eq(self.workspace_id))
+                    .filter(crate::db::any_of(backend, contact_identity::Column::Key, keys.clone()))
+                    .order_by_asc(contact_identity::Column::Key)
+                    .lock(LockType::NoKeyUpdate)
+                    .into_tuple::<String>()
+                    .all(db)
+                    .await?;
+            }
+            Statement::from_sql_and_values(
+                backend,
+                "UPDATE contact_identity SET contact_id = v.contact_id \
+                 FROM unnest($2::text[], $3::uuid[]) AS v(key, contact_id) \
+                 WHERE contact_identity.workspace_id = $1 AND contact_identity.key = v.key",
+                [self.workspace_id.into(), keys.into(), ids.clone().into()],
+            )
+        } else {
+            let list: Vec<serde_json::Value> = moves
+                .iter()
+                .map(|(key, id)| serde_json::json!([key, id.simple().to_string()]))
+                .collect();
+            Statement::from_sql_and_values(
+                backend,
+                "UPDATE contact_identity SET contact_id = unhex(v.value ->> 1) FROM json_each(?) AS v \
+                 WHERE contact_identity.workspace_id = ? AND contact_identity.key = v.value ->> 0",
+                [
+                    serde_json::Value::Array(list).to_string().into(),
+                    self.workspace_id.into(),
+                ],
+            )
+        };
+        db.execute_raw(update).await?;
+        Ok(ids)
     }
 
     /// Merges the profiles of lost identity claims (older wins); their rows are locked already.
