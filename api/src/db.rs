@@ -139,6 +139,12 @@ pub async fn ping(db: &DatabaseConnection) -> Result<(), DbErr> {
     db.execute_unprepared("SELECT 1").await.map(|_| ())
 }
 
+/// A time as SQLite stores it (sqlx's encoding of `DateTime<Utc>`), for times passed inside a
+/// JSON parameter: the text compares with stored times and bound parameters, and sorts as time.
+pub fn sqlite_time(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false)
+}
+
 pub fn is_postgres(db: &DatabaseConnection) -> bool {
     db.get_database_backend() == DbBackend::Postgres
 }
@@ -189,5 +195,28 @@ where
             )
         }
         _ => column.is_in(values),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{DateTime, Utc};
+
+    #[test]
+    fn sqlite_times_sort_as_time() {
+        let base = DateTime::parse_from_rfc3339("2026-12-02T10:00:05Z").unwrap().to_utc();
+        let times = [
+            base,
+            base + chrono::Duration::microseconds(1),
+            base + chrono::Duration::milliseconds(100),
+            base + chrono::Duration::milliseconds(120),
+            base + chrono::Duration::seconds(1),
+        ];
+        let texts: Vec<String> = times.iter().map(|t| sqlite_time(*t)).collect();
+        let mut sorted = texts.clone();
+        sorted.sort();
+        assert_eq!(texts, sorted);
+        assert_eq!(texts[0], "2026-12-02T10:00:05+00:00");
     }
 }

@@ -157,7 +157,7 @@ pub async fn delete_journey(db: &impl ConnectionTrait, workspace_id: Uuid, conta
 }
 
 /// Moves each contact's `first_seen_at` / `last_activity_at` to include the given events, in one
-/// statement per 500 contacts.
+/// statement.
 async fn touch_activity(db: &impl ConnectionTrait, rows: &[event::Model]) -> Result<(), DbErr> {
     let mut span: HashMap<Uuid, (DateTime<Utc>, DateTime<Utc>)> = HashMap::new();
     for row in rows {
@@ -185,7 +185,7 @@ async fn touch_activity(db: &impl ConnectionTrait, rows: &[event::Model]) -> Res
         )
     };
     if backend == DbBackend::Postgres {
-        // Three array parameters: one statement text for any batch (see `db::any_of`).
+        // Three array parameters: one statement text for any batch.
         let ids: Vec<Uuid> = spans.iter().map(|(id, _)| *id).collect();
         let firsts: Vec<DateTime<Utc>> = spans.iter().map(|(_, (first, _))| *first).collect();
         let lasts: Vec<DateTime<Utc>> = spans.iter().map(|(_, (_, last))| *last).collect();
@@ -198,15 +198,25 @@ async fn touch_activity(db: &impl ConnectionTrait, rows: &[event::Model]) -> Res
         .await?;
         return Ok(());
     }
-    for chunk in spans.chunks(500) {
-        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 3);
-        for (id, (first, last)) in chunk {
-            values.extend([Value::from(*id), Value::from(*first), Value::from(*last)]);
-        }
-        let rows = format!("VALUES {}", vec!["(?, ?, ?)"; chunk.len()].join(", "));
-        db.execute_raw(Statement::from_sql_and_values(backend, update(&rows), values))
-            .await?;
-    }
+    // One JSON array parameter (see `db::any_of`), where a `VALUES` list of each length was a
+    // statement of its own to prepare.
+    let list: Vec<serde_json::Value> = spans
+        .iter()
+        .map(|(id, (first, last))| {
+            serde_json::json!([
+                id.simple().to_string(),
+                crate::db::sqlite_time(*first),
+                crate::db::sqlite_time(*last)
+            ])
+        })
+        .collect();
+    let sql = update("SELECT unhex(value ->> 0), value ->> 1, value ->> 2 FROM json_each(?)");
+    db.execute_raw(Statement::from_sql_and_values(
+        backend,
+        sql,
+        [Value::from(serde_json::Value::Array(list).to_string())],
+    ))
+    .await?;
     Ok(())
 }
 

@@ -6,7 +6,8 @@
 //! Every write is an upsert that merges in SQL (sum the totals, keep the latest times), so
 //! concurrent writers to one row need no lock of their own and no read before the write.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use crate::db::sqlite_time;
+use chrono::{DateTime, Utc};
 use entities::event;
 use sea_orm::sea_query::{Alias, Expr, Order, Query, SelectStatement, Value};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
@@ -39,12 +40,6 @@ fn fold(backend: DbBackend) -> String {
            last_at = {greatest}(event_tally.last_at, excluded.last_at), \
            recent = {recent}"
     )
-}
-
-/// A time as SQLite stores it (sqlx's encoding of `DateTime<Utc>`), so text built here compares
-/// with stored times and bound parameters.
-fn sqlite_time(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::AutoSi, false)
 }
 
 /// Adds newly stored events to their contacts' tallies: one statement, rows in key order so
@@ -196,26 +191,4 @@ pub async fn rebuild(db: &impl ConnectionTrait, workspace_id: Uuid) -> Result<()
             .await?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sqlite_times_sort_as_time() {
-        let base = DateTime::parse_from_rfc3339("2026-12-02T10:00:05Z").unwrap().to_utc();
-        let times = [
-            base,
-            base + chrono::Duration::microseconds(1),
-            base + chrono::Duration::milliseconds(100),
-            base + chrono::Duration::milliseconds(120),
-            base + chrono::Duration::seconds(1),
-        ];
-        let texts: Vec<String> = times.iter().map(|t| sqlite_time(*t)).collect();
-        let mut sorted = texts.clone();
-        sorted.sort();
-        assert_eq!(texts, sorted);
-        assert_eq!(texts[0], "2026-12-02T10:00:05+00:00");
-    }
 }
