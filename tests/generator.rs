@@ -132,6 +132,27 @@ async fn generated_workspaces_are_realistic_deterministic_and_usable() {
         )
         .await;
     assert!(body.get("errors").is_none(), "{body}");
+
+    // Behaviour conditions read the tallies the generator computed; a date range makes the
+    // same question count events, and the answers agree.
+    let since = (chrono::Utc::now() - Duration::days(120)).to_rfc3339();
+    let (_, counts) = app
+        .gql_as(
+            Some(&key),
+            r#"query($since: DateTime!) {
+                 ever: contacts(filter: {events: [{type: PAGE_VIEWED, atLeast: 2}]}) { totalCount }
+                 everFromEvents: contacts(filter: {events: [{type: PAGE_VIEWED, atLeast: 2, since: "2000-01-01T00:00:00Z"}]}) { totalCount }
+                 recent: contacts(filter: {events: [{type: PAGE_VIEWED, atLeast: 3, withinLastDays: 120}]}) { totalCount }
+                 recentFromEvents: contacts(filter: {events: [{type: PAGE_VIEWED, atLeast: 3, since: $since}]}) { totalCount } }"#,
+            json!({ "since": since }),
+        )
+        .await;
+    assert!(counts.get("errors").is_none(), "{counts}");
+    let count = |name: &str| counts["data"][name]["totalCount"].as_i64().unwrap();
+    assert!(count("ever") > 0 && count("recent") > 0, "{counts}");
+    assert_eq!(count("ever"), count("everFromEvents"));
+    assert_eq!(count("recent"), count("recentFromEvents"));
+
     let data = &body["data"];
     let leads = data["leads"]["totalCount"].as_i64().unwrap();
     assert!((80..200).contains(&leads), "leads: {leads}");
