@@ -201,7 +201,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::{DateTime, Utc};
+    use chrono::DateTime;
 
     #[test]
     fn sqlite_times_sort_as_time() {

@@ -189,7 +189,7 @@ impl EventCondition {
     ) -> ApiResult<Condition> {
         let count = self.count()?;
         let mut events = self.events(backend, workspace_id, now, scope)?;
-        if let Some(condition) = self.from_tallies(&count, backend, workspace_id, now, scope) {
+        if let Some(condition) = self.read_from_tallies(&count, backend, workspace_id, now, scope) {
             return Ok(condition);
         }
         let counted = |events: &mut SelectStatement, having: Expr| {
@@ -214,7 +214,7 @@ impl EventCondition {
     /// events, when tallies can answer it: no name, property or date-range narrowing, and a
     /// windowed count within what a tally keeps. None otherwise. Call after `events`, which
     /// checks the window.
-    fn from_tallies(
+    fn read_from_tallies(
         &self,
         count: &Count,
         backend: DbBackend,
