@@ -4,7 +4,7 @@
 use crate::support::{TestApp, codes};
 use chrono::{Duration, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 
 const CREATE: &str = "mutation($input: SegmentCreateInput!) { segmentCreate(input: $input) { segment { id name kind memberCount } userErrors { code field message } } }";
@@ -308,6 +308,21 @@ async fn sliding_windows_expire_and_rebuild_repairs() {
         .await;
     assert_eq!(data["segmentRebuild"]["enteredCount"], 1);
     assert_eq!(data["segmentRebuild"]["exitedCount"], 0);
+
+    // So are tallies: the workspace rebuild recomputes them from the events before it
+    // re-evaluates, or the visitor's fresh page view would not count.
+    let again = json!({ "batch": [{ "type": "page", "userId": "v", "name": "Pricing" }] });
+    app.track("/v1/batch", &key, again).await;
+    assert_eq!(members(&app, &recent).await.0, 1);
+    assert_eq!(members(&app, &fans).await.0, 0);
+    app.db.execute_unprepared("DELETE FROM event_tally").await.unwrap();
+    let workspace = app.workspace_id.to_string();
+    let (ok, stdout, stderr) = app.cli(&["segment", "rebuild", "--workspace", &workspace]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("event tallies recomputed"), "{stdout}");
+    assert_eq!(members(&app, &recent).await.0, 1, "{stdout}");
+    assert_eq!(members(&app, &fans).await.0, 0, "{stdout}");
+    app.assert_tallies_match_events().await;
 }
 
 #[tokio::test]

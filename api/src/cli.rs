@@ -95,6 +95,7 @@ enum Command {
 #[derive(Subcommand)]
 enum SegmentCommand {
     /// Re-evaluate dynamic segments for every contact (repair), and print who entered and left.
+    /// With --workspace, the workspace's event tallies are first recomputed from its events.
     Rebuild {
         /// Segment ids (global ids or UUIDs); none with --workspace for all of its segments.
         ids: Vec<String>,
@@ -302,6 +303,12 @@ async fn run(command: Option<Command>, mut settings: Settings) -> Result<(), Str
                     .ok()
                     .or_else(|| decode_as(&workspace, NodeKind::Workspace))
                     .ok_or_else(|| format!("`{workspace}` is not a workspace id"))?;
+                // Repair starts from the events: the tallies behaviour conditions read first.
+                let started = std::time::Instant::now();
+                crate::events::tally::rebuild(&db, workspace_id)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                println!("event tallies recomputed in {:.2} s", started.elapsed().as_secs_f64());
                 targets.extend(
                     crate::segments::in_dependency_order(&db, workspace_id)
                         .await

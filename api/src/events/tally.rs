@@ -10,7 +10,7 @@ use crate::db::sqlite_time;
 use chrono::{DateTime, Utc};
 use entities::event;
 use sea_orm::sea_query::{Alias, Expr, Order, Query, SelectStatement, Value};
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, TransactionSession, TransactionTrait};
 use uuid::Uuid;
 
 /// How many latest occurrence times a tally keeps: counts up to this many in a sliding window
@@ -164,9 +164,15 @@ pub async fn forget(db: &impl ConnectionTrait, contact_id: Uuid) -> Result<(), D
 }
 
 /// Computes a workspace's tallies again from its events: after a bulk load that wrote events
-/// directly, or to repair.
-pub async fn rebuild(db: &impl ConnectionTrait, workspace_id: Uuid) -> Result<(), DbErr> {
+/// directly, or to repair. One transaction that holds event writers off until it commits (all
+/// of them on PostgreSQL: a table lock; SQLite's write lock), so no event falls between the
+/// events it reads and the tallies it writes, and readers never see the tallies half made.
+pub async fn rebuild<C: ConnectionTrait + TransactionTrait>(db: &C, workspace_id: Uuid) -> Result<(), DbErr> {
     let backend = db.get_database_backend();
+    let txn = crate::db::begin_write(db).await?;
+    if backend == DbBackend::Postgres {
+        txn.execute_unprepared("LOCK TABLE event IN SHARE MODE").await?;
+    }
     let (delete, insert) = match backend {
         DbBackend::Postgres => (
             "DELETE FROM event_tally WHERE workspace_id = $1",
@@ -187,8 +193,8 @@ pub async fn rebuild(db: &impl ConnectionTrait, workspace_id: Uuid) -> Result<()
         ),
     };
     for sql in [delete, insert] {
-        db.execute_raw(Statement::from_sql_and_values(backend, sql, [workspace_id.into()]))
+        txn.execute_raw(Statement::from_sql_and_values(backend, sql, [workspace_id.into()]))
             .await?;
     }
-    Ok(())
+    txn.commit().await
 }

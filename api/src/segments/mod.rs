@@ -436,8 +436,8 @@ fn change_time(segment: &segment::Model) -> DateTime<Utc> {
         .map_or(now, |last| std::cmp::max(now, last + chrono::Duration::microseconds(1)))
 }
 
-/// Moves the cached count and the evaluation time (and, after evaluating every contact, the
-/// time its sliding windows are up to date).
+/// Moves the cached count and the evaluation time (after evaluating every contact: recounts the
+/// members, and moves the time its sliding windows are up to date).
 async fn finish(
     db: &impl ConnectionTrait,
     segment: &segment::Model,
@@ -446,15 +446,27 @@ async fn finish(
     now: DateTime<Utc>,
     full: bool,
 ) -> ApiResult<()> {
-    let delta = entered as i64 - exited as i64;
-    let mut update = segment::Entity::update_many()
-        .col_expr(
+    let mut update = segment::Entity::update_many().col_expr(segment::Column::EvaluatedAt, Expr::val(now));
+    if full {
+        // Having looked at everyone, count the members themselves: a repair after membership
+        // was damaged behind the API's back must not carry the damage on in the cached count.
+        let members = Query::select()
+            .expr(Expr::cust("COUNT(*)"))
+            .from(segment_member::Entity)
+            .and_where(segment_member::Column::SegmentId.eq(segment.id))
+            .to_owned();
+        update = update
+            .col_expr(segment::Column::WindowsCheckedAt, Expr::val(now))
+            .col_expr(
+                segment::Column::MemberCount,
+                Expr::SubQuery(None, Box::new(members.into())),
+            );
+    } else {
+        let delta = entered as i64 - exited as i64;
+        update = update.col_expr(
             segment::Column::MemberCount,
             Expr::col(segment::Column::MemberCount).add(delta),
-        )
-        .col_expr(segment::Column::EvaluatedAt, Expr::val(now));
-    if full {
-        update = update.col_expr(segment::Column::WindowsCheckedAt, Expr::val(now));
+        );
     }
     update.filter(segment::Column::Id.eq(segment.id)).exec(db).await?;
     Ok(())
