@@ -325,6 +325,73 @@ async fn sliding_windows_expire_and_rebuild_repairs() {
     app.assert_tallies_match_events().await;
 }
 
+/// A tally keeps the latest ten times of each type: counts up to ten in a window read them, and
+/// larger ones count events. Around that edge, with page views arriving out of order and
+/// retried, both give the answers counting the events by hand gives.
+#[tokio::test]
+async fn counts_at_the_edge_of_what_tallies_keep() {
+    let app = TestApp::spawn().await;
+    let key = app.write_key().await;
+    let identify =
+        json!({ "batch": [{ "type": "identify", "userId": "busy", "traits": { "email": "busy@example.com" } }] });
+    app.track("/v1/batch", &key, identify).await;
+    // Twelve page views in the last 20 days and three older ones, sent newest first in three
+    // batches, the second sent twice.
+    let days_ago = [1, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 19, 40, 45, 50];
+    let views: Vec<Value> = days_ago
+        .iter()
+        .map(|d| {
+            let at = (Utc::now() - Duration::days(*d) - Duration::hours(2)).to_rfc3339();
+            json!({ "type": "page", "userId": "busy", "name": "Docs", "timestamp": at, "messageId": format!("view-{d}") })
+        })
+        .collect();
+    for chunk in [&views[..5], &views[5..10], &views[5..10], &views[10..]] {
+        let (status, _) = app.track("/v1/batch", &key, json!({ "batch": chunk })).await;
+        assert!(status.is_success());
+    }
+    let count = |condition: Value| {
+        let app = &app;
+        async move {
+            let data = app
+                .gql(
+                    "query($f: ContactFilter!) { contacts(filter: $f) { totalCount } }",
+                    json!({ "f": { "events": [condition] } }),
+                )
+                .await;
+            data["contacts"]["totalCount"].as_i64().unwrap()
+        }
+    };
+    let in_20_days = |n: i64, how: &str| {
+        let mut c = json!({ "type": "PAGE_VIEWED", "withinLastDays": 20 });
+        c[how] = json!(n);
+        c
+    };
+    // Twelve in the window: at least 10 (tallies), 11 and 12 (events), not 13; exactly 12
+    // (events); at most 9 (tallies) and 10 (events) no, at most 12 yes.
+    assert_eq!(count(in_20_days(10, "atLeast")).await, 1);
+    assert_eq!(count(in_20_days(11, "atLeast")).await, 1);
+    assert_eq!(count(in_20_days(12, "atLeast")).await, 1);
+    assert_eq!(count(in_20_days(13, "atLeast")).await, 0);
+    assert_eq!(count(in_20_days(12, "exactly")).await, 1);
+    assert_eq!(count(in_20_days(9, "exactly")).await, 0);
+    assert_eq!(count(in_20_days(9, "atMost")).await, 0);
+    assert_eq!(count(in_20_days(10, "atMost")).await, 0);
+    assert_eq!(count(in_20_days(12, "atMost")).await, 1);
+    // In the last 10 days, six: exactly 6 and at most 6 from tallies, at least 7 not.
+    let in_10_days = |n: i64, how: &str| {
+        let mut c = json!({ "type": "PAGE_VIEWED", "withinLastDays": 10 });
+        c[how] = json!(n);
+        c
+    };
+    assert_eq!(count(in_10_days(6, "exactly")).await, 1);
+    assert_eq!(count(in_10_days(6, "atMost")).await, 1);
+    assert_eq!(count(in_10_days(7, "atLeast")).await, 0);
+    // Ever: fifteen, the retried batch counted once.
+    assert_eq!(count(json!({ "type": "PAGE_VIEWED", "exactly": 15 })).await, 1);
+    assert_eq!(count(json!({ "type": "PAGE_VIEWED", "atLeast": 16 })).await, 0);
+    app.assert_tallies_match_events().await;
+}
+
 #[tokio::test]
 async fn marketing_lists_take_members_by_id_filter_and_csv() {
     let app = TestApp::spawn().await;

@@ -42,6 +42,15 @@ fn fold(backend: DbBackend) -> String {
     )
 }
 
+/// The aggregate of a group's latest `RECENT` times of `column`, newest first. On SQLite the
+/// group's rows must carry their rank by time as `latest` (a window function).
+fn latest_times(backend: DbBackend, column: &str) -> String {
+    match backend {
+        DbBackend::Postgres => format!("(array_agg({column} ORDER BY {column} DESC))[1:{RECENT}]"),
+        _ => format!("json_group_array({column} ORDER BY {column} DESC) FILTER (WHERE latest <= {RECENT})"),
+    }
+}
+
 /// Adds newly stored events to their contacts' tallies: one statement, rows in key order so
 /// concurrent writers take row locks in one order. Pass only events actually stored (not the
 /// duplicates an idempotent insert skipped), with their final contact.
@@ -51,9 +60,12 @@ pub async fn add(db: &impl ConnectionTrait, events: &[event::Model]) -> Result<(
     }
     let backend = db.get_database_backend();
     let (rows, values) = if backend == DbBackend::Postgres {
-        let rows = "SELECT c, t, w, count(*), max(at), (array_agg(at ORDER BY at DESC))[1:10] \
-                    FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::timestamptz[]) AS v(c, t, w, at) \
-                    GROUP BY c, t, w ORDER BY c, t";
+        let rows = format!(
+            "SELECT c, t, w, count(*), max(at), {} \
+             FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::timestamptz[]) AS v(c, t, w, at) \
+             GROUP BY c, t, w ORDER BY c, t",
+            latest_times(backend, "at")
+        );
         let values = vec![
             Value::from(events.iter().map(|e| e.contact_id).collect::<Vec<_>>()),
             Value::from(events.iter().map(|e| e.event_type.clone()).collect::<Vec<_>>()),
@@ -62,12 +74,14 @@ pub async fn add(db: &impl ConnectionTrait, events: &[event::Model]) -> Result<(
         ];
         (rows, values)
     } else {
-        let rows = "SELECT c, t, w, count(*), max(at), \
-                      json_group_array(at ORDER BY at DESC) FILTER (WHERE latest <= 10) \
-                    FROM (SELECT c, t, w, at, row_number() OVER (PARTITION BY c, t ORDER BY at DESC) AS latest \
-                          FROM (SELECT unhex(value ->> 0) AS c, value ->> 1 AS t, unhex(value ->> 2) AS w, \
-                                       value ->> 3 AS at FROM json_each(?))) \
-                    WHERE true GROUP BY c, t, w ORDER BY c, t";
+        let rows = format!(
+            "SELECT c, t, w, count(*), max(at), {} \
+             FROM (SELECT c, t, w, at, row_number() OVER (PARTITION BY c, t ORDER BY at DESC) AS latest \
+                   FROM (SELECT unhex(value ->> 0) AS c, value ->> 1 AS t, unhex(value ->> 2) AS w, \
+                                value ->> 3 AS at FROM json_each(?))) \
+             WHERE true GROUP BY c, t, w ORDER BY c, t",
+            latest_times(backend, "at")
+        );
         let list: Vec<serde_json::Value> = events
             .iter()
             .map(|e| {
@@ -173,25 +187,22 @@ pub async fn rebuild<C: ConnectionTrait + TransactionTrait>(db: &C, workspace_id
     if backend == DbBackend::Postgres {
         txn.execute_unprepared("LOCK TABLE event IN SHARE MODE").await?;
     }
-    let (delete, insert) = match backend {
-        DbBackend::Postgres => (
-            "DELETE FROM event_tally WHERE workspace_id = $1",
-            "INSERT INTO event_tally (contact_id, event_type, workspace_id, total, last_at, recent) \
-             SELECT contact_id, event_type, workspace_id, count(*), max(occurred_at), \
-                    (array_agg(occurred_at ORDER BY occurred_at DESC))[1:10] \
-             FROM event WHERE workspace_id = $1 GROUP BY contact_id, event_type, workspace_id",
-        ),
-        _ => (
-            "DELETE FROM event_tally WHERE workspace_id = ?",
-            "INSERT INTO event_tally (contact_id, event_type, workspace_id, total, last_at, recent) \
-             SELECT contact_id, event_type, workspace_id, count(*), max(occurred_at), \
-                    json_group_array(occurred_at ORDER BY occurred_at DESC) FILTER (WHERE latest <= 10) \
-             FROM (SELECT contact_id, event_type, workspace_id, occurred_at, \
-                          row_number() OVER (PARTITION BY contact_id, event_type ORDER BY occurred_at DESC) AS latest \
-                   FROM event WHERE workspace_id = ?) \
-             GROUP BY contact_id, event_type, workspace_id",
+    let p = if backend == DbBackend::Postgres { "$1" } else { "?" };
+    let events = match backend {
+        DbBackend::Postgres => format!("event WHERE workspace_id = {p}"),
+        _ => format!(
+            "(SELECT contact_id, event_type, workspace_id, occurred_at, \
+                     row_number() OVER (PARTITION BY contact_id, event_type ORDER BY occurred_at DESC) AS latest \
+              FROM event WHERE workspace_id = {p})"
         ),
     };
+    let delete = format!("DELETE FROM event_tally WHERE workspace_id = {p}");
+    let insert = format!(
+        "INSERT INTO event_tally (contact_id, event_type, workspace_id, total, last_at, recent) \
+         SELECT contact_id, event_type, workspace_id, count(*), max(occurred_at), {} \
+         FROM {events} GROUP BY contact_id, event_type, workspace_id",
+        latest_times(backend, "occurred_at")
+    );
     for sql in [delete, insert] {
         txn.execute_raw(Statement::from_sql_and_values(backend, sql, [workspace_id.into()]))
             .await?;
