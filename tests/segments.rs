@@ -361,11 +361,13 @@ async fn counts_at_the_edge_of_what_tallies_keep() {
             data["contacts"]["totalCount"].as_i64().unwrap()
         }
     };
-    let in_20_days = |n: i64, how: &str| {
-        let mut c = json!({ "type": "PAGE_VIEWED", "withinLastDays": 20 });
+    let windowed = |days: i64, n: i64, how: &str| {
+        let mut c = json!({ "type": "PAGE_VIEWED", "withinLastDays": days });
         c[how] = json!(n);
         c
     };
+    let in_20_days = |n: i64, how: &str| windowed(20, n, how);
+    let in_10_days = |n: i64, how: &str| windowed(10, n, how);
     // Twelve in the window: at least 10 (tallies), 11 and 12 (events), not 13; exactly 12
     // (events); at most 9 (tallies) and 10 (events) no, at most 12 yes.
     assert_eq!(count(in_20_days(10, "atLeast")).await, 1);
@@ -378,11 +380,6 @@ async fn counts_at_the_edge_of_what_tallies_keep() {
     assert_eq!(count(in_20_days(10, "atMost")).await, 0);
     assert_eq!(count(in_20_days(12, "atMost")).await, 1);
     // In the last 10 days, six: exactly 6 and at most 6 from tallies, at least 7 not.
-    let in_10_days = |n: i64, how: &str| {
-        let mut c = json!({ "type": "PAGE_VIEWED", "withinLastDays": 10 });
-        c[how] = json!(n);
-        c
-    };
     assert_eq!(count(in_10_days(6, "exactly")).await, 1);
     assert_eq!(count(in_10_days(6, "atMost")).await, 1);
     assert_eq!(count(in_10_days(7, "atLeast")).await, 0);

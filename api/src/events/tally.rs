@@ -17,6 +17,10 @@ use uuid::Uuid;
 /// are read from tallies; larger ones count events.
 pub const RECENT: i64 = 10;
 
+/// The head of every statement that writes tallies (followed by rows and, but for a rebuild,
+/// `fold`).
+const INSERT: &str = "INSERT INTO event_tally (contact_id, event_type, workspace_id, total, last_at, recent)";
+
 /// The `ON CONFLICT` clause that folds an incoming tally (`excluded`) into the stored one.
 fn fold(backend: DbBackend) -> String {
     let recent = match backend {
@@ -95,10 +99,7 @@ pub async fn add(db: &impl ConnectionTrait, events: &[event::Model]) -> Result<(
             .collect();
         (rows, vec![Value::from(serde_json::Value::Array(list).to_string())])
     };
-    let sql = format!(
-        "INSERT INTO event_tally (contact_id, event_type, workspace_id, total, last_at, recent) {rows} {}",
-        fold(backend)
-    );
+    let sql = format!("{INSERT} {rows} {}", fold(backend));
     db.execute_raw(Statement::from_sql_and_values(backend, sql, values))
         .await?;
     Ok(())
@@ -133,11 +134,7 @@ pub async fn add_each(
         .order_by((c, Alias::new("contact_id")), Order::Asc)
         .to_owned();
     let mut statement = backend.build(&rows);
-    statement.sql = format!(
-        "INSERT INTO event_tally (contact_id, event_type, workspace_id, total, last_at, recent) {} {}",
-        statement.sql,
-        fold(backend)
-    );
+    statement.sql = format!("{INSERT} {} {}", statement.sql, fold(backend));
     db.execute_raw(statement).await?;
     Ok(())
 }
@@ -150,8 +147,7 @@ pub async fn merge(db: &impl ConnectionTrait, winner: Uuid, loser: Uuid) -> Resu
         _ => ("?", "?"),
     };
     let sql = format!(
-        "INSERT INTO event_tally (contact_id, event_type, workspace_id, total, last_at, recent) \
-         SELECT {w}, event_type, workspace_id, total, last_at, recent FROM event_tally \
+        "{INSERT} SELECT {w}, event_type, workspace_id, total, last_at, recent FROM event_tally \
          WHERE contact_id = {l} ORDER BY event_type {}",
         fold(backend)
     );
@@ -198,8 +194,7 @@ pub async fn rebuild<C: ConnectionTrait + TransactionTrait>(db: &C, workspace_id
     };
     let delete = format!("DELETE FROM event_tally WHERE workspace_id = {p}");
     let insert = format!(
-        "INSERT INTO event_tally (contact_id, event_type, workspace_id, total, last_at, recent) \
-         SELECT contact_id, event_type, workspace_id, count(*), max(occurred_at), {} \
+        "{INSERT} SELECT contact_id, event_type, workspace_id, count(*), max(occurred_at), {} \
          FROM {events} GROUP BY contact_id, event_type, workspace_id",
         latest_times(backend, "occurred_at")
     );
