@@ -8,6 +8,7 @@ use crate::custom_fields::graphql::CustomFieldOrder;
 use crate::custom_fields::{Definitions, FieldSql};
 use crate::error::ApiResult;
 use crate::graphql::loaders::{CompanyContactsKey, load_failed};
+use crate::graphql::projection::{Projectable, Projection};
 use crate::graphql::relay::{NodeKind, connection, connection_cost};
 use crate::graphql::user_error::{UserError, into_payload};
 use crate::graphql::{OrderDirection, request};
@@ -17,7 +18,8 @@ use async_graphql::{Context, Enum, ID, InputObject, Json, MaybeUndefined, Object
 use chrono::{DateTime, Utc};
 use entities::company;
 use entities::enums::ObjectType;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryResult};
+use uuid::Uuid;
 
 /// Number of employees, in bands.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
@@ -49,6 +51,59 @@ pub struct Company(pub company::Model);
 impl From<company::Model> for Company {
     fn from(model: company::Model) -> Self {
         Company(model)
+    }
+}
+
+/// What each field of [`Company`] reads (see [`Projectable`]).
+impl Projectable for company::Entity {
+    const ID: company::Column = company::Column::Id;
+    const WORKSPACE: company::Column = company::Column::WorkspaceId;
+
+    fn columns_of(field: &str) -> Option<&'static [company::Column]> {
+        use company::Column as C;
+        Some(match field {
+            "id" | "__typename" | "contacts" => &[],
+            "name" => &[C::Name],
+            "domain" => &[C::Domain],
+            "industry" => &[C::Industry],
+            "size" => &[C::Size],
+            "owner" => &[C::OwnerId],
+            "customFields" => &[C::CustomFields],
+            "createdAt" => &[C::CreatedAt],
+            "updatedAt" => &[C::UpdatedAt],
+            _ => return None,
+        })
+    }
+
+    fn decode(row: &QueryResult, projection: &Projection<Self>) -> Result<company::Model, DbErr> {
+        use company::Column as C;
+        let mut m = company::Model {
+            id: Uuid::nil(),
+            workspace_id: Uuid::nil(),
+            name: String::new(),
+            domain: None,
+            industry: None,
+            size: None,
+            owner_id: None,
+            custom_fields: serde_json::Value::Null,
+            created_at: DateTime::UNIX_EPOCH,
+            updated_at: DateTime::UNIX_EPOCH,
+        };
+        for (i, column) in projection.positions() {
+            match column {
+                C::Id => m.id = row.try_get_by_index(i)?,
+                C::WorkspaceId => m.workspace_id = row.try_get_by_index(i)?,
+                C::Name => m.name = row.try_get_by_index(i)?,
+                C::Domain => m.domain = row.try_get_by_index(i)?,
+                C::Industry => m.industry = row.try_get_by_index(i)?,
+                C::Size => m.size = row.try_get_by_index(i)?,
+                C::OwnerId => m.owner_id = row.try_get_by_index(i)?,
+                C::CustomFields => m.custom_fields = row.try_get_by_index(i)?,
+                C::CreatedAt => m.created_at = row.try_get_by_index(i)?,
+                C::UpdatedAt => m.updated_at = row.try_get_by_index(i)?,
+            }
+        }
+        Ok(m)
     }
 }
 

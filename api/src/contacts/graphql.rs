@@ -7,6 +7,7 @@ use crate::companies::graphql::Company;
 use crate::custom_fields::graphql::CustomFieldOrder;
 use crate::custom_fields::{Definitions, FieldSql};
 use crate::error::ApiResult;
+use crate::graphql::projection::{Projectable, Projection, child_fields, connection_nodes, fields};
 use crate::graphql::relay::{NodeKind, connection, connection_cost};
 use crate::graphql::user_error::{UserError, into_payload};
 use crate::graphql::{OrderDirection, request};
@@ -16,7 +17,7 @@ use async_graphql::{Context, Enum, ID, InputObject, Json, MaybeUndefined, Object
 use chrono::{DateTime, Utc};
 use entities::enums::ObjectType;
 use entities::{app_user, company, contact};
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryResult, QuerySelect};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -207,6 +208,122 @@ impl Utm {
     }
 }
 
+/// What each field of [`Contact`] reads (see [`Projectable`]).
+impl Projectable for contact::Entity {
+    const ID: contact::Column = contact::Column::Id;
+    const WORKSPACE: contact::Column = contact::Column::WorkspaceId;
+
+    fn columns_of(field: &str) -> Option<&'static [contact::Column]> {
+        use contact::Column as C;
+        Some(match field {
+            "id" | "__typename" | "tags" | "segments" | "timeline" => &[],
+            "email" => &[C::Email],
+            "firstName" => &[C::FirstName],
+            "lastName" => &[C::LastName],
+            "displayName" => &[C::FirstName, C::LastName, C::Email],
+            "phone" => &[C::Phone],
+            "lifecycleStage" => &[C::LifecycleStage],
+            "company" => &[C::CompanyId],
+            "owner" => &[C::OwnerId],
+            "consent" => &[
+                C::ConsentEmail,
+                C::ConsentSms,
+                C::ConsentPhone,
+                C::ConsentLetter,
+                C::ConsentVisit,
+                C::DncEmail,
+                C::DncSms,
+                C::DncPhone,
+                C::DncLetter,
+                C::DncVisit,
+            ],
+            "source" => &[C::Source],
+            "utm" => &[C::UtmSource, C::UtmMedium, C::UtmCampaign, C::UtmTerm, C::UtmContent],
+            "customFields" => &[C::CustomFields],
+            "createdAt" => &[C::CreatedAt],
+            "updatedAt" => &[C::UpdatedAt],
+            "anonymous" => &[C::Anonymous],
+            "firstSeenAt" => &[C::FirstSeenAt],
+            "lastActivityAt" => &[C::LastActivityAt],
+            _ => return None,
+        })
+    }
+
+    fn decode(row: &QueryResult, projection: &Projection<Self>) -> Result<contact::Model, DbErr> {
+        use contact::Column as C;
+        use entities::enums::ConsentStatus::Unknown;
+        let mut m = contact::Model {
+            id: Uuid::nil(),
+            workspace_id: Uuid::nil(),
+            email: None,
+            first_name: None,
+            last_name: None,
+            phone: None,
+            company_id: None,
+            owner_id: None,
+            lifecycle_stage: entities::enums::LifecycleStage::Other,
+            consent_email: Unknown,
+            consent_sms: Unknown,
+            consent_phone: Unknown,
+            consent_letter: Unknown,
+            consent_visit: Unknown,
+            dnc_email: false,
+            dnc_sms: false,
+            dnc_phone: false,
+            dnc_letter: false,
+            dnc_visit: false,
+            source: None,
+            utm_source: None,
+            utm_medium: None,
+            utm_campaign: None,
+            utm_term: None,
+            utm_content: None,
+            custom_fields: serde_json::Value::Null,
+            created_at: DateTime::UNIX_EPOCH,
+            updated_at: DateTime::UNIX_EPOCH,
+            anonymous: false,
+            first_seen_at: None,
+            last_activity_at: None,
+        };
+        for (i, column) in projection.positions() {
+            match column {
+                C::Id => m.id = row.try_get_by_index(i)?,
+                C::WorkspaceId => m.workspace_id = row.try_get_by_index(i)?,
+                C::Email => m.email = row.try_get_by_index(i)?,
+                C::FirstName => m.first_name = row.try_get_by_index(i)?,
+                C::LastName => m.last_name = row.try_get_by_index(i)?,
+                C::Phone => m.phone = row.try_get_by_index(i)?,
+                C::CompanyId => m.company_id = row.try_get_by_index(i)?,
+                C::OwnerId => m.owner_id = row.try_get_by_index(i)?,
+                C::LifecycleStage => m.lifecycle_stage = row.try_get_by_index(i)?,
+                C::ConsentEmail => m.consent_email = row.try_get_by_index(i)?,
+                C::ConsentSms => m.consent_sms = row.try_get_by_index(i)?,
+                C::ConsentPhone => m.consent_phone = row.try_get_by_index(i)?,
+                C::ConsentLetter => m.consent_letter = row.try_get_by_index(i)?,
+                C::ConsentVisit => m.consent_visit = row.try_get_by_index(i)?,
+                C::DncEmail => m.dnc_email = row.try_get_by_index(i)?,
+                C::DncSms => m.dnc_sms = row.try_get_by_index(i)?,
+                C::DncPhone => m.dnc_phone = row.try_get_by_index(i)?,
+                C::DncLetter => m.dnc_letter = row.try_get_by_index(i)?,
+                C::DncVisit => m.dnc_visit = row.try_get_by_index(i)?,
+                C::Source => m.source = row.try_get_by_index(i)?,
+                C::UtmSource => m.utm_source = row.try_get_by_index(i)?,
+                C::UtmMedium => m.utm_medium = row.try_get_by_index(i)?,
+                C::UtmCampaign => m.utm_campaign = row.try_get_by_index(i)?,
+                C::UtmTerm => m.utm_term = row.try_get_by_index(i)?,
+                C::UtmContent => m.utm_content = row.try_get_by_index(i)?,
+                C::CustomFields => m.custom_fields = row.try_get_by_index(i)?,
+                C::CreatedAt => m.created_at = row.try_get_by_index(i)?,
+                C::UpdatedAt => m.updated_at = row.try_get_by_index(i)?,
+                C::Anonymous => m.anonymous = row.try_get_by_index(i)?,
+                C::FirstSeenAt => m.first_seen_at = row.try_get_by_index(i)?,
+                C::LastActivityAt => m.last_activity_at = row.try_get_by_index(i)?,
+            }
+        }
+        Ok(m)
+    }
+}
+
 /// A person marketing and sales are in touch with.
 #[Object]
 impl Contact {
@@ -385,6 +502,22 @@ pub enum ContactOrderBy {
     CustomField(CustomFieldOrder),
 }
 
+impl ContactOrderBy {
+    /// The column the key reads (its cursor holds the value).
+    fn column(&self) -> contact::Column {
+        use contact::Column as C;
+        match self {
+            ContactOrderBy::CreatedAt(_) => C::CreatedAt,
+            ContactOrderBy::UpdatedAt(_) => C::UpdatedAt,
+            ContactOrderBy::Email(_) => C::Email,
+            ContactOrderBy::FirstName(_) => C::FirstName,
+            ContactOrderBy::LastName(_) => C::LastName,
+            ContactOrderBy::LastActivityAt(_) => C::LastActivityAt,
+            ContactOrderBy::CustomField(_) => C::CustomFields,
+        }
+    }
+}
+
 const MAX_ORDER_KEYS: usize = 5;
 
 pub(crate) fn sort_spec(
@@ -484,16 +617,46 @@ pub(crate) async fn list_contacts(
         (true, Some(filter)) if filter.is_costly() => Total::InPage,
         (true, _) => Total::Count,
     };
-    let look_ahead = ctx.look_ahead();
-    let asks = |field: &str| {
-        look_ahead.field("nodes").field(field).exists() || look_ahead.field("edges").field("node").field(field).exists()
+    // Only the columns the query asks for, the company and owner joined in when asked for
+    // (through the DataLoaders they cost two more statements and a load, a channel and a task
+    // per contact: about half of a 50-contact page's CPU; BENCHMARKS.md, issue 5).
+    let nodes = connection_nodes(&ctx.look_ahead());
+    // The sort keys' columns, for the cursors (newest first when none is given).
+    let mut sort_columns: Vec<contact::Column> = order_by.iter().map(ContactOrderBy::column).collect();
+    sort_columns.push(contact::Column::CreatedAt);
+    let contacts = Projection::<contact::Entity>::of(fields(&nodes), &sort_columns);
+    let companies =
+        child_fields(&nodes, "company").map(|f| Projection::<company::Entity>::of(f, &[]).at(contacts.end()));
+    let owner_offset = companies.as_ref().map_or(contacts.end(), Projection::end);
+    let owners = child_fields(&nodes, "owner").map(|f| Projection::<app_user::Entity>::of(f, &[]).at(owner_offset));
+    let project = |select: sea_orm::Select<contact::Entity>| {
+        let mut select = contacts.select(select.select_only(), contact::Entity);
+        if let Some(companies) = &companies {
+            select = join_related(select, companies, COMPANY, contact::Column::CompanyId);
+        }
+        if let Some(owners) = &owners {
+            select = join_related(select, owners, OWNER, contact::Column::OwnerId);
+        }
+        select
     };
-    if !(asks("company") || asks("owner")) {
-        return Ok(spec.fetch_with(db, select, &page, total).await?.into());
+    // A relation not joined stays `None`: its resolver goes through the DataLoader.
+    fn joined<E: Projectable>(
+        projection: &Option<Projection<E>>,
+        row: &QueryResult,
+    ) -> Result<Option<Option<Arc<E::Model>>>, DbErr> {
+        let Some(projection) = projection else { return Ok(None) };
+        Ok(Some(projection.decode_joined(row)?.map(Arc::new)))
     }
-    let page = spec
-        .fetch_joined::<_, _, ContactRow>(db, select, &page, total, ContactRow::join)
-        .await?;
+    let decode = |row: &QueryResult| -> Result<ContactRow, DbErr> {
+        Ok(ContactRow {
+            contact: contacts.decode(row)?,
+            related: Related {
+                company: joined(&companies, row)?,
+                owner: joined(&owners, row)?,
+            },
+        })
+    };
+    let page = spec.fetch_projected(db, select, &page, total, project, decode).await?;
     let related: Vec<Related> = page.rows.iter().map(|(_, row)| row.related.clone()).collect();
     let mut connection: ContactConnection = crate::listing::Page {
         rows: page
@@ -512,10 +675,7 @@ pub(crate) async fn list_contacts(
     Ok(connection)
 }
 
-/// A row of a contacts page that also carries the contact's company and owner, left-joined into
-/// the page's own statement (as PostGraphile does), for queries that ask for them. Through the
-/// DataLoaders they cost two more statements and a load, a channel and a task per contact:
-/// together about half of a 50-contact page's CPU (BENCHMARKS.md, issue 5).
+/// A row of a contacts page, with its company and owner when the page joined them.
 struct ContactRow {
     contact: contact::Model,
     related: Related,
@@ -524,73 +684,26 @@ struct ContactRow {
 const COMPANY: &str = "vx_company";
 const OWNER: &str = "vx_owner";
 
-impl ContactRow {
-    /// Joins the company and the owner, in the contact's workspace, under their own aliases
-    /// (the filter's subqueries may name the tables), with columns named `<alias>__<column>`.
-    fn join(select: sea_orm::Select<contact::Entity>) -> sea_orm::Select<contact::Entity> {
-        let select = Self::left_join::<company::Entity>(
-            select,
-            COMPANY,
-            contact::Column::CompanyId,
-            company::Column::Id,
-            company::Column::WorkspaceId,
-        );
-        Self::left_join::<app_user::Entity>(
-            select,
-            OWNER,
-            contact::Column::OwnerId,
-            app_user::Column::Id,
-            app_user::Column::WorkspaceId,
-        )
-    }
-
-    /// `LEFT JOIN <E> AS alias ON alias.id = contact.key AND alias.workspace_id = contact.workspace_id`,
-    /// selecting all of `E`'s columns as `<alias>__<column>`.
-    fn left_join<E: EntityTrait>(
-        mut select: sea_orm::Select<contact::Entity>,
-        alias: &str,
-        key: contact::Column,
-        id: E::Column,
-        workspace: E::Column,
-    ) -> sea_orm::Select<contact::Entity> {
-        use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, JoinType};
-        use sea_orm::{IdenStatic, Iterable, QuerySelect, QueryTrait};
-        let on = Condition::all()
-            .add(Expr::col((Alias::new(alias), id)).equals((contact::Entity, key)))
-            .add(Expr::col((Alias::new(alias), workspace)).equals((contact::Entity, contact::Column::WorkspaceId)));
-        QueryTrait::query(&mut select).join_as(JoinType::LeftJoin, E::default(), Alias::new(alias), on);
-        for column in E::Column::iter() {
-            let expr = column.select_as(Expr::col((Alias::new(alias), column)));
-            select = select.expr_as(expr, format!("{alias}__{}", column.as_str()));
-        }
-        select
-    }
+/// `LEFT JOIN <E> AS alias ON alias.id = contact.key AND alias.workspace_id = contact.workspace_id`
+/// (aliased: the filter's subqueries may name the tables), selecting the projected columns.
+fn join_related<E: Projectable>(
+    mut select: sea_orm::Select<contact::Entity>,
+    projection: &Projection<E>,
+    alias: &str,
+    key: contact::Column,
+) -> sea_orm::Select<contact::Entity> {
+    use sea_orm::QueryTrait;
+    use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, JoinType};
+    let on = Condition::all()
+        .add(Expr::col((Alias::new(alias), E::ID)).equals((contact::Entity, key)))
+        .add(Expr::col((Alias::new(alias), E::WORKSPACE)).equals((contact::Entity, contact::Column::WorkspaceId)));
+    QueryTrait::query(&mut select).join_as(JoinType::LeftJoin, E::default(), Alias::new(alias), on);
+    projection.select(select, Alias::new(alias))
 }
 
 impl std::borrow::Borrow<contact::Model> for ContactRow {
     fn borrow(&self) -> &contact::Model {
         &self.contact
-    }
-}
-
-impl sea_orm::FromQueryResult for ContactRow {
-    fn from_query_result(row: &sea_orm::QueryResult, pre: &str) -> Result<Self, sea_orm::DbErr> {
-        // A relation is absent when its joined id is NULL.
-        fn joined<M: sea_orm::FromQueryResult>(
-            row: &sea_orm::QueryResult,
-            alias: &str,
-        ) -> Result<Option<Arc<M>>, sea_orm::DbErr> {
-            let prefix = format!("{alias}__");
-            let id: Option<Uuid> = row.try_get(&prefix, "id")?;
-            id.map(|_| M::from_query_result(row, &prefix).map(Arc::new)).transpose()
-        }
-        Ok(ContactRow {
-            contact: contact::Model::from_query_result(row, pre)?,
-            related: Related {
-                company: Some(joined(row, COMPANY)?),
-                owner: Some(joined(row, OWNER)?),
-            },
-        })
     }
 }
 

@@ -13,7 +13,7 @@ use sea_orm::sea_query::{
     Alias, CommonTableExpression, Expr, ExprTrait, NullOrdering, Order, Query, Value, WithClause,
 };
 use sea_orm::{
-    Condition, ConnectionTrait, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QueryResult, QuerySelect,
     QueryTrait, Select,
 };
 use serde::{Deserialize, Serialize};
@@ -194,25 +194,8 @@ pub enum Total {
     InPage,
 }
 
-/// A row of a page that also carries the list's total.
-struct Counted<M> {
-    model: M,
-    total: u64,
-}
-
-impl<M> Counted<M> {
-    const COLUMN: &'static str = "voxtur_total_count";
-}
-
-impl<M: sea_orm::FromQueryResult> sea_orm::FromQueryResult for Counted<M> {
-    fn from_query_result(row: &sea_orm::QueryResult, pre: &str) -> Result<Self, sea_orm::DbErr> {
-        let total: i64 = row.try_get(pre, Self::COLUMN)?;
-        Ok(Counted {
-            model: M::from_query_result(row, pre)?,
-            total: u64::try_from(total).unwrap_or(0),
-        })
-    }
-}
+/// The column carrying the list's total in a page's own statement ([`Total::InPage`]).
+const TOTAL_COLUMN: &str = "voxtur_total_count";
 
 pub struct Page<M> {
     pub rows: Vec<(String, M)>,
@@ -347,31 +330,33 @@ impl<M> SortSpec<M> {
         M: sea_orm::FromQueryResult + Send + Sync,
         C: ConnectionTrait,
     {
-        self.fetch_joined(db, select, args, total, |page| page).await
+        let decode = |row: &QueryResult| M::from_query_result(row, "");
+        self.fetch_projected(db, select, args, total, |page| page, decode).await
     }
 
     /// [`fetch_with`](Self::fetch_with), with rows of type `R`: the page's statement goes
-    /// through `join` last (which adds the joined tables and their columns), and each row is
-    /// read as an `R`, which holds the listed model.
-    pub async fn fetch_joined<E, C, R>(
+    /// through `project` last (which may choose its columns and join tables), and `decode`
+    /// reads each row as an `R`, which holds the listed model.
+    pub async fn fetch_projected<E, C, R>(
         &self,
         db: &C,
         select: Select<E>,
         args: &PageArgs,
         total: Total,
-        join: impl Fn(Select<E>) -> Select<E>,
+        project: impl Fn(Select<E>) -> Select<E>,
+        decode: impl Fn(&QueryResult) -> Result<R, sea_orm::DbErr>,
     ) -> ApiResult<Page<R>>
     where
         E: EntityTrait<Model = M>,
         M: sea_orm::FromQueryResult + Send + Sync,
-        R: sea_orm::FromQueryResult + Borrow<M> + Send + Sync,
+        R: Borrow<M> + Send + Sync,
         C: ConnectionTrait,
     {
         let (size, backward) = args.size()?;
         let cursor = if backward { &args.before } else { &args.after };
         let position = cursor.as_deref().map(|c| self.decode(c)).transpose()?;
-        let (total_count, mut rows) = if total == Total::InPage && position.is_none() {
-            let (count, rows) = self.fetch_counted(db, select, size, backward, join).await?;
+        let (total_count, rows) = if total == Total::InPage && position.is_none() {
+            let (count, rows) = self.fetch_counted(db, select, size, backward, project).await?;
             (Some(count), rows)
         } else {
             let count = select.clone().count(db);
@@ -379,17 +364,21 @@ impl<M> SortSpec<M> {
             if let Some((values, id)) = &position {
                 query = query.filter(self.after(values, *id, backward));
             }
-            let statement = limited(db, &join(self.order(query, backward)).into_query(), size + 1);
-            let page = R::find_by_statement(statement);
+            let page = db.query_all_raw(limited(
+                db,
+                &project(self.order(query, backward)).into_query(),
+                size + 1,
+            ));
             match total {
-                Total::Skip => (None, page.all(db).await?),
+                Total::Skip => (None, page.await?),
                 Total::Count | Total::InPage => {
                     // Side by side, on two pooled connections (a transaction takes them in turn).
-                    let (count, rows) = futures_util::try_join!(count, page.all(db))?;
+                    let (count, rows) = futures_util::try_join!(count, page)?;
                     (Some(count), rows)
                 }
             }
         };
+        let mut rows = rows.iter().map(&decode).collect::<Result<Vec<R>, _>>()?;
         let has_more = rows.len() > size;
         rows.truncate(size);
         if backward {
@@ -413,17 +402,16 @@ impl<M> SortSpec<M> {
     /// CTE that both the count and the page read. (A `COUNT(*) OVER ()` beside `LIMIT` leads
     /// PostgreSQL to plan for stopping early, which a whole-list count never does.)
     /// Returns the total and up to `size + 1` rows in page order.
-    async fn fetch_counted<E, C, R>(
+    async fn fetch_counted<E, C>(
         &self,
         db: &C,
         select: Select<E>,
         size: usize,
         backward: bool,
-        join: impl Fn(Select<E>) -> Select<E>,
-    ) -> ApiResult<(u64, Vec<R>)>
+        project: impl Fn(Select<E>) -> Select<E>,
+    ) -> ApiResult<(u64, Vec<QueryResult>)>
     where
         E: EntityTrait<Model = M>,
-        R: sea_orm::FromQueryResult + Send + Sync,
         C: ConnectionTrait,
     {
         let matching = Alias::new("matching");
@@ -434,8 +422,8 @@ impl<M> SortSpec<M> {
                 .clone()
                 .in_subquery(Query::select().column(id).from(matching.clone()).to_owned()),
         );
-        let page = join(self.order(listed, backward))
-            .column_as(Expr::cust("(SELECT COUNT(*) FROM matching)"), Counted::<R>::COLUMN)
+        let page = project(self.order(listed, backward))
+            .column_as(Expr::cust("(SELECT COUNT(*) FROM matching)"), TOTAL_COLUMN)
             .into_query()
             .with(
                 WithClause::new()
@@ -448,11 +436,12 @@ impl<M> SortSpec<M> {
                     )
                     .to_owned(),
             );
-        let counted = Counted::<R>::find_by_statement(limited(db, &page, size + 1))
-            .all(db)
-            .await?;
-        let total = counted.first().map_or(0, |r| r.total);
-        Ok((total, counted.into_iter().map(|r| r.model).collect()))
+        let rows = db.query_all_raw(limited(db, &page, size + 1)).await?;
+        let total = match rows.first() {
+            Some(row) => u64::try_from(row.try_get::<i64>("", TOTAL_COLUMN)?).unwrap_or(0),
+            None => 0,
+        };
+        Ok((total, rows))
     }
 }
 

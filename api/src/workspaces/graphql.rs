@@ -2,6 +2,7 @@
 
 use crate::auth::{Principal, PrincipalCache, Scope, ScopeGuard, ScopeSet, issue_api_key, revoke_api_key};
 use crate::error::ApiError;
+use crate::graphql::projection::{Projectable, Projection};
 use crate::graphql::relay::{NodeKind, connection, connection_cost, decode_as};
 use crate::graphql::request;
 use crate::graphql::user_error::{UserError, UserErrorCode, into_payload};
@@ -9,7 +10,7 @@ use crate::listing::{Direction, PageArgs, SortSpec, timestamp_key};
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use entities::{api_key, app_user, team, team_member, workspace};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QueryResult};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -33,6 +34,49 @@ pub struct User(pub app_user::Model);
 impl From<app_user::Model> for User {
     fn from(model: app_user::Model) -> Self {
         User(model)
+    }
+}
+
+/// What each field of [`User`] reads (see [`Projectable`]).
+impl Projectable for app_user::Entity {
+    const ID: app_user::Column = app_user::Column::Id;
+    const WORKSPACE: app_user::Column = app_user::Column::WorkspaceId;
+
+    fn columns_of(field: &str) -> Option<&'static [app_user::Column]> {
+        use app_user::Column as C;
+        Some(match field {
+            "id" | "__typename" => &[],
+            "email" => &[C::Email],
+            "name" => &[C::Name],
+            "role" => &[C::Role],
+            "createdAt" => &[C::CreatedAt],
+            _ => return None,
+        })
+    }
+
+    fn decode(row: &QueryResult, projection: &Projection<Self>) -> Result<app_user::Model, DbErr> {
+        use app_user::Column as C;
+        let mut m = app_user::Model {
+            id: uuid::Uuid::nil(),
+            workspace_id: uuid::Uuid::nil(),
+            email: String::new(),
+            name: String::new(),
+            role: entities::enums::Role::Analyst,
+            created_at: DateTime::UNIX_EPOCH,
+            updated_at: DateTime::UNIX_EPOCH,
+        };
+        for (i, column) in projection.positions() {
+            match column {
+                C::Id => m.id = row.try_get_by_index(i)?,
+                C::WorkspaceId => m.workspace_id = row.try_get_by_index(i)?,
+                C::Email => m.email = row.try_get_by_index(i)?,
+                C::Name => m.name = row.try_get_by_index(i)?,
+                C::Role => m.role = row.try_get_by_index(i)?,
+                C::CreatedAt => m.created_at = row.try_get_by_index(i)?,
+                C::UpdatedAt => m.updated_at = row.try_get_by_index(i)?,
+            }
+        }
+        Ok(m)
     }
 }
 
