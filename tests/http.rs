@@ -50,3 +50,51 @@ async fn health_readiness_request_ids_and_graphiql() {
     assert_eq!(graphiql.status(), StatusCode::OK);
     assert!(graphiql.text().await.unwrap().to_lowercase().contains("graphiql"));
 }
+
+/// Parsed documents are kept by their text (`graphql::parsed`): sent again, a query must still
+/// be validated, limited and run for this request's operation, variables and key.
+#[tokio::test]
+async fn a_query_sent_again_is_checked_and_run_afresh() {
+    let app = TestApp::spawn().await;
+    app.create_contact(json!({ "email": "ada@example.com", "firstName": "Ada" }))
+        .await;
+    let document = "query Emails($n: Int) { contacts(first: $n) { nodes { email } } } query Names { contacts { nodes { firstName } } }";
+    for _ in 0..2 {
+        for (operation, expected) in [
+            ("Emails", json!({ "email": "ada@example.com" })),
+            ("Names", json!({ "firstName": "Ada" })),
+        ] {
+            let body = json!({ "query": document, "operationName": operation, "variables": { "n": 5 } });
+            let (status, body) = app.post(Some(&app.key), serde_json::to_vec(&body).unwrap()).await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(body["data"]["contacts"]["nodes"][0], expected, "{operation}: {body}");
+        }
+        // The same text with a variable of the wrong type, and a page over the limit.
+        let (code, _) = app
+            .gql_error(
+                "query Emails($n: Int) { contacts(first: $n) { nodes { email } } }",
+                json!({ "n": "five" }),
+            )
+            .await;
+        assert_eq!(code, "BAD_USER_INPUT");
+        let (code, _) = app
+            .gql_error(
+                "query Emails($n: Int) { contacts(first: $n) { nodes { email } } }",
+                json!({ "n": 1000 }),
+            )
+            .await;
+        assert_eq!(code, "BAD_USER_INPUT");
+        let (code, message) = app.gql_error("{ contacts { nodes { email } ", json!({})).await;
+        assert_eq!(code, "BAD_USER_INPUT", "{message}");
+        // Another workspace's key sees its own (empty) workspace through the same text.
+        let other = app.other_workspace("contacts:read").await;
+        let (_, body) = app
+            .gql_as(
+                Some(&other),
+                "query Emails($n: Int) { contacts(first: $n) { nodes { email } } }",
+                json!({ "n": 5 }),
+            )
+            .await;
+        assert_eq!(body["data"]["contacts"]["nodes"], json!([]), "{body}");
+    }
+}

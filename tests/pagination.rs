@@ -75,6 +75,26 @@ async fn pages_walk_the_whole_list_forward_and_backward() {
             before = page["pageInfo"]["startCursor"].clone();
         }
         assert_eq!(backward, seen, "backward paging gives the same order for {order}");
+
+        // Every edge's cursor, when asked for (a page writes only pageInfo's otherwise):
+        // continuing after each gives the rest of the list.
+        let edges = "query($o: [ContactOrderBy!], $after: String) { contacts(first: 25, after: $after, orderBy: $o) { edges { cursor node { email } } } }";
+        let data = app.gql(edges, json!({ "o": order })).await;
+        let edges = data["contacts"]["edges"].as_array().unwrap().clone();
+        assert_eq!(edges.len(), 25);
+        for (i, edge) in edges.iter().enumerate().step_by(6) {
+            assert_eq!(edge["node"]["email"], seen[i]);
+            let data = app
+                .gql(PAGE, json!({ "first": 25, "after": edge["cursor"], "o": order }))
+                .await;
+            let rest: Vec<_> = data["contacts"]["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n["email"].clone())
+                .collect();
+            assert_eq!(json!(rest), json!(seen[i + 1..]), "after edge {i} of {order}");
+        }
     }
 }
 

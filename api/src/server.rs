@@ -22,6 +22,7 @@ pub struct AppState {
     pub schema: VoxturSchema,
     pub db: DatabaseConnection,
     pub principals: Arc<PrincipalCache>,
+    pub parsed: graphql::parsed::ParsedQueries,
     pub max_body_bytes: usize,
 }
 
@@ -52,6 +53,7 @@ impl Application {
             schema: graphql::build(db.clone(), principals.clone(), &settings.graphql),
             db: db.clone(),
             principals: principals.clone(),
+            parsed: Default::default(),
             max_body_bytes: settings.server.max_body_bytes,
         });
         let mut server = actix_web::HttpServer::new(move || {
@@ -216,6 +218,7 @@ async fn graphql_post(req: HttpRequest, mut payload: web::Payload, state: web::D
         }
     };
     let mut request = request;
+    state.parsed.prepare(&mut request);
     if let Some(principal) = principal {
         request = request
             .data(Loaders::new(state.db.clone(), principal.workspace_id))

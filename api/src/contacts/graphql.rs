@@ -656,7 +656,13 @@ pub(crate) async fn list_contacts(
             },
         })
     };
-    let page = spec.fetch_projected(db, select, &page, total, project, decode).await?;
+    let every_cursor = ctx.look_ahead().field("edges").field("cursor").exists();
+    let projected = crate::listing::Projected {
+        project,
+        decode,
+        every_cursor,
+    };
+    let page = spec.fetch_projected(db, select, &page, total, projected).await?;
     let related: Vec<Related> = page.rows.iter().map(|(_, row)| row.related.clone()).collect();
     let mut connection: ContactConnection = crate::listing::Page {
         rows: page

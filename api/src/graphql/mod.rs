@@ -2,6 +2,7 @@
 //! query and mutation parts, merged here.
 
 pub mod loaders;
+pub mod parsed;
 pub mod projection;
 pub mod relay;
 pub mod user_error;

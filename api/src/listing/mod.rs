@@ -197,6 +197,16 @@ pub enum Total {
 /// The column carrying the list's total in a page's own statement ([`Total::InPage`]).
 const TOTAL_COLUMN: &str = "voxtur_total_count";
 
+/// How a page reads its rows: `project` takes the page's statement last (it may choose its
+/// columns and join tables) and `decode` reads each row. A row's cursor is written only when
+/// asked for: `every_cursor` when the query asks for the edges' cursors, else only the first
+/// and last rows' (`pageInfo`); the others are left empty, since nothing reads them.
+pub struct Projected<P, D> {
+    pub project: P,
+    pub decode: D,
+    pub every_cursor: bool,
+}
+
 pub struct Page<M> {
     pub rows: Vec<(String, M)>,
     pub has_next_page: bool,
@@ -331,32 +341,38 @@ impl<M> SortSpec<M> {
         C: ConnectionTrait,
     {
         let decode = |row: &QueryResult| M::from_query_result(row, "");
-        self.fetch_projected(db, select, args, total, |page| page, decode).await
+        let whole = Projected {
+            project: |select| select,
+            decode,
+            every_cursor: true,
+        };
+        self.fetch_projected(db, select, args, total, whole).await
     }
 
-    /// [`fetch_with`](Self::fetch_with), with rows of type `R`: the page's statement goes
-    /// through `project` last (which may choose its columns and join tables), and `decode`
-    /// reads each row as an `R`, which holds the listed model.
-    pub async fn fetch_projected<E, C, R>(
+    /// [`fetch_with`](Self::fetch_with), with rows of type `R` read as `projected` says.
+    pub async fn fetch_projected<E, C, R, P, D>(
         &self,
         db: &C,
         select: Select<E>,
         args: &PageArgs,
         total: Total,
-        project: impl Fn(Select<E>) -> Select<E>,
-        decode: impl Fn(&QueryResult) -> Result<R, sea_orm::DbErr>,
+        projected: Projected<P, D>,
     ) -> ApiResult<Page<R>>
     where
         E: EntityTrait<Model = M>,
         M: sea_orm::FromQueryResult + Send + Sync,
         R: Borrow<M> + Send + Sync,
         C: ConnectionTrait,
+        P: Fn(Select<E>) -> Select<E>,
+        D: Fn(&QueryResult) -> Result<R, sea_orm::DbErr>,
     {
         let (size, backward) = args.size()?;
         let cursor = if backward { &args.before } else { &args.after };
         let position = cursor.as_deref().map(|c| self.decode(c)).transpose()?;
         let (total_count, rows) = if total == Total::InPage && position.is_none() {
-            let (count, rows) = self.fetch_counted(db, select, size, backward, project).await?;
+            let (count, rows) = self
+                .fetch_counted(db, select, size, backward, &projected.project)
+                .await?;
             (Some(count), rows)
         } else {
             let count = select.clone().count(db);
@@ -364,11 +380,8 @@ impl<M> SortSpec<M> {
             if let Some((values, id)) = &position {
                 query = query.filter(self.after(values, *id, backward));
             }
-            let page = db.query_all_raw(limited(
-                db,
-                &project(self.order(query, backward)).into_query(),
-                size + 1,
-            ));
+            let page = (projected.project)(self.order(query, backward)).into_query();
+            let page = db.query_all_raw(limited(db, &page, size + 1));
             match total {
                 Total::Skip => (None, page.await?),
                 Total::Count | Total::InPage => {
@@ -378,13 +391,28 @@ impl<M> SortSpec<M> {
                 }
             }
         };
-        let mut rows = rows.iter().map(&decode).collect::<Result<Vec<R>, _>>()?;
+        let mut rows = rows.iter().map(&projected.decode).collect::<Result<Vec<R>, _>>()?;
         let has_more = rows.len() > size;
         rows.truncate(size);
         if backward {
             rows.reverse();
         }
-        let rows = rows.into_iter().map(|row| (self.cursor(row.borrow()), row)).collect();
+        let last = rows.len().saturating_sub(1);
+        let rows = rows
+            .into_iter()
+            .enumerate()
+            .map(|(i, row)| {
+                let asked = projected.every_cursor || i == 0 || i == last;
+                (
+                    if asked {
+                        self.cursor(row.borrow())
+                    } else {
+                        String::new()
+                    },
+                    row,
+                )
+            })
+            .collect();
         let (has_next_page, has_previous_page) = if backward {
             (position.is_some(), has_more)
         } else {
