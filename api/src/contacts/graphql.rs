@@ -251,40 +251,8 @@ impl Projectable for contact::Entity {
 
     fn decode(row: &QueryResult, projection: &Projection<Self>) -> Result<contact::Model, DbErr> {
         use contact::Column as C;
-        use entities::enums::ConsentStatus::Unknown;
-        let mut m = contact::Model {
-            id: Uuid::nil(),
-            workspace_id: Uuid::nil(),
-            email: None,
-            first_name: None,
-            last_name: None,
-            phone: None,
-            company_id: None,
-            owner_id: None,
-            lifecycle_stage: entities::enums::LifecycleStage::Other,
-            consent_email: Unknown,
-            consent_sms: Unknown,
-            consent_phone: Unknown,
-            consent_letter: Unknown,
-            consent_visit: Unknown,
-            dnc_email: false,
-            dnc_sms: false,
-            dnc_phone: false,
-            dnc_letter: false,
-            dnc_visit: false,
-            source: None,
-            utm_source: None,
-            utm_medium: None,
-            utm_campaign: None,
-            utm_term: None,
-            utm_content: None,
-            custom_fields: serde_json::Value::Null,
-            created_at: DateTime::UNIX_EPOCH,
-            updated_at: DateTime::UNIX_EPOCH,
-            anonymous: false,
-            first_seen_at: None,
-            last_activity_at: None,
-        };
+        // Every column not projected keeps a new contact's value; the id and workspace always are.
+        let mut m = crate::contacts::blank(Uuid::nil());
         for (i, column) in projection.positions() {
             match column {
                 C::Id => m.id = row.try_get_by_index(i)?,
