@@ -4,7 +4,7 @@ wrk, scenario by scenario; optionally serves the same reads with PostGraphile on
 and reports the ratio. See BENCHMARKS.md for the recorded figures.
 
     cargo build --release
-    python3 bench/load.py --contacts 1000000 --events-per-contact 10 --concurrency 32 --duration 30 --peer
+    python3 bench/load.py --contacts 1000000 --events-per-contact 10 --concurrency 16 --duration 6 --rounds 5 --peer
 
 Needs wrk (Debian: apt-get install wrk) and, for --peer, Node.js (`npm ci` in bench/peer is run
 for you). Standard library only.
@@ -18,6 +18,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -303,6 +304,8 @@ def main():
     parser.add_argument("--scenarios", default="contacts_list,contact_timeline,contacts_upsert,ingest_batch")
     parser.add_argument("--half-load", action="store_true", help="also run contacts_list at half its saturated throughput")
     parser.add_argument("--peer", action="store_true", help="also serve the reads with PostGraphile (PostgreSQL only)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="with --peer: run each read scenario this many times on each, in turns")
     parser.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "voxtur"))
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
@@ -326,9 +329,9 @@ def main():
                "scenarios": {}, "peer": {}}
 
     workdir = tempfile.mkdtemp(prefix="voxtur-load-")
-    if args.peer:
-        # First, while the dataset is as generated (the write scenarios below add to it).
-        results["peer"] = peer(args, summary, workdir)
+    peer = start_peer(args, summary) if args.peer else None
+    if peer:
+        results["peer"]["idle_rss_mib"] = peer["idle_rss_mib"]
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -351,10 +354,23 @@ def main():
         }
         for name in args.scenarios.split(","):
             path, script = scenarios[name]
-            result = wrk(args, base + path, script(), workdir)
-            result["peak_rss_mib"] = round(rss_kib(server.pid, "VmHWM") / 1024, 1)
+
+            def ours():
+                result = wrk(args, base + path, script(), workdir)
+                result["peak_rss_mib"] = round(rss_kib(server.pid, "VmHWM") / 1024, 1)
+                return result
+
+            if peer and name in peer["scripts"]:
+                result, theirs = side_by_side(args, name, ours, peer, workdir)
+                results["peer"][name] = theirs
+                report(f"peer {name}", theirs)
+            else:
+                result = ours()
             results["scenarios"][name] = result
             report(name, result)
+            if peer and name in peer["scripts"]:
+                print(f"{name}: Voxtur / PostGraphile throughput = {theirs['voxtur_ratio']:.2f}x "
+                      f"(by round: {', '.join(f'{r:.2f}x' for r in theirs['round_ratios'])})", flush=True)
             if name == "contacts_list" and args.half_load:
                 # Each connection waits between requests so the whole runs at about half the rate:
                 # a connection's cycle is its wait plus the latency, and the latency at half load
@@ -375,13 +391,9 @@ def main():
     finally:
         stop(server)
         server_log.close()
+        if peer:
+            stop(peer["process"])
 
-    if args.peer:
-        for name in ("contacts_list", "contact_timeline"):
-            if name in results["scenarios"] and name in results["peer"]:
-                ratio = results["scenarios"][name]["rps"] / results["peer"][name]["rps"]
-                results["peer"][name]["voxtur_ratio"] = round(ratio, 2)
-                print(f"{name}: Voxtur / PostGraphile throughput = {ratio:.2f}x")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
@@ -400,7 +412,8 @@ def contact_ids(base, auth):
     return out
 
 
-def peer(args, summary, workdir):
+def start_peer(args, summary):
+    """Starts PostGraphile on the dataset; returns it with its scripts for the read scenarios."""
     peer_dir = os.path.join(ROOT, "bench", "peer")
     if not os.path.exists(os.path.join(peer_dir, "node_modules", ".bin", "postgraphile")):
         run(["npm", "ci", "--no-audit", "--no-fund", "--prefix", peer_dir])
@@ -420,7 +433,6 @@ def peer(args, summary, workdir):
          "--host", "127.0.0.1", "--port", str(port), "--disable-query-log", "--disable-default-mutations",
          "--cluster-workers", str(os.cpu_count())],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=dict(os.environ, NODE_ENV="production"))
-    results = {}
     try:
         base = f"http://127.0.0.1:{port}"
         started = time.monotonic()
@@ -441,18 +453,41 @@ def peer(args, summary, workdir):
         list_query = PEER_LIST % summary["workspace_id"]
         post(f"{base}/graphql", {"query": list_query}, headers)
         time.sleep(1)
-        results["idle_rss_mib"] = round(rss_kib(process.pid) / 1024, 1)
-        for name, script in (("contacts_list", lua_static(json.dumps({"query": list_query}), headers)),
-                             ("contact_timeline", lua_timeline(ids, headers, peer=True))):
-            if name not in args.scenarios.split(","):
-                continue
-            result = wrk(args, f"{base}/graphql", script, workdir)
-            result["peak_rss_mib"] = round(rss_kib(process.pid, "VmHWM") / 1024, 1)
-            results[name] = result
-            report(f"peer {name}", result)
-    finally:
+        idle = round(rss_kib(process.pid) / 1024, 1)
+    except BaseException:
         stop(process)
-    return results
+        raise
+    print(f"peer: PostGraphile ready, idle RSS {idle} MiB")
+    return {"process": process, "url": f"{base}/graphql", "idle_rss_mib": idle,
+            "scripts": {"contacts_list": lua_static(json.dumps({"query": list_query}), headers),
+                        "contact_timeline": lua_timeline(ids, headers, peer=True)}}
+
+
+def side_by_side(args, name, ours, peer, workdir):
+    """Runs a read scenario on Voxtur and on the peer in turns, `--rounds` slices each, so both
+    meet the same phases of a shared machine. Throughput is over all slices; p50 and p99 are the
+    medians of the slices'."""
+    slices = {"voxtur": [], "peer": []}
+    for _ in range(args.rounds):
+        result = wrk(args, peer["url"], peer["scripts"][name], workdir)
+        result["peak_rss_mib"] = round(rss_kib(peer["process"].pid, "VmHWM") / 1024, 1)
+        slices["peer"].append(result)
+        slices["voxtur"].append(ours())
+    combined = {side: combine(results) for side, results in slices.items()}
+    combined["peer"]["voxtur_ratio"] = round(combined["voxtur"]["rps"] / combined["peer"]["rps"], 2)
+    combined["peer"]["round_ratios"] = [round(v["rps"] / p["rps"], 2) for v, p in zip(slices["voxtur"], slices["peer"])]
+    return combined["voxtur"], combined["peer"]
+
+
+def combine(results):
+    seconds = sum(r["requests"] / r["rps"] for r in results)
+    requests = sum(r["requests"] for r in results)
+    out = {"rps": round(requests / seconds, 1), "requests": requests,
+           "p50_ms": statistics.median(r["p50_ms"] for r in results),
+           "p99_ms": statistics.median(r["p99_ms"] for r in results)}
+    if any("peak_rss_mib" in r for r in results):
+        out["peak_rss_mib"] = max(r.get("peak_rss_mib", 0) for r in results)
+    return out
 
 
 def report(name, result):
