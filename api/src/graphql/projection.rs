@@ -28,19 +28,14 @@ pub trait Projectable: EntityTrait {
 
 /// Columns of `E` a statement selects, in order, from position `offset` of its rows.
 pub struct Projection<E: EntityTrait> {
-    pub columns: Vec<E::Column>,
-    pub offset: usize,
+    columns: Vec<E::Column>,
+    offset: usize,
 }
 
 impl<E: Projectable> Projection<E> {
     /// The columns read by `fields` (a selection set, fragments flattened) and `extra`.
     pub fn of<'a>(fields: impl IntoIterator<Item = SelectionField<'a>>, extra: &[E::Column]) -> Projection<E> {
-        let mut projection = Projection {
-            columns: Vec::new(),
-            offset: 0,
-        };
-        projection.add(&[E::ID, E::WORKSPACE]);
-        projection.add(extra);
+        let mut projection = Projection::with(extra);
         for field in fields {
             match E::columns_of(field.name()) {
                 Some(columns) => projection.add(columns),
@@ -50,14 +45,19 @@ impl<E: Projectable> Projection<E> {
         projection
     }
 
-    /// Every column, in the entity's order.
+    /// Every column.
     pub fn all() -> Projection<E> {
+        Projection::with(&E::Column::iter().collect::<Vec<_>>())
+    }
+
+    /// The id and the workspace, then `columns`.
+    fn with(columns: &[E::Column]) -> Projection<E> {
         let mut projection = Projection {
             columns: Vec::new(),
             offset: 0,
         };
         projection.add(&[E::ID, E::WORKSPACE]);
-        projection.add(&E::Column::iter().collect::<Vec<_>>());
+        projection.add(columns);
         projection
     }
 
