@@ -737,3 +737,53 @@ async fn two_users_on_one_device_stay_two_contacts() {
     assert_eq!(journey_of(&app, "bob@example.com").await.len(), 2);
     app.assert_tallies_match_events().await;
 }
+
+#[tokio::test]
+async fn users_logging_in_on_one_new_device_at_once_stay_apart() {
+    let app = TestApp::spawn().await;
+    let key = app.write_key().await;
+    // Eight people log in on the same new device in batches sent at once: every batch claims
+    // the device's anonymous id for its own new profile, and all but one lose that race.
+    let tasks = (0..8).map(|b| {
+        let body = json!({ "batch": [
+            { "type": "identify", "anonymousId": "shared-device", "userId": format!("u{b}"),
+              "traits": { "email": format!("u{b}@example.com") }, "messageId": format!("i-{b}") },
+            { "type": "page", "anonymousId": "shared-device", "name": "Home", "messageId": format!("p-{b}") },
+        ] });
+        let app = &app;
+        let key = key.clone();
+        async move { app.track("/v1/batch", &key, body).await }
+    });
+    let results = futures_util::future::join_all(tasks).await;
+    assert!(
+        results.iter().all(|(status, _)| *status == StatusCode::OK),
+        "{results:?}"
+    );
+    assert_eq!(app.contact_count().await, 8, "nobody fused with another user");
+    let identities = entities::contact_identity::Entity::find().all(&app.db).await.unwrap();
+    let mut users: Vec<Uuid> = identities
+        .iter()
+        .filter(|row| row.key.starts_with("user:"))
+        .map(|row| row.contact_id)
+        .collect();
+    users.sort();
+    users.dedup();
+    assert_eq!(users.len(), 8, "each user id on a profile of its own: {identities:?}");
+    let device = identities.iter().find(|row| row.key == "anon:shared-device").unwrap();
+    assert!(users.contains(&device.contact_id), "the device goes with one of them");
+    for b in 0..8 {
+        let journey = journey_of(&app, &format!("u{b}@example.com")).await;
+        assert_eq!(
+            journey.first().map(String::as_str),
+            Some("IDENTIFIED"),
+            "u{b}: {journey:?}"
+        );
+        assert!(
+            journey.iter().all(|t| t == "IDENTIFIED" || t == "PAGE_VIEWED"),
+            "u{b}: {journey:?}"
+        );
+    }
+    let events = app.gql("{ events { totalCount } }", json!({})).await;
+    assert_eq!(events["events"]["totalCount"], 16, "every message kept");
+    app.assert_tallies_match_events().await;
+}

@@ -351,6 +351,31 @@ fn anon_key(id: &str) -> String {
     format!("anon:{id}")
 }
 
+/// The user keys the given profiles hold (at most one each), as (profile, key).
+async fn user_keys(
+    db: &impl ConnectionTrait,
+    workspace_id: Uuid,
+    mut ids: Vec<Uuid>,
+) -> Result<Vec<(Uuid, String)>, DbErr> {
+    ids.sort();
+    ids.dedup();
+    let mut keys = Vec::new();
+    for chunk in ids.chunks(1_000) {
+        let rows = contact_identity::Entity::find()
+            .filter(contact_identity::Column::WorkspaceId.eq(workspace_id))
+            .filter(crate::db::any_of(
+                db.get_database_backend(),
+                contact_identity::Column::ContactId,
+                chunk.to_vec(),
+            ))
+            .filter(contact_identity::Column::Key.starts_with(USER_PREFIX))
+            .all(db)
+            .await?;
+        keys.extend(rows.into_iter().map(|row| (row.contact_id, row.key)));
+    }
+    Ok(keys)
+}
+
 /// A field of the message's `context.campaign` (Segment's UTM block), at most 300 characters.
 /// The id a new profile first known by `key` gets in a workspace.
 fn profile_id(workspace_id: Uuid, key: &str) -> Uuid {
@@ -550,30 +575,24 @@ impl Batch {
                 self.user_of.insert(*id, key.clone());
             }
         }
-        let mut reached: Vec<Uuid> = messages
+        let reached: Vec<Uuid> = messages
             .iter()
             .filter(|m| m.user_id.is_some())
             .filter_map(|m| self.identities.get(&anon_key(m.anonymous_id.as_deref()?)).copied())
             .filter(|id| !self.user_of.contains_key(id))
             .collect();
-        reached.sort();
-        reached.dedup();
-        for chunk in reached.chunks(1_000) {
-            for row in contact_identity::Entity::find()
-                .filter(contact_identity::Column::WorkspaceId.eq(self.workspace_id))
-                .filter(crate::db::any_of(
-                    db.get_database_backend(),
-                    contact_identity::Column::ContactId,
-                    chunk.to_vec(),
-                ))
-                .filter(contact_identity::Column::Key.starts_with(USER_PREFIX))
-                .all(db)
-                .await?
-            {
-                self.user_of.insert(row.contact_id, row.key);
-            }
+        for (contact_id, key) in user_keys(db, self.workspace_id, reached).await? {
+            self.user_of.insert(contact_id, key);
         }
         Ok(())
+    }
+
+    /// The user key of a profile, as this batch knows it (through merges).
+    fn user_of_profile(&self, id: Uuid) -> Option<&String> {
+        self.user_of
+            .iter()
+            .find(|(profile, _)| self.resolve(**profile) == id)
+            .map(|(_, key)| key)
     }
 
     fn resolve(&self, mut id: Uuid) -> Uuid {
@@ -999,7 +1018,7 @@ impl Batch {
             return Ok(Vec::new());
         }
         let ours: HashMap<String, Uuid> = claims.into_iter().collect();
-        let mut lost = Vec::new();
+        let mut contested = Vec::new();
         let keys: Vec<String> = ours.keys().cloned().collect();
         for chunk in keys.chunks(1_000) {
             for row in contact_identity::Entity::find()
@@ -1013,8 +1032,32 @@ impl Batch {
                 .await?
             {
                 if ours.get(&row.key) != Some(&row.contact_id) {
-                    lost.push((ours[&row.key], row.contact_id));
+                    contested.push((ours[&row.key], row.contact_id, row.key));
                 }
+            }
+        }
+        // A device another user identified on at the same time is a shared device, as in
+        // `profile`: the two users stay apart and the device goes with ours, identified last.
+        let devices_of_users: Vec<Uuid> = contested
+            .iter()
+            .filter(|(ours, _, key)| !key.starts_with(USER_PREFIX) && self.user_of_profile(*ours).is_some())
+            .map(|(_, theirs, _)| *theirs)
+            .collect();
+        let theirs_users: HashMap<Uuid, String> = user_keys(db, self.workspace_id, devices_of_users)
+            .await?
+            .into_iter()
+            .collect();
+        let mut lost = Vec::new();
+        for (ours, theirs, key) in contested {
+            let users = (self.user_of_profile(ours), theirs_users.get(&theirs));
+            if !key.starts_with(USER_PREFIX)
+                && let (Some(a), Some(b)) = users
+                && a != b
+            {
+                self.identities.insert(key.clone(), ours);
+                self.repointed.push((key, ours));
+            } else {
+                lost.push((ours, theirs));
             }
         }
         Ok(lost)
