@@ -325,6 +325,63 @@ async fn sliding_windows_expire_and_rebuild_repairs() {
     app.assert_tallies_match_events().await;
 }
 
+#[tokio::test]
+async fn a_tally_rebuild_holds_off_writers_of_its_own_workspace_only() {
+    let app = TestApp::spawn().await;
+    let key = app.write_key().await;
+    let other = voxtur::workspaces::create_workspace(&app.db, "Other").await.unwrap();
+    let other_key = voxtur::events::write_keys::issue(&app.db, other.id, "other")
+        .await
+        .unwrap()
+        .secret;
+    let page = |user: &str| json!({ "batch": [{ "type": "page", "userId": user, "name": "Home" }] });
+    app.track("/v1/batch", &key, page("before")).await;
+
+    // A rebuild of this workspace in progress: its transaction is still open.
+    let rebuild = voxtur::db::begin_write(&app.db).await.unwrap();
+    voxtur::events::tally::rebuild_in(&rebuild, app.workspace_id)
+        .await
+        .unwrap();
+    let postgres = app.db.get_database_backend() == sea_orm::DbBackend::Postgres;
+    if postgres {
+        // Another workspace's events and tallies go on (SQLite has one writer for all).
+        let (status, _) = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            app.track("/v1/batch", &other_key, page("elsewhere")),
+        )
+        .await
+        .expect("another workspace's batch does not wait for this rebuild");
+        assert_eq!(status, reqwest::StatusCode::OK);
+    }
+    // This workspace's batch waits for the rebuild, and then counts on top of it.
+    let during = app.track("/v1/batch", &key, page("during"));
+    tokio::pin!(during);
+    tokio::select! {
+        _ = &mut during => panic!("a batch of the rebuilding workspace must wait for it"),
+        _ = tokio::time::sleep(std::time::Duration::from_millis(400)) => {}
+    }
+    sea_orm::TransactionSession::commit(rebuild).await.unwrap();
+    assert_eq!(during.await.0, reqwest::StatusCode::OK);
+    app.assert_tallies_match_events().await;
+    if !postgres {
+        app.track("/v1/batch", &other_key, page("elsewhere")).await;
+    }
+    let count = sea_orm::sea_query::Query::select()
+        .expr(Expr::cust("count(*)"))
+        .from(sea_orm::sea_query::Alias::new("event_tally"))
+        .and_where(sea_orm::sea_query::ExprTrait::eq(
+            Expr::col(sea_orm::sea_query::Alias::new("workspace_id")),
+            other.id,
+        ))
+        .to_owned();
+    let row = app.db.query_one(&count).await.unwrap().unwrap();
+    assert_eq!(
+        row.try_get_by_index::<i64>(0).unwrap(),
+        1,
+        "the other workspace's page view is tallied"
+    );
+}
+
 /// A tally keeps the latest ten times of each type: counts up to ten in a window read them, and
 /// larger ones count events. Around that edge, with page views arriving out of order and
 /// retried, both give the answers counting the events by hand gives.

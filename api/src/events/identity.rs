@@ -124,7 +124,7 @@ pub async fn merge(
         .exec(db)
         .await?
         .rows_affected;
-    super::tally::merge(db, winner.id, loser.id).await?;
+    super::tally::merge(db, workspace_id, winner.id, loser.id).await?;
     contact_identity::Entity::update_many()
         .col_expr(contact_identity::Column::ContactId, Expr::value(winner.id))
         .filter(contact_identity::Column::WorkspaceId.eq(workspace_id))

@@ -153,7 +153,7 @@ pub async fn delete_journey(db: &impl ConnectionTrait, workspace_id: Uuid, conta
         .filter(contact_identity::Column::ContactId.eq(contact_id))
         .exec(db)
         .await?;
-    tally::forget(db, contact_id).await
+    tally::forget(db, workspace_id, contact_id).await
 }
 
 /// Moves each contact's `first_seen_at` / `last_activity_at` to include the given events, in one

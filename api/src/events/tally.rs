@@ -55,12 +55,50 @@ fn latest_times(backend: DbBackend, column: &str) -> String {
     }
 }
 
+/// Writers of a workspace's tallies hold this lock shared until they commit, and a rebuild of
+/// that workspace holds it alone: a rebuild waits for that workspace's writers only, and they
+/// for it. Taken before a writer's first tally write: events it stored earlier in the same
+/// transaction are invisible to a rebuild that got in first, and are added on top of the
+/// rebuilt tallies once it commits. PostgreSQL only; SQLite has one writer anyway.
+async fn lock_workspace(db: &impl ConnectionTrait, workspace_id: Uuid, alone: bool) -> Result<(), DbErr> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    let function = if alone {
+        "pg_advisory_xact_lock"
+    } else {
+        "pg_advisory_xact_lock_shared"
+    };
+    db.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        format!("SELECT {function}({LOCK_CLASS}, $1)"),
+        [workspace_lock_key(workspace_id).into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// The advisory lock space of tally writers (the two-key form's first key; "tal" in ASCII).
+const LOCK_CLASS: i32 = 0x74616c;
+
+/// A workspace's key in `LOCK_CLASS`. Two workspaces sharing a key only wait for each other.
+fn workspace_lock_key(workspace_id: Uuid) -> i32 {
+    let bytes = workspace_id.as_bytes();
+    i32::from_be_bytes([bytes[12], bytes[13], bytes[14], bytes[15]])
+}
+
 /// Adds newly stored events to their contacts' tallies: one statement, rows in key order so
 /// concurrent writers take row locks in one order. Pass only events actually stored (not the
 /// duplicates an idempotent insert skipped), with their final contact.
 pub async fn add(db: &impl ConnectionTrait, events: &[event::Model]) -> Result<(), DbErr> {
     if events.is_empty() {
         return Ok(());
+    }
+    let mut workspaces: Vec<Uuid> = events.iter().map(|e| e.workspace_id).collect();
+    workspaces.sort();
+    workspaces.dedup();
+    for workspace_id in workspaces {
+        lock_workspace(db, workspace_id, false).await?;
     }
     let backend = db.get_database_backend();
     let (rows, values) = if backend == DbBackend::Postgres {
@@ -110,10 +148,12 @@ pub async fn add(db: &impl ConnectionTrait, events: &[event::Model]) -> Result<(
 /// for each of them in one `INSERT ... SELECT` does to the event table.
 pub async fn add_each(
     db: &impl ConnectionTrait,
+    workspace_id: Uuid,
     contacts: SelectStatement,
     event_type: &str,
     at: DateTime<Utc>,
 ) -> Result<(), DbErr> {
+    lock_workspace(db, workspace_id, false).await?;
     let backend = db.get_database_backend();
     let recent = match backend {
         // (Not `ARRAY[$1]`: sea-query reads brackets as a quoted name and drops the value.)
@@ -140,7 +180,8 @@ pub async fn add_each(
 }
 
 /// Moves the loser's tallies onto the winner of a merge, whose events it took.
-pub async fn merge(db: &impl ConnectionTrait, winner: Uuid, loser: Uuid) -> Result<(), DbErr> {
+pub async fn merge(db: &impl ConnectionTrait, workspace_id: Uuid, winner: Uuid, loser: Uuid) -> Result<(), DbErr> {
+    lock_workspace(db, workspace_id, false).await?;
     let backend = db.get_database_backend();
     let (w, l) = match backend {
         DbBackend::Postgres => ("$1", "$2"),
@@ -157,11 +198,12 @@ pub async fn merge(db: &impl ConnectionTrait, winner: Uuid, loser: Uuid) -> Resu
         [winner.into(), loser.into()],
     ))
     .await?;
-    forget(db, loser).await
+    forget(db, workspace_id, loser).await
 }
 
 /// Removes a contact's tallies (it is being deleted, or merged away).
-pub async fn forget(db: &impl ConnectionTrait, contact_id: Uuid) -> Result<(), DbErr> {
+pub async fn forget(db: &impl ConnectionTrait, workspace_id: Uuid, contact_id: Uuid) -> Result<(), DbErr> {
+    lock_workspace(db, workspace_id, false).await?;
     let backend = db.get_database_backend();
     let p = if backend == DbBackend::Postgres { "$1" } else { "?" };
     db.execute_raw(Statement::from_sql_and_values(
@@ -174,15 +216,21 @@ pub async fn forget(db: &impl ConnectionTrait, contact_id: Uuid) -> Result<(), D
 }
 
 /// Computes a workspace's tallies again from its events: after a bulk load that wrote events
-/// directly, or to repair. One transaction that holds event writers off until it commits (all
-/// of them on PostgreSQL: a table lock; SQLite's write lock), so no event falls between the
+/// directly, or to repair. One transaction that holds the workspace's tally writers off until
+/// it commits (`lock_workspace`; on SQLite its write lock), so no event falls between the
 /// events it reads and the tallies it writes, and readers never see the tallies half made.
+/// Other workspaces keep writing.
 pub async fn rebuild<C: ConnectionTrait + TransactionTrait>(db: &C, workspace_id: Uuid) -> Result<(), DbErr> {
-    let backend = db.get_database_backend();
     let txn = crate::db::begin_write(db).await?;
-    if backend == DbBackend::Postgres {
-        txn.execute_unprepared("LOCK TABLE event IN SHARE MODE").await?;
-    }
+    rebuild_in(&txn, workspace_id).await?;
+    txn.commit().await
+}
+
+/// `rebuild` inside the caller's write transaction (see `db::begin_write`); the workspace's
+/// tally writers wait until it ends.
+pub async fn rebuild_in(txn: &impl ConnectionTrait, workspace_id: Uuid) -> Result<(), DbErr> {
+    let backend = txn.get_database_backend();
+    lock_workspace(txn, workspace_id, true).await?;
     let p = if backend == DbBackend::Postgres { "$1" } else { "?" };
     let events = match backend {
         DbBackend::Postgres => format!("event WHERE workspace_id = {p}"),
@@ -202,5 +250,5 @@ pub async fn rebuild<C: ConnectionTrait + TransactionTrait>(db: &C, workspace_id
         txn.execute_raw(Statement::from_sql_and_values(backend, sql, [workspace_id.into()]))
             .await?;
     }
-    txn.commit().await
+    Ok(())
 }

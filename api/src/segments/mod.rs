@@ -563,7 +563,7 @@ async fn record_changes(
         .and_where(segment_change::Column::At.eq(now))
         .and_where(segment_change::Column::Entered.eq(entered))
         .to_owned();
-    crate::events::tally::add_each(db, recorded, kind, now).await?;
+    crate::events::tally::add_each(db, segment.workspace_id, recorded, kind, now).await?;
     Ok(count)
 }
 
