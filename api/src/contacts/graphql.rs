@@ -252,7 +252,7 @@ impl Projectable for contact::Entity {
     fn decode(row: &QueryResult, projection: &Projection<Self>) -> Result<contact::Model, DbErr> {
         use contact::Column as C;
         // Every column not projected keeps a new contact's value; the id and workspace always are.
-        let mut m = crate::contacts::blank(Uuid::nil());
+        let mut m = crate::contacts::blank_as(Uuid::nil(), Uuid::nil(), chrono::DateTime::UNIX_EPOCH);
         for (i, column) in projection.positions() {
             match column {
                 C::Id => m.id = row.try_get_by_index(i)?,
