@@ -1038,15 +1038,13 @@ impl Batch {
         }
         // A device another user identified on at the same time is a shared device, as in
         // `profile`: the two users stay apart and the device goes with ours, identified last.
-        let devices_of_users: Vec<Uuid> = contested
+        let holders: Vec<Uuid> = contested
             .iter()
             .filter(|(ours, _, key)| !key.starts_with(USER_PREFIX) && self.user_of_profile(*ours).is_some())
             .map(|(_, theirs, _)| *theirs)
             .collect();
-        let theirs_users: HashMap<Uuid, String> = user_keys(db, self.workspace_id, devices_of_users)
-            .await?
-            .into_iter()
-            .collect();
+        let theirs_users: HashMap<Uuid, String> =
+            user_keys(db, self.workspace_id, holders).await?.into_iter().collect();
         let mut lost = Vec::new();
         for (ours, theirs, key) in contested {
             let users = (self.user_of_profile(ours), theirs_users.get(&theirs));
