@@ -787,3 +787,44 @@ async fn users_logging_in_on_one_new_device_at_once_stay_apart() {
     assert_eq!(events["events"]["totalCount"], 16, "every message kept");
     app.assert_tallies_match_events().await;
 }
+
+#[tokio::test]
+async fn users_logging_in_at_once_on_a_device_already_seen_stay_apart() {
+    let app = TestApp::spawn().await;
+    let key = app.write_key().await;
+    // The device has visited before: its anonymous profile exists. Then eight people log in on
+    // it in batches sent at once, each batch reading that profile before the others commit.
+    let visit = json!({ "batch": [{ "type": "page", "anonymousId": "kiosk", "name": "Home", "messageId": "visit" }] });
+    assert_eq!(app.track("/v1/batch", &key, visit).await.0, StatusCode::OK);
+    let tasks = (0..8).map(|b| {
+        let body = json!({ "batch": [
+            { "type": "identify", "anonymousId": "kiosk", "userId": format!("k{b}"),
+              "traits": { "email": format!("k{b}@example.com") }, "messageId": format!("ki-{b}") },
+        ] });
+        let app = &app;
+        let key = key.clone();
+        async move { app.track("/v1/batch", &key, body).await }
+    });
+    let results = futures_util::future::join_all(tasks).await;
+    assert!(
+        results.iter().all(|(status, _)| *status == StatusCode::OK),
+        "{results:?}"
+    );
+    assert_eq!(
+        app.contact_count().await,
+        8,
+        "one contact per user, the visit in one of them"
+    );
+    let identities = entities::contact_identity::Entity::find().all(&app.db).await.unwrap();
+    let mut users: Vec<Uuid> = identities
+        .iter()
+        .filter(|row| row.key.starts_with("user:"))
+        .map(|row| row.contact_id)
+        .collect();
+    users.sort();
+    users.dedup();
+    assert_eq!(users.len(), 8, "no profile holds two user ids: {identities:?}");
+    let events = app.gql("{ events { totalCount } }", json!({})).await;
+    assert_eq!(events["events"]["totalCount"], 9, "every message kept");
+    app.assert_tallies_match_events().await;
+}

@@ -1248,6 +1248,28 @@ impl Batch {
         Ok(created)
     }
 
+    /// Whether a profile this batch gave a user id got another user's id from a batch that
+    /// committed after this one read it (the row locks just taken waited for that one). The two
+    /// people must stay apart: the batch runs again, and then sees the device as taken
+    /// (`profile`). Profiles this batch merges (`joined`) are left out: a merge by email joins
+    /// what it joins.
+    async fn user_added_meanwhile(&self, db: &impl ConnectionTrait, joined: &HashSet<Uuid>) -> Result<bool, DbErr> {
+        let given: HashMap<Uuid, &str> = self
+            .new_identities
+            .iter()
+            .filter(|(key, _)| key.starts_with(USER_PREFIX))
+            .map(|(key, id)| (self.resolve(*id), key.as_str()))
+            .filter(|(id, _)| !joined.contains(id))
+            .collect();
+        if given.is_empty() {
+            return Ok(false);
+        }
+        let held = user_keys(db, self.workspace_id, given.keys().copied().collect()).await?;
+        Ok(held.iter().any(|(profile, key)| {
+            given.get(profile).is_some_and(|ours| ours != key) && !self.identities.contains_key(key)
+        }))
+    }
+
     async fn save(mut self, db: &impl ConnectionTrait, applied: usize) -> Result<Outcome, DbErr> {
         // On PostgreSQL events go first, new profiles and identities after them: a concurrent
         // batch meeting the same new visitor waits on our uncommitted profile until we commit,
@@ -1294,13 +1316,13 @@ impl Batch {
             .collect();
         touched.sort();
         touched.dedup();
+        let joined: HashSet<Uuid> = merging.into_iter().chain(lost_pairs).collect();
         // Rows about to be deleted or to change their unique email need the stronger lock.
-        let strong: HashSet<Uuid> = merging
-            .into_iter()
-            .chain(lost_pairs)
-            .chain(self.rekeyed.iter().copied())
-            .collect();
+        let strong: HashSet<Uuid> = joined.iter().chain(&self.rekeyed).copied().collect();
         if !lock_contacts(db, &touched, &strong).await? {
+            return Err(DbErr::Custom(PROFILE_GONE.into()));
+        }
+        if self.user_added_meanwhile(db, &joined).await? {
             return Err(DbErr::Custom(PROFILE_GONE.into()));
         }
 
