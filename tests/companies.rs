@@ -68,3 +68,36 @@ async fn companies_validate_and_deleting_one_keeps_its_contacts() {
         .await;
     assert_eq!(data["node"], json!({ "email": "x@acme.com", "company": null }));
 }
+
+#[tokio::test]
+async fn a_companys_contacts_page_on_from_any_edge_cursor() {
+    let app = TestApp::spawn().await;
+    let acme = app.create_company(json!({ "name": "Acme" })).await;
+    for n in 0..5 {
+        app.create_contact(json!({ "email": format!("c{n}@acme.com"), "companyId": acme }))
+            .await;
+    }
+    let query = "query($id: ID!, $after: String) { node(id: $id) { ... on Company { contacts(first: 4, after: $after) { edges { cursor node { email } } } } } }";
+    let first = app.gql(query, json!({ "id": acme, "after": null })).await;
+    let first = first["node"]["contacts"]["edges"].as_array().unwrap().clone();
+    assert_eq!(first.len(), 4);
+    assert!(
+        first.iter().all(|e| !e["cursor"].as_str().unwrap().is_empty()),
+        "{first:?}"
+    );
+    let rest = app.gql(query, json!({ "id": acme, "after": first[1]["cursor"] })).await;
+    let rest: Vec<&serde_json::Value> = rest["node"]["contacts"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["node"]["email"])
+        .collect();
+    assert_eq!(
+        rest,
+        [
+            &first[2]["node"]["email"],
+            &first[3]["node"]["email"],
+            &json!("c4@acme.com")
+        ]
+    );
+}

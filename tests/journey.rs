@@ -413,6 +413,16 @@ async fn timelines_page_filter_and_batch_across_a_list() {
         ]
     );
 
+    // A first page's every edge has its cursor, and paging resumes after any of them.
+    let edges = "query($after: String) { contactByEmail(email: \"t0@example.com\") { timeline(first: 4, after: $after) { edges { cursor node { occurredAt } } } } }";
+    let first = app.gql(edges, json!({ "after": null })).await;
+    let first = first["contactByEmail"]["timeline"]["edges"].as_array().unwrap().clone();
+    assert_eq!(first.len(), 4);
+    let after_second = app.gql(edges, json!({ "after": first[1]["cursor"] })).await;
+    let rest = &after_second["contactByEmail"]["timeline"]["edges"];
+    assert_eq!(rest[0]["node"], first[2]["node"], "resumes right after the second edge");
+    assert_eq!(rest[1]["node"], first[3]["node"]);
+
     // A list of contacts with their timelines costs the same statements for 3 or 12 contacts.
     let list = "query($n: Int!) { contacts(first: $n) { nodes { email timeline(first: 3) { nodes { type } } } } }";
     let mut costs = Vec::new();

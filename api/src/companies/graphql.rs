@@ -201,8 +201,8 @@ impl Company {
             } else {
                 None
             };
-            let rows: Vec<(String, entities::contact::Model)> =
-                rows.into_iter().map(|row| (spec.cursor(&row), row)).collect();
+            let every_cursor = ctx.look_ahead().field("edges").field("cursor").exists();
+            let rows = spec.with_cursors(rows, every_cursor);
             Ok(crate::listing::Page {
                 rows,
                 has_next_page,

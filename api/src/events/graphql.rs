@@ -711,7 +711,8 @@ pub async fn timeline(
         .unwrap_or_default();
     let has_next_page = rows.len() as u64 > size;
     rows.truncate(size as usize);
-    let rows = rows.into_iter().map(|row| (spec.cursor(&row), row)).collect();
+    let every_cursor = ctx.look_ahead().field("edges").field("cursor").exists();
+    let rows = spec.with_cursors(rows, every_cursor);
     Ok(crate::listing::Page {
         rows,
         has_next_page,

@@ -215,7 +215,25 @@ pub struct Page<M> {
 }
 
 impl<M> SortSpec<M> {
-    pub fn cursor(&self, row: &M) -> String {
+    /// A page's rows with their cursors: every row's when `every` (the query asks for the
+    /// edges' cursors), else only the first's and the last's (`pageInfo`), the rest empty.
+    pub fn with_cursors<R: std::borrow::Borrow<M>>(&self, rows: Vec<R>, every: bool) -> Vec<(String, R)> {
+        let last = rows.len().saturating_sub(1);
+        rows.into_iter()
+            .enumerate()
+            .map(|(i, row)| {
+                let asked = every || i == 0 || i == last;
+                let cursor = if asked {
+                    self.cursor(row.borrow())
+                } else {
+                    String::new()
+                };
+                (cursor, row)
+            })
+            .collect()
+    }
+
+    fn cursor(&self, row: &M) -> String {
         let data = CursorData {
             o: self.fingerprint(),
             v: self.keys.iter().map(|k| (k.extract)(row)).collect(),
@@ -397,22 +415,7 @@ impl<M> SortSpec<M> {
         if backward {
             rows.reverse();
         }
-        let last = rows.len().saturating_sub(1);
-        let rows = rows
-            .into_iter()
-            .enumerate()
-            .map(|(i, row)| {
-                let asked = projected.every_cursor || i == 0 || i == last;
-                (
-                    if asked {
-                        self.cursor(row.borrow())
-                    } else {
-                        String::new()
-                    },
-                    row,
-                )
-            })
-            .collect();
+        let rows = self.with_cursors(rows, projected.every_cursor);
         let (has_next_page, has_previous_page) = if backward {
             (position.is_some(), has_more)
         } else {
