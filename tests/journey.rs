@@ -748,28 +748,20 @@ async fn two_users_on_one_device_stay_two_contacts() {
     app.assert_tallies_match_events().await;
 }
 
-#[tokio::test]
-async fn users_logging_in_on_one_new_device_at_once_stay_apart() {
-    let app = TestApp::spawn().await;
-    let key = app.write_key().await;
-    // Eight people log in on the same new device in batches sent at once: every batch claims
-    // the device's anonymous id for its own new profile, and all but one lose that race.
-    let tasks = (0..8).map(|b| {
-        let body = json!({ "batch": [
-            { "type": "identify", "anonymousId": "shared-device", "userId": format!("u{b}"),
-              "traits": { "email": format!("u{b}@example.com") }, "messageId": format!("i-{b}") },
-            { "type": "page", "anonymousId": "shared-device", "name": "Home", "messageId": format!("p-{b}") },
-        ] });
-        let app = &app;
-        let key = key.clone();
-        async move { app.track("/v1/batch", &key, body).await }
-    });
+/// Sends the batches at once; each must be accepted.
+async fn send_at_once(app: &TestApp, key: &str, batches: Vec<Value>) {
+    let tasks = batches
+        .into_iter()
+        .map(|batch| app.track("/v1/batch", key, json!({ "batch": batch })));
     let results = futures_util::future::join_all(tasks).await;
     assert!(
         results.iter().all(|(status, _)| *status == StatusCode::OK),
         "{results:?}"
     );
-    assert_eq!(app.contact_count().await, 8, "nobody fused with another user");
+}
+
+/// The profiles holding a user id, and every identity.
+async fn user_profiles(app: &TestApp) -> (Vec<Uuid>, Vec<entities::contact_identity::Model>) {
     let identities = entities::contact_identity::Entity::find().all(&app.db).await.unwrap();
     let mut users: Vec<Uuid> = identities
         .iter()
@@ -778,6 +770,27 @@ async fn users_logging_in_on_one_new_device_at_once_stay_apart() {
         .collect();
     users.sort();
     users.dedup();
+    (users, identities)
+}
+
+#[tokio::test]
+async fn users_logging_in_on_one_new_device_at_once_stay_apart() {
+    let app = TestApp::spawn().await;
+    let key = app.write_key().await;
+    // Eight people log in on the same new device in batches sent at once: every batch claims
+    // the device's anonymous id for its own new profile, and all but one lose that race.
+    let batches = (0..8)
+        .map(|b| {
+            json!([
+                { "type": "identify", "anonymousId": "shared-device", "userId": format!("u{b}"),
+                  "traits": { "email": format!("u{b}@example.com") }, "messageId": format!("i-{b}") },
+                { "type": "page", "anonymousId": "shared-device", "name": "Home", "messageId": format!("p-{b}") },
+            ])
+        })
+        .collect();
+    send_at_once(&app, &key, batches).await;
+    assert_eq!(app.contact_count().await, 8, "nobody fused with another user");
+    let (users, identities) = user_profiles(&app).await;
     assert_eq!(users.len(), 8, "each user id on a profile of its own: {identities:?}");
     let device = identities.iter().find(|row| row.key == "anon:shared-device").unwrap();
     assert!(users.contains(&device.contact_id), "the device goes with one of them");
@@ -806,33 +819,19 @@ async fn users_logging_in_at_once_on_a_device_already_seen_stay_apart() {
     // it in batches sent at once, each batch reading that profile before the others commit.
     let visit = json!({ "batch": [{ "type": "page", "anonymousId": "kiosk", "name": "Home", "messageId": "visit" }] });
     assert_eq!(app.track("/v1/batch", &key, visit).await.0, StatusCode::OK);
-    let tasks = (0..8).map(|b| {
-        let body = json!({ "batch": [
-            { "type": "identify", "anonymousId": "kiosk", "userId": format!("k{b}"),
-              "traits": { "email": format!("k{b}@example.com") }, "messageId": format!("ki-{b}") },
-        ] });
-        let app = &app;
-        let key = key.clone();
-        async move { app.track("/v1/batch", &key, body).await }
-    });
-    let results = futures_util::future::join_all(tasks).await;
-    assert!(
-        results.iter().all(|(status, _)| *status == StatusCode::OK),
-        "{results:?}"
-    );
+    let batches = (0..8)
+        .map(|b| {
+            json!([{ "type": "identify", "anonymousId": "kiosk", "userId": format!("k{b}"),
+                     "traits": { "email": format!("k{b}@example.com") }, "messageId": format!("ki-{b}") }])
+        })
+        .collect();
+    send_at_once(&app, &key, batches).await;
     assert_eq!(
         app.contact_count().await,
         8,
         "one contact per user, the visit in one of them"
     );
-    let identities = entities::contact_identity::Entity::find().all(&app.db).await.unwrap();
-    let mut users: Vec<Uuid> = identities
-        .iter()
-        .filter(|row| row.key.starts_with("user:"))
-        .map(|row| row.contact_id)
-        .collect();
-    users.sort();
-    users.dedup();
+    let (users, identities) = user_profiles(&app).await;
     assert_eq!(users.len(), 8, "no profile holds two user ids: {identities:?}");
     let events = app.gql("{ events { totalCount } }", json!({})).await;
     assert_eq!(events["events"]["totalCount"], 9, "every message kept");
