@@ -172,6 +172,21 @@ async fn alias_links_an_old_id_to_a_user() {
     let (status, body) = app.track("/v1/alias", &key, json!({ "userId": "cust-7" })).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body["message"].as_str().unwrap().contains("previousId"));
+
+    // A user id renamed: aliasing the old user id's device to a new user id links the new id
+    // to the same contact, which then answers to both.
+    let (status, _) = app
+        .track(
+            "/v1/alias",
+            &key,
+            json!({ "previousId": "device-1", "userId": "cust-7-renamed" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let identities = entities::contact_identity::Entity::find().all(&app.db).await.unwrap();
+    let of = |key: &str| identities.iter().find(|row| row.key == key).map(|row| row.contact_id);
+    assert!(of("user:cust-7-renamed").is_some());
+    assert_eq!(of("user:cust-7-renamed"), of("user:cust-7"), "{identities:?}");
 }
 
 #[tokio::test]

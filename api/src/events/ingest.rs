@@ -329,6 +329,8 @@ struct Batch {
     new_identities: Vec<(String, Uuid)>,
     /// The user key of each profile known to have one (a profile holds at most one user id).
     user_of: HashMap<Uuid, String>,
+    /// Profiles `profile` gave a user id to, having read that they held none.
+    first_user: HashSet<Uuid>,
     /// Anonymous ids taken over by another user's profile (a shared device), with that profile.
     repointed: Vec<(String, Uuid)>,
     redirect: HashMap<Uuid, Uuid>,
@@ -432,6 +434,7 @@ impl Batch {
             created_order: Vec::new(),
             new_identities: Vec::new(),
             user_of: HashMap::new(),
+            first_user: HashSet::new(),
             repointed: Vec::new(),
             redirect: HashMap::new(),
             dirty: HashSet::new(),
@@ -775,6 +778,9 @@ impl Batch {
             self.merge(winner, *loser, "identify")?;
         }
         if let Some(key) = user {
+            if self.user_of_profile(winner).is_none() {
+                self.first_user.insert(winner);
+            }
             self.attach(key, winner);
             self.mark_identified(winner);
         }
@@ -1248,18 +1254,19 @@ impl Batch {
         Ok(created)
     }
 
-    /// Whether a profile this batch gave a user id got another user's id from a batch that
-    /// committed after this one read it (the row locks just taken waited for that one). The two
-    /// people must stay apart: the batch runs again, and then sees the device as taken
-    /// (`profile`). Profiles this batch merges (`joined`) are left out: a merge by email joins
-    /// what it joins.
+    /// Whether a profile this batch gave its first user id (`profile`, having read it held
+    /// none) got another user's id from a batch that committed after this one read it (the row
+    /// locks just taken waited for that one). The two people must stay apart: the batch runs
+    /// again, and then sees the device as taken. Profiles this batch merges (`joined`) are left
+    /// out, as are ids linked by `alias`: merges and aliases join what they are asked to.
     async fn user_added_meanwhile(&self, db: &impl ConnectionTrait, joined: &HashSet<Uuid>) -> Result<bool, DbErr> {
+        let first: HashSet<Uuid> = self.first_user.iter().map(|id| self.resolve(*id)).collect();
         let given: HashMap<Uuid, &str> = self
             .new_identities
             .iter()
             .filter(|(key, _)| key.starts_with(USER_PREFIX))
             .map(|(key, id)| (self.resolve(*id), key.as_str()))
-            .filter(|(id, _)| !joined.contains(id))
+            .filter(|(id, _)| first.contains(id) && !joined.contains(id))
             .collect();
         if given.is_empty() {
             return Ok(false);
