@@ -778,7 +778,9 @@ impl Batch {
             self.merge(winner, *loser, "identify")?;
         }
         if let Some(key) = user {
-            if self.user_of_profile(winner).is_none() {
+            // Most profiles are found by their user key, and so by their own id in `user_of`;
+            // only the rest need the scan through merges.
+            if !self.user_of.contains_key(&winner) && self.user_of_profile(winner).is_none() {
                 self.first_user.insert(winner);
             }
             self.attach(key, winner);
