@@ -852,3 +852,70 @@ async fn users_logging_in_at_once_on_a_device_already_seen_stay_apart() {
     assert_eq!(events["events"]["totalCount"], 9, "every message kept");
     app.assert_tallies_match_events().await;
 }
+
+const COMPANY_OF: &str =
+    r#"query($email: String!) { contactByEmail(email: $email) { company { name domain industry } } }"#;
+
+#[tokio::test]
+async fn group_puts_a_contact_in_a_company_found_by_domain_or_else_by_name() {
+    let app = TestApp::spawn().await;
+    let key = app.write_key().await;
+    app.create_company(json!({ "name": "Acme Inc", "domain": "acme.com" }))
+        .await;
+    let batch = json!([
+        { "type": "identify", "userId": "ann", "traits": { "email": "ann@example.com" }, "messageId": "1" },
+        // Found by domain whatever the name says.
+        { "type": "group", "userId": "ann", "groupId": "g1",
+          "traits": { "name": "ACME", "website": "https://www.acme.com/about" }, "messageId": "2" },
+        { "type": "identify", "userId": "bob", "traits": { "email": "bob@example.com" }, "messageId": "3" },
+        // No domain: found by name, else made with it.
+        { "type": "group", "userId": "bob", "groupId": "g2",
+          "traits": { "name": "Initech", "industry": "Software" }, "messageId": "4" },
+        { "type": "identify", "userId": "cy", "traits": { "email": "cy@example.com" }, "messageId": "5" },
+        { "type": "group", "userId": "cy", "groupId": "g2", "traits": { "name": "Initech" }, "messageId": "6" },
+        // Neither: the contact keeps no company, the call is still accepted.
+        { "type": "group", "userId": "cy", "groupId": "g3", "traits": {}, "messageId": "7" },
+    ]);
+    let (status, body) = app.track("/v1/batch", &key, json!({ "batch": batch })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let company = |email: &'static str| {
+        let app = &app;
+        async move { app.gql(COMPANY_OF, json!({ "email": email })).await["contactByEmail"]["company"].clone() }
+    };
+    assert_eq!(
+        company("ann@example.com").await,
+        json!({ "name": "Acme Inc", "domain": "acme.com", "industry": null })
+    );
+    let initech = json!({ "name": "Initech", "domain": null, "industry": "Software" });
+    assert_eq!(company("bob@example.com").await, initech);
+    assert_eq!(company("cy@example.com").await, initech);
+    let companies = app.gql("{ companies { totalCount } }", json!({})).await;
+    assert_eq!(companies["companies"]["totalCount"], 2, "{companies}");
+}
+
+#[tokio::test]
+async fn batches_grouping_by_one_new_company_name_at_once_make_it_once() {
+    let app = TestApp::spawn().await;
+    let key = app.write_key().await;
+    // Eight people join the same new company, each in a batch of their own sent at once; the
+    // company has a name and no domain, so nothing but the batches' locks keeps it single.
+    let batches = (0..8)
+        .map(|b| {
+            json!([
+                { "type": "identify", "userId": format!("u{b}"), "traits": { "email": format!("u{b}@example.com") },
+                  "messageId": format!("i-{b}") },
+                { "type": "group", "userId": format!("u{b}"), "groupId": "hooli",
+                  "traits": { "name": "Hooli" }, "messageId": format!("g-{b}") },
+            ])
+        })
+        .collect();
+    send_at_once(&app, &key, batches).await;
+    let companies = app.gql("{ companies { totalCount nodes { name } } }", json!({})).await;
+    assert_eq!(companies["companies"]["totalCount"], 1, "{companies}");
+    for b in 0..8 {
+        let data = app
+            .gql(COMPANY_OF, json!({ "email": format!("u{b}@example.com") }))
+            .await;
+        assert_eq!(data["contactByEmail"]["company"]["name"], "Hooli", "u{b}: {data}");
+    }
+}

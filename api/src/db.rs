@@ -6,7 +6,7 @@ use sea_orm::sea_query::{Expr, ExprTrait, Func, Query};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr,
-    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -87,6 +87,36 @@ pub async fn begin_write<C: TransactionTrait>(db: &C) -> Result<C::Transaction, 
         ..Default::default()
     })
     .await
+}
+
+/// Takes PostgreSQL advisory locks `(class, key)` for the rest of the transaction, in key order
+/// so that writers locking several keys never deadlock; `shared` ones only exclude a holder
+/// that is not shared. A no-op on SQLite, whose writers are serial anyway.
+pub async fn lock_for_transaction(
+    db: &impl ConnectionTrait,
+    class: i32,
+    keys: &[i32],
+    shared: bool,
+) -> Result<(), DbErr> {
+    if db.get_database_backend() != DbBackend::Postgres || keys.is_empty() {
+        return Ok(());
+    }
+    let mut keys = keys.to_vec();
+    keys.sort_unstable();
+    keys.dedup();
+    let function = if shared {
+        "pg_advisory_xact_lock_shared"
+    } else {
+        "pg_advisory_xact_lock"
+    };
+    // `unnest` yields the array in order, and the calls run row by row.
+    db.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        format!("SELECT {function}($1, key) FROM unnest($2::int4[]) AS key"),
+        [class.into(), keys.into()],
+    ))
+    .await?;
+    Ok(())
 }
 
 /// Errors that a fresh attempt of the same transaction can succeed past: lock conflicts, and on

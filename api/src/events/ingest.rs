@@ -391,6 +391,24 @@ fn profile_id(workspace_id: Uuid, key: &str) -> Uuid {
     uuid::Builder::from_random_bytes(bytes).into_uuid()
 }
 
+/// The advisory lock space of company names being found or created (`lock_company_names`;
+/// "cmp" in ASCII).
+const COMPANY_NAME_LOCKS: i32 = 0x636d70;
+
+/// What a group call finds its company by: the domain its traits give, else their name.
+enum CompanyKey {
+    Domain(String),
+    Name(String),
+}
+
+fn company_key(message: &Message) -> Option<CompanyKey> {
+    let domain = text_trait(&message.traits, &["website", "domain"]).and_then(|d| parse_domain(&d).ok());
+    match domain {
+        Some(domain) => Some(CompanyKey::Domain(domain)),
+        None => text_trait(&message.traits, &["name"]).map(CompanyKey::Name),
+    }
+}
+
 /// Whether a new profile holds more than a visit: what a concurrent batch's copy may lack.
 fn carries_profile(m: &contact::Model) -> bool {
     m.email.is_some()
@@ -446,6 +464,7 @@ impl Batch {
     }
 
     async fn run(mut self, db: &impl ConnectionTrait, messages: &[Message]) -> Result<Outcome, DbErr> {
+        self.lock_company_names(db, messages).await?;
         self.load(db, messages).await?;
         for message in messages {
             match message.kind {
@@ -898,15 +917,40 @@ impl Batch {
         Ok(())
     }
 
+    /// Group calls naming a company by name alone find it or create it by that name, which no
+    /// unique key covers (two companies may share a name; a domain has its own unique key). So
+    /// that concurrent batches naming the same new company create it once, each batch holds a
+    /// lock on the names it groups by until it commits, taken before it looks them up.
+    async fn lock_company_names(&self, db: &impl ConnectionTrait, messages: &[Message]) -> Result<(), DbErr> {
+        use sha2::{Digest, Sha256};
+        let keys: Vec<i32> = messages
+            .iter()
+            .filter(|m| m.kind == Kind::Group)
+            .filter_map(|m| match company_key(m) {
+                Some(CompanyKey::Name(name)) => Some(name),
+                _ => None,
+            })
+            .map(|name| {
+                let digest = Sha256::new()
+                    .chain_update(self.workspace_id.as_bytes())
+                    .chain_update(name.as_bytes())
+                    .finalize();
+                i32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
+            })
+            .collect();
+        crate::db::lock_for_transaction(db, COMPANY_NAME_LOCKS, &keys, false).await
+    }
+
     async fn group(&mut self, db: &impl ConnectionTrait, message: &Message) -> Result<(), DbErr> {
         let contact_id = self.profile(message)?;
-        let domain = text_trait(&message.traits, &["website", "domain"]).and_then(|d| parse_domain(&d).ok());
+        let Some(key) = company_key(message) else {
+            return Ok(());
+        };
         let name = text_trait(&message.traits, &["name"]);
-        let mut query = company::Entity::find().filter(company::Column::WorkspaceId.eq(self.workspace_id));
-        query = match (&domain, &name) {
-            (Some(domain), _) => query.filter(company::Column::Domain.eq(domain.clone())),
-            (None, Some(name)) => query.filter(company::Column::Name.eq(name.clone())),
-            (None, None) => return Ok(()),
+        let query = company::Entity::find().filter(company::Column::WorkspaceId.eq(self.workspace_id));
+        let (query, domain) = match key {
+            CompanyKey::Domain(domain) => (query.filter(company::Column::Domain.eq(domain.clone())), Some(domain)),
+            CompanyKey::Name(name) => (query.filter(company::Column::Name.eq(name)), None),
         };
         let company_id = match query.one(db).await? {
             Some(found) => found.id,

@@ -61,21 +61,7 @@ fn latest_times(backend: DbBackend, column: &str) -> String {
 /// transaction are invisible to a rebuild that got in first, and are added on top of the
 /// rebuilt tallies once it commits. PostgreSQL only; SQLite has one writer anyway.
 async fn lock_workspace(db: &impl ConnectionTrait, workspace_id: Uuid, alone: bool) -> Result<(), DbErr> {
-    if db.get_database_backend() != DbBackend::Postgres {
-        return Ok(());
-    }
-    let function = if alone {
-        "pg_advisory_xact_lock"
-    } else {
-        "pg_advisory_xact_lock_shared"
-    };
-    db.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        format!("SELECT {function}({LOCK_CLASS}, $1)"),
-        [workspace_lock_key(workspace_id).into()],
-    ))
-    .await?;
-    Ok(())
+    crate::db::lock_for_transaction(db, LOCK_CLASS, &[workspace_lock_key(workspace_id)], !alone).await
 }
 
 /// The advisory lock space of tally writers (the two-key form's first key; "tal" in ASCII).
