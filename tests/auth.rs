@@ -137,3 +137,65 @@ async fn a_key_revoked_on_one_server_is_refused_by_every_server() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// The same for write keys, which every tracking call presents: rotated or revoked through one
+/// server, the old secret is refused by every server at once, though each has just accepted it.
+#[tokio::test]
+async fn a_write_key_rotated_or_revoked_on_one_server_is_refused_by_every_server() {
+    let app = TestApp::spawn().await;
+    let other = app.another_server().await;
+    let client = reqwest::Client::new();
+    let status_at = |address: String, key: String| {
+        let request = client
+            .post(format!("{address}/v1/track"))
+            .basic_auth(key, Some(""))
+            .json(&json!({ "userId": "u", "event": "Ping" }));
+        async move { request.send().await.expect("request").status() }
+    };
+    let refused_everywhere = |key: String| {
+        let (app, other) = (app.address.clone(), other.clone());
+        async move {
+            assert_eq!(status_at(app, key.clone()).await, StatusCode::UNAUTHORIZED);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while status_at(other.clone(), key.clone()).await != StatusCode::UNAUTHORIZED {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the other server still accepts the old write key"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let key = app.write_key().await;
+    for _ in 0..3 {
+        assert_eq!(status_at(app.address.clone(), key.clone()).await, StatusCode::OK);
+        assert_eq!(status_at(other.clone(), key.clone()).await, StatusCode::OK);
+    }
+    let id = app.gql("{ writeKeys { id } }", json!({})).await["writeKeys"][0]["id"].clone();
+    let data = app
+        .gql(
+            "mutation($id: ID!) { writeKeyRotate(id: $id) { writeKey { id } secret } }",
+            json!({ "id": id }),
+        )
+        .await;
+    refused_everywhere(key).await;
+
+    let rotated = data["writeKeyRotate"]["secret"].as_str().unwrap().to_owned();
+    for _ in 0..3 {
+        assert_eq!(status_at(app.address.clone(), rotated.clone()).await, StatusCode::OK);
+        assert_eq!(status_at(other.clone(), rotated.clone()).await, StatusCode::OK);
+    }
+    // A write key is no API key, even once cached.
+    let (status, _) = app
+        .gql_as(Some(&rotated), "{ contacts { totalCount } }", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    app.gql(
+        "mutation($id: ID!) { writeKeyRevoke(id: $id) { userErrors { code } } }",
+        json!({ "id": data["writeKeyRotate"]["writeKey"]["id"] }),
+    )
+    .await;
+    refused_everywhere(rotated).await;
+    let events = app.gql("{ events { totalCount } }", json!({})).await;
+    assert_eq!(events["events"]["totalCount"], 12, "every accepted call stored");
+}

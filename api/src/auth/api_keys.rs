@@ -87,7 +87,8 @@ pub(super) async fn principal_for_key(
 ) -> ApiResult<Principal> {
     let secret_hash = hash(secret);
     let read_from = match cache.get(&secret_hash) {
-        Ok(principal) => return Ok(principal),
+        Ok(principal) if matches!(principal.credential, Credential::ApiKey { .. }) => return Ok(principal),
+        Ok(_) => return Err(ApiError::Unauthenticated),
         Err(epoch) => epoch,
     };
     let key = api_key::Entity::find()

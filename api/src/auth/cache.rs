@@ -1,5 +1,5 @@
-//! Principals of recently used API keys, held in memory so that a request on PostgreSQL does not
-//! pay a database round trip to authenticate (BENCHMARKS.md, issue 5).
+//! Principals of recently used API keys and write keys, held in memory so that a request on
+//! PostgreSQL does not pay a database round trip to authenticate (BENCHMARKS.md, issues 5 and 3).
 //!
 //! Revocation stays immediate for every server. The revoking server forgets the key at once; the
 //! revocation also sends `NOTIFY voxtur_credentials` with the key's id in its transaction, and
@@ -39,14 +39,14 @@ struct State {
 }
 
 /// When a database read began, for [`PrincipalCache::put`].
-pub(super) struct Epoch(u64);
+pub(crate) struct Epoch(u64);
 
 impl PrincipalCache {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(super) fn get(&self, secret_hash: &str) -> Result<Principal, Epoch> {
+    pub(crate) fn get(&self, secret_hash: &str) -> Result<Principal, Epoch> {
         let state = self.lock();
         match state.entries.get(secret_hash) {
             Some((principal, at)) if at.elapsed() < TTL => Ok(principal.clone()),
@@ -56,7 +56,7 @@ impl PrincipalCache {
 
     /// Caches a principal read from the database since `read_from`, unless something was
     /// forgotten meanwhile.
-    pub(super) fn put(&self, secret_hash: String, principal: &Principal, read_from: Epoch) {
+    pub(crate) fn put(&self, secret_hash: String, principal: &Principal, read_from: Epoch) {
         let mut state = self.lock();
         if !state.live || state.epoch != read_from.0 {
             return;
@@ -73,7 +73,7 @@ impl PrincipalCache {
         state.epoch += 1;
         state
             .entries
-            .retain(|_, (principal, _)| principal.credential != super::Credential::ApiKey { id: key_id });
+            .retain(|_, (principal, _)| principal.credential.id() != key_id);
     }
 
     fn forget_all(&self, live: bool) {
@@ -121,7 +121,7 @@ impl PrincipalCache {
 
 /// Tells every server that a key was revoked. Inside the revoking transaction, PostgreSQL
 /// delivers the notification when it commits.
-pub(super) async fn announce_revocation(db: &impl ConnectionTrait, key_id: Uuid) -> Result<(), sea_orm::DbErr> {
+pub(crate) async fn announce_revocation(db: &impl ConnectionTrait, key_id: Uuid) -> Result<(), sea_orm::DbErr> {
     if db.get_database_backend() == DatabaseBackend::Postgres {
         db.execute_raw(Statement::from_sql_and_values(
             DatabaseBackend::Postgres,

@@ -5,7 +5,7 @@
 //! [`Credential`] variant recognised by its prefix in [`authenticate`].
 
 pub(crate) mod api_keys;
-mod cache;
+pub(crate) mod cache;
 mod scopes;
 
 pub use api_keys::{IssuedApiKey, issue_api_key, revoke_api_key};
@@ -18,7 +18,21 @@ use uuid::Uuid;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
-    ApiKey { id: Uuid },
+    ApiKey {
+        id: Uuid,
+    },
+    /// Authenticates tracking calls only (`events::write_keys`); its principal has no scopes.
+    WriteKey {
+        id: Uuid,
+    },
+}
+
+impl Credential {
+    pub fn id(&self) -> Uuid {
+        match self {
+            Credential::ApiKey { id } | Credential::WriteKey { id } => *id,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

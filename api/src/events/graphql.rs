@@ -2,7 +2,7 @@
 
 use super::identity::merge;
 use super::{STANDARD_TYPES, insert_events, record_activity, write_keys};
-use crate::auth::{Scope, ScopeGuard};
+use crate::auth::{PrincipalCache, Scope, ScopeGuard};
 use crate::contacts::graphql::{Channel, Contact, Utm};
 use crate::error::{ApiError, ApiResult};
 use crate::graphql::loaders::load_failed;
@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use entities::{contact, event, write_key};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select};
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// What happened. Standard types carry known meaning; anything else is `CUSTOM` with a name.
@@ -631,7 +632,9 @@ impl EventMutation {
     ) -> async_graphql::Result<WriteKeyPayload> {
         let r = request(ctx)?;
         let rotated = match decode_as(&id, NodeKind::WriteKey) {
-            Some(uuid) => write_keys::rotate(r.db, r.principal.workspace_id, uuid).await?,
+            Some(uuid) => {
+                write_keys::rotate(r.db, ctx.data::<Arc<PrincipalCache>>()?, r.principal.workspace_id, uuid).await?
+            }
             None => None,
         };
         Ok(match rotated {
@@ -657,7 +660,9 @@ impl EventMutation {
     ) -> async_graphql::Result<WriteKeyPayload> {
         let r = request(ctx)?;
         let revoked = match decode_as(&id, NodeKind::WriteKey) {
-            Some(uuid) => write_keys::revoke(r.db, r.principal.workspace_id, uuid).await?,
+            Some(uuid) => {
+                write_keys::revoke(r.db, ctx.data::<Arc<PrincipalCache>>()?, r.principal.workspace_id, uuid).await?
+            }
             None => None,
         };
         Ok(match revoked {

@@ -8,13 +8,13 @@
 
 use super::ingest::{Ingestor, Kind, MAX_BATCH_BYTES, MAX_CALL_BYTES, Message, parse};
 use super::write_keys::workspace_for;
+use crate::server::AppState;
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use futures_util::StreamExt;
-use sea_orm::DatabaseConnection;
 use serde_json::{Value as Json, json};
 use uuid::Uuid;
 
@@ -63,11 +63,7 @@ fn parse_json(body: &[u8]) -> Result<Json, HttpResponse> {
 }
 
 /// The write key from basic auth (username) or from `writeKey` in the body.
-async fn authenticate(
-    req: &HttpRequest,
-    body_key: Option<&str>,
-    db: &DatabaseConnection,
-) -> Result<Uuid, HttpResponse> {
+async fn authenticate(req: &HttpRequest, body_key: Option<&str>, state: &AppState) -> Result<Uuid, HttpResponse> {
     let from_header = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -86,7 +82,7 @@ async fn authenticate(
         )
     };
     let Some(key) = key else { return Err(unauthorized()) };
-    match workspace_for(db, &key).await {
+    match workspace_for(&state.db, &state.principals, &key).await {
         Ok(Some(workspace)) => Ok(workspace),
         Ok(None) => Err(unauthorized()),
         Err(error) => {
@@ -115,7 +111,7 @@ async fn single(
     req: HttpRequest,
     path: web::Path<String>,
     payload: web::Payload,
-    state: web::Data<crate::server::AppState>,
+    state: web::Data<AppState>,
     ingestor: web::Data<Ingestor>,
 ) -> HttpResponse {
     let Some(kind) = Kind::parse(&path) else {
@@ -129,7 +125,7 @@ async fn single(
         let body = read_body(payload, MAX_CALL_BYTES, "a call").await?;
         let raw = parse_json(&body)?;
         let body_key = raw.get("writeKey").and_then(Json::as_str).map(str::to_owned);
-        let workspace = authenticate(&req, body_key.as_deref(), &state.db).await?;
+        let workspace = authenticate(&req, body_key.as_deref(), &state).await?;
         let message = parse(raw, Some(kind), crate::now(), None)
             .map_err(|e| failure(StatusCode::BAD_REQUEST, "invalid_message", e))?;
         store(&ingestor, workspace, &[message]).await?;
@@ -152,7 +148,7 @@ struct BatchBody<'a> {
 async fn batch(
     req: HttpRequest,
     payload: web::Payload,
-    state: web::Data<crate::server::AppState>,
+    state: web::Data<AppState>,
     ingestor: web::Data<Ingestor>,
 ) -> HttpResponse {
     let result = async {
@@ -160,7 +156,7 @@ async fn batch(
         // Raw messages: their exact sizes come free, and each is parsed once.
         let raw: BatchBody = serde_json::from_slice(&body)
             .map_err(|e| failure(StatusCode::BAD_REQUEST, "invalid_json", format!("body is not a JSON batch: {e}")))?;
-        let workspace = authenticate(&req, raw.write_key.as_deref(), &state.db).await?;
+        let workspace = authenticate(&req, raw.write_key.as_deref(), &state).await?;
         let Some(items) = raw.batch else {
             return Err(failure(StatusCode::BAD_REQUEST, "invalid_batch", "body needs a `batch` array of messages"));
         };
