@@ -78,3 +78,25 @@ async fn a_page_costs_the_same_statements_whatever_its_size() {
         "statements for 2 and 10 companies: {costs:?}"
     );
 }
+
+/// The planner settings every PostgreSQL connection of the server runs with (`db::connect`
+/// says why): a page's joins without Memoize, no parallel workers, room to hash in memory.
+#[tokio::test]
+async fn postgres_connections_plan_with_the_servers_settings() {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    let app = TestApp::spawn().await;
+    if app.db.get_database_backend() != DbBackend::Postgres {
+        return;
+    }
+    let row = app
+        .db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT current_setting('enable_memoize') || ' ' || current_setting('max_parallel_workers_per_gather') \
+             || ' ' || current_setting('work_mem')",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.try_get_by_index::<String>(0).unwrap(), "off 0 32MB");
+}

@@ -57,7 +57,19 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<(DatabaseConnection,
         // No parallel plans: the server runs many statements at once, and for the hash joins
         // behaviour conditions make, every parallel worker builds the same hash table again
         // (measured: 1.26 s in parallel, 0.78 s without, for a segment at a million contacts).
-        .map_sqlx_postgres_opts(|opts| opts.options([("work_mem", "32MB"), ("max_parallel_workers_per_gather", "0")]));
+        //
+        // No Memoize nodes: PostgreSQL sizes a Memoize cache by the distinct keys of the whole
+        // table it looks into and builds it at every execution, so a contacts page joining its 50
+        // companies set up a cache for 50,000 at each call. Measured on the list of issue 5: 0.13
+        // ms of PostgreSQL CPU a request, a quarter of it (BENCHMARKS.md, eighth session); the
+        // segment benchmark's plans did not get slower without it.
+        .map_sqlx_postgres_opts(|opts| {
+            opts.options([
+                ("work_mem", "32MB"),
+                ("max_parallel_workers_per_gather", "0"),
+                ("enable_memoize", "off"),
+            ])
+        });
     if let Some(schema) = &settings.schema {
         options.set_schema_search_path(schema.clone());
     }
