@@ -33,6 +33,10 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<(DatabaseConnection,
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(10))
         .sqlx_logging(false)
+        // A connection dropped by the server or the network shows once it has sat idle; a busy
+        // one was just used. Pinging every checkout cost each request a round trip: 4% of a
+        // contacts list's CPU on PostgreSQL (BENCHMARKS.md, issue 5, eighth session).
+        .test_before_acquire_if_idle_for(Duration::from_secs(5))
         // WAL lets readers run beside the one writer; NORMAL sync is durable across crashes of
         // the process (not of the OS), the usual trade for an embedded server.
         .map_sqlx_sqlite_opts(|opts| {
@@ -144,6 +148,45 @@ pub fn is_transient(error: &DbErr) -> bool {
     ]
     .iter()
     .any(|needle| text.contains(needle))
+}
+
+/// Runs a write transaction again, up to five times in all, while it fails in a way a fresh
+/// attempt can get past (`is_transient`). A writer that locks a contact and then its journey
+/// (a delete, a merge) can deadlock with an ingestion batch that wrote to that journey first
+/// and locks the contact last; PostgreSQL then aborts one of the two.
+pub async fn retry_transient<T, E, F, Fut>(mut transaction: F) -> Result<T, E>
+where
+    E: MaybeTransient,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match transaction().await {
+            Err(error) if attempt < 5 && error.is_transient() => {
+                tokio::time::sleep(Duration::from_millis(5 << attempt)).await;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+/// Errors that may carry a database error `retry_transient` can run again past.
+pub trait MaybeTransient {
+    fn is_transient(&self) -> bool;
+}
+
+impl MaybeTransient for DbErr {
+    fn is_transient(&self) -> bool {
+        is_transient(self)
+    }
+}
+
+impl MaybeTransient for crate::error::ApiError {
+    fn is_transient(&self) -> bool {
+        matches!(self, crate::error::ApiError::Internal(e) if e.downcast_ref::<DbErr>().is_some_and(is_transient))
+    }
 }
 
 /// See `checkpoint_continuously`.

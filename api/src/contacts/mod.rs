@@ -632,11 +632,20 @@ pub async fn delete<C: ConnectionTrait + TransactionTrait>(
     id: &ID,
 ) -> MutationResult<Uuid> {
     let uuid = decode_as(id, NodeKind::Contact).ok_or_else(|| not_found(id))?;
+    if crate::db::retry_transient(|| delete_once(db, workspace_id, uuid)).await? {
+        Ok(uuid)
+    } else {
+        Err(not_found(id))
+    }
+}
+
+/// One attempt of `delete`; false when there is no such contact.
+async fn delete_once<C: ConnectionTrait + TransactionTrait>(db: &C, workspace_id: Uuid, uuid: Uuid) -> ApiResult<bool> {
     let txn = crate::db::begin_write(db).await?;
     // Locked first: ingestion batches adding events to it finish before this goes on (and
     // their events go with it), later ones find it gone and start again.
     if find_for_update(&txn, workspace_id, uuid).await?.is_none() {
-        return Err(not_found(id));
+        return Ok(false);
     }
     // Out of its segments first, with the exits recorded and the counts kept.
     crate::segments::leave_all(&txn, uuid).await?;
@@ -657,7 +666,7 @@ pub async fn delete<C: ConnectionTrait + TransactionTrait>(
     .insert(&txn)
     .await?;
     txn.commit().await?;
-    Ok(uuid)
+    Ok(true)
 }
 
 /// The outcome of one item of a bulk upsert.

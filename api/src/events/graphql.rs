@@ -556,42 +556,11 @@ impl EventMutation {
                 user_errors: errors,
             })
         };
-        let txn = crate::db::begin_write(r.db).await?;
-        // Both rows locked for update (in id order, as every writer locks contacts) and read
-        // under the lock: a concurrent batch may have merged either away or changed it.
-        let ids: Vec<Uuid> = [&winner_id, &loser_id]
-            .into_iter()
-            .filter_map(|id| decode_as(id, NodeKind::Contact))
-            .collect();
-        let mut query = contact::Entity::find()
-            .filter(contact::Column::WorkspaceId.eq(ws))
-            .filter(contact::Column::Id.is_in(ids))
-            .order_by_asc(contact::Column::Id);
-        if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
-            query = query.lock(sea_orm::sea_query::LockType::Update);
-        }
-        let rows = query.all(&txn).await?;
-        let row =
-            |id: &ID| decode_as(id, NodeKind::Contact).and_then(|uuid| rows.iter().find(|r| r.id == uuid).cloned());
-        let (winner, loser) = (row(&winner_id), row(&loser_id));
-        let (Some(winner), Some(loser)) = (winner.clone(), loser.clone()) else {
-            let field = if winner.is_none() { "winnerId" } else { "loserId" };
-            return failed(fail(
-                &[field],
-                UserErrorCode::NotFound,
-                "no such contact in this workspace",
-            ));
+        let merged = match crate::db::retry_transient(|| merge_once(r.db, ws, &winner_id, &loser_id)).await? {
+            Ok(merged) => merged,
+            Err(errors) => return failed(errors),
         };
-        if winner.id == loser.id {
-            return failed(fail(
-                &["loserId"],
-                UserErrorCode::Invalid,
-                "a contact cannot be merged into itself",
-            ));
-        }
-        let merged = merge(&txn, &winner, &loser, "manual").await?;
-        txn.commit().await?;
-        crate::segments::keep_current(r.db, ws, crate::segments::Touched::changed(vec![winner.id])).await;
+        crate::segments::keep_current(r.db, ws, crate::segments::Touched::changed(vec![merged.contact.id])).await;
         Ok(ContactMergePayload {
             contact: Some(Contact::from(merged.contact)),
             events_moved: i32::try_from(merged.events_moved).unwrap_or(i32::MAX),
@@ -678,6 +647,53 @@ impl EventMutation {
             },
         })
     }
+}
+
+/// One attempt of `contactMerge`: the merge, or what is wrong with the ids.
+async fn merge_once(
+    db: &sea_orm::DatabaseConnection,
+    ws: Uuid,
+    winner_id: &ID,
+    loser_id: &ID,
+) -> Result<Result<super::identity::Merged, Vec<UserError>>, sea_orm::DbErr> {
+    let txn = crate::db::begin_write(db).await?;
+    // Both rows locked for update (in id order, as every writer locks contacts) and read
+    // under the lock: a concurrent batch may have merged either away or changed it.
+    let ids: Vec<Uuid> = [winner_id, loser_id]
+        .into_iter()
+        .filter_map(|id| decode_as(id, NodeKind::Contact))
+        .collect();
+    let mut query = contact::Entity::find()
+        .filter(contact::Column::WorkspaceId.eq(ws))
+        .filter(contact::Column::Id.is_in(ids))
+        .order_by_asc(contact::Column::Id);
+    if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        query = query.lock(sea_orm::sea_query::LockType::Update);
+    }
+    let rows = query.all(&txn).await?;
+    let row = |id: &ID| decode_as(id, NodeKind::Contact).and_then(|uuid| rows.iter().find(|r| r.id == uuid).cloned());
+    let (Some(winner), Some(loser)) = (row(winner_id), row(loser_id)) else {
+        let field = if row(winner_id).is_none() {
+            "winnerId"
+        } else {
+            "loserId"
+        };
+        return Ok(Err(fail(
+            &[field],
+            UserErrorCode::NotFound,
+            "no such contact in this workspace",
+        )));
+    };
+    if winner.id == loser.id {
+        return Ok(Err(fail(
+            &["loserId"],
+            UserErrorCode::Invalid,
+            "a contact cannot be merged into itself",
+        )));
+    }
+    let merged = merge(&txn, &winner, &loser, "manual").await?;
+    txn.commit().await?;
+    Ok(Ok(merged))
 }
 
 /// The first page of a contact's timeline; batched across a list of contacts.
