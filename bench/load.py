@@ -190,6 +190,32 @@ def children(pid):
     return out
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    """CPU time (user and system) used so far by a process and its children, and by every
+    PostgreSQL process: the application's side and the database's side of a request."""
+    def ticks(p):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return int(fields[11]) + int(fields[12])
+        except (FileNotFoundError, ProcessLookupError):
+            return 0
+    app = sum(ticks(p) for p in [pid] + children(pid))
+    postgres = 0
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                with open(f"/proc/{p}/comm") as f:
+                    if f.read().strip() == "postgres":
+                        postgres += ticks(p)
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+    return app / CLOCK_TICKS, postgres / CLOCK_TICKS
+
+
 def post(url, body, headers):
     request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"content-type": "application/json", **headers})
     with urllib.request.urlopen(request, timeout=60) as response:
@@ -220,13 +246,14 @@ def run(cmd, env=None, capture=True):
     return result.stdout
 
 
-def wrk(args, url, script, workdir, delay_ms=None):
+def wrk(args, url, script, workdir, delay_ms=None, pid=None):
     path = os.path.join(workdir, "scenario.lua")
     if delay_ms is not None:
         script += LUA_DELAY.replace("DELAY_MS", f"{delay_ms:.3f}")
     with open(path, "w") as f:
         f.write(script)
     threads = min(args.threads, args.concurrency)
+    before = cpu_seconds(pid) if pid else None
     result = subprocess.run(["wrk", "-t", str(threads), "-c", str(args.concurrency), "-d", f"{args.duration}s",
                              "--timeout", "30s", "--latency", "-s", path, url], capture_output=True, text=True)
     out = result.stdout
@@ -240,7 +267,11 @@ def wrk(args, url, script, workdir, delay_ms=None):
     if errors or socket_errors or requests == 0:
         sys.exit(f"scenario had errors ({errors} bad responses, {socket_errors.group(1) if socket_errors else 'no socket errors'}, "
                  f"{requests} requests):\n{out}\n{result.stderr}")
-    return {"rps": rps, "p50_ms": to_ms(latency["50"]), "p99_ms": to_ms(latency["99"]), "requests": requests}
+    out = {"rps": rps, "p50_ms": to_ms(latency["50"]), "p99_ms": to_ms(latency["99"]), "requests": requests}
+    if before:
+        after = cpu_seconds(pid)
+        out["app_cpu_s"], out["postgres_cpu_s"] = after[0] - before[0], after[1] - before[1]
+    return out
 
 
 def to_ms(text):
@@ -356,7 +387,7 @@ def main():
             path, script = scenarios[name]
 
             def ours():
-                result = wrk(args, base + path, script(), workdir)
+                result = wrk(args, base + path, script(), workdir, pid=server.pid)
                 result["peak_rss_mib"] = round(rss_kib(server.pid, "VmHWM") / 1024, 1)
                 return result
 
@@ -370,7 +401,8 @@ def main():
             report(name, result)
             if peer and name in peer["scripts"]:
                 print(f"{name}: Voxtur / PostGraphile throughput = {theirs['voxtur_ratio']:.2f}x "
-                      f"(by round: {', '.join(f'{r:.2f}x' for r in theirs['round_ratios'])})", flush=True)
+                      f"(by round: {', '.join(f'{r:.2f}x' for r in theirs['round_ratios'])}); "
+                      f"PostGraphile / Voxtur CPU a request = {theirs['cpu_ratio']:.2f}x", flush=True)
             if name == "contacts_list" and args.half_load:
                 # Each connection waits between requests so the whole runs at about half the rate:
                 # a connection's cycle is its wait plus the latency, and the latency at half load
@@ -469,13 +501,16 @@ def side_by_side(args, name, ours, peer, workdir):
     medians of the slices'."""
     slices = {"voxtur": [], "peer": []}
     for _ in range(args.rounds):
-        result = wrk(args, peer["url"], peer["scripts"][name], workdir)
+        result = wrk(args, peer["url"], peer["scripts"][name], workdir, pid=peer["process"].pid)
         result["peak_rss_mib"] = round(rss_kib(peer["process"].pid, "VmHWM") / 1024, 1)
         slices["peer"].append(result)
         slices["voxtur"].append(ours())
     combined = {side: combine(results) for side, results in slices.items()}
     combined["peer"]["voxtur_ratio"] = round(combined["voxtur"]["rps"] / combined["peer"]["rps"], 2)
     combined["peer"]["round_ratios"] = [round(v["rps"] / p["rps"], 2) for v, p in zip(slices["voxtur"], slices["peer"])]
+    # Throughput follows the machine's phase; CPU a request much less. Its inverse ratio is what
+    # the throughput ratio would be on a quiet machine where both are CPU-bound.
+    combined["peer"]["cpu_ratio"] = round(cpu_ms(combined["peer"]) / cpu_ms(combined["voxtur"]), 2)
     return combined["voxtur"], combined["peer"]
 
 
@@ -487,13 +522,25 @@ def combine(results):
            "p99_ms": statistics.median(r["p99_ms"] for r in results)}
     if any("peak_rss_mib" in r for r in results):
         out["peak_rss_mib"] = max(r.get("peak_rss_mib", 0) for r in results)
+    for side in ("app_cpu_s", "postgres_cpu_s"):
+        if all(side in r for r in results):
+            out[side.replace("_s", "_ms_per_request")] = round(sum(r[side] for r in results) * 1000 / requests, 3)
     return out
+
+
+def cpu_ms(result):
+    """CPU a request, the application's and PostgreSQL's, in ms."""
+    return result["app_cpu_ms_per_request"] + result["postgres_cpu_ms_per_request"]
 
 
 def report(name, result):
     rss = f", peak RSS {result['peak_rss_mib']} MiB" if "peak_rss_mib" in result else ""
+    cpu = ""
+    if "app_cpu_ms_per_request" in result:
+        cpu = (f"  CPU/request {cpu_ms(result):.3f} ms (app {result['app_cpu_ms_per_request']:.3f}"
+               f" + PostgreSQL {result['postgres_cpu_ms_per_request']:.3f})")
     print(f"{name:>28}: {result['rps']:9.1f} req/s  p50 {result['p50_ms']:7.2f} ms  p99 {result['p99_ms']:7.2f} ms"
-          f"  ({result['requests']} requests{rss})", flush=True)
+          f"  ({result['requests']} requests{rss}){cpu}", flush=True)
 
 
 def machine():
