@@ -79,7 +79,7 @@ impl Projectable for company::Entity {
         use company::Column as C;
         let mut m = company::Model {
             id: Uuid::nil(),
-            workspace_id: Uuid::nil(),
+            workspace_id: projection.workspace(),
             name: String::new(),
             domain: None,
             industry: None,

@@ -251,8 +251,8 @@ impl Projectable for contact::Entity {
 
     fn decode(row: &QueryResult, projection: &Projection<Self>) -> Result<contact::Model, DbErr> {
         use contact::Column as C;
-        // Every column not projected keeps a new contact's value; the id and workspace always are.
-        let mut m = crate::contacts::blank_as(Uuid::nil(), Uuid::nil(), chrono::DateTime::UNIX_EPOCH);
+        // Every column not projected keeps a new contact's value; the id always is.
+        let mut m = crate::contacts::blank_as(projection.workspace(), Uuid::nil(), chrono::DateTime::UNIX_EPOCH);
         for (i, column) in projection.positions() {
             match column {
                 C::Id => m.id = row.try_get_by_index(i)?,
@@ -592,11 +592,12 @@ pub(crate) async fn list_contacts(
     // The sort keys' columns, for the cursors (newest first when none is given).
     let mut sort_columns: Vec<contact::Column> = order_by.iter().map(ContactOrderBy::column).collect();
     sort_columns.push(contact::Column::CreatedAt);
-    let contacts = Projection::<contact::Entity>::of(fields(&nodes), &sort_columns);
-    let companies =
-        child_fields(&nodes, "company").map(|f| Projection::<company::Entity>::of(f, &[]).at(contacts.end()));
+    let contacts = Projection::<contact::Entity>::of(fields(&nodes), &sort_columns, workspace_id);
+    let companies = child_fields(&nodes, "company")
+        .map(|f| Projection::<company::Entity>::of(f, &[], workspace_id).at(contacts.end()));
     let owner_offset = companies.as_ref().map_or(contacts.end(), Projection::end);
-    let owners = child_fields(&nodes, "owner").map(|f| Projection::<app_user::Entity>::of(f, &[]).at(owner_offset));
+    let owners = child_fields(&nodes, "owner")
+        .map(|f| Projection::<app_user::Entity>::of(f, &[], workspace_id).at(owner_offset));
     let project = |select: sea_orm::Select<contact::Entity>| {
         let mut select = contacts.select(select.select_only(), contact::Entity);
         if let Some(companies) = &companies {

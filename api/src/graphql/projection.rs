@@ -10,55 +10,71 @@
 use async_graphql::SelectionField;
 use sea_orm::sea_query::{Expr, IntoIden};
 use sea_orm::{ColumnTrait, DbErr, EntityTrait, IdenStatic, Iterable, QueryResult, QuerySelect, Select};
+use uuid::Uuid;
 
 /// An entity whose GraphQL type can be resolved from some of its columns.
 pub trait Projectable: EntityTrait {
     /// The id, which every projection reads first (a left-joined row is absent when it is NULL).
     const ID: Self::Column;
-    /// The workspace, which every projection reads too (joins and loaders are scoped by it).
+    /// The workspace, which joins match on. Projections do not read it: every statement that
+    /// projects is scoped to one workspace, which the projection carries instead.
     const WORKSPACE: Self::Column;
 
     /// The columns a GraphQL field of the type reads; `None` for a field not listed here, which
     /// makes the projection read every column (a new field is never resolved from a blank).
     fn columns_of(field: &str) -> Option<&'static [Self::Column]>;
 
-    /// The model from the projected columns of `row`; the fields of other columns are blank.
+    /// The model from the projected columns of `row` and the projection's workspace; the fields
+    /// of other columns are blank.
     fn decode(row: &QueryResult, projection: &Projection<Self>) -> Result<Self::Model, DbErr>;
 }
 
-/// Columns of `E` a statement selects, in order, from position `offset` of its rows.
+/// Columns of `E` a statement selects, in order, from position `offset` of its rows, all of
+/// them of rows of `workspace`.
 pub struct Projection<E: EntityTrait> {
     columns: Vec<E::Column>,
     offset: usize,
+    workspace: Uuid,
 }
 
 impl<E: Projectable> Projection<E> {
-    /// The columns read by `fields` (a selection set, fragments flattened) and `extra`.
-    pub fn of<'a>(fields: impl IntoIterator<Item = SelectionField<'a>>, extra: &[E::Column]) -> Projection<E> {
-        let mut projection = Projection::with(extra);
+    /// The columns read by `fields` (a selection set, fragments flattened) and `extra`, of
+    /// rows of `workspace`.
+    pub fn of<'a>(
+        fields: impl IntoIterator<Item = SelectionField<'a>>,
+        extra: &[E::Column],
+        workspace: Uuid,
+    ) -> Projection<E> {
+        let mut projection = Projection::with(extra, workspace);
         for field in fields {
             match E::columns_of(field.name()) {
                 Some(columns) => projection.add(columns),
-                None => return Projection::all(),
+                None => return Projection::all(workspace),
             }
         }
         projection
     }
 
     /// Every column.
-    pub fn all() -> Projection<E> {
-        Projection::with(&E::Column::iter().collect::<Vec<_>>())
+    pub fn all(workspace: Uuid) -> Projection<E> {
+        Projection::with(&E::Column::iter().collect::<Vec<_>>(), workspace)
     }
 
-    /// The id and the workspace, then `columns`.
-    fn with(columns: &[E::Column]) -> Projection<E> {
+    /// The id, then `columns`.
+    fn with(columns: &[E::Column], workspace: Uuid) -> Projection<E> {
         let mut projection = Projection {
             columns: Vec::new(),
             offset: 0,
+            workspace,
         };
-        projection.add(&[E::ID, E::WORKSPACE]);
+        projection.add(&[E::ID]);
         projection.add(columns);
         projection
+    }
+
+    /// The workspace of every row read.
+    pub fn workspace(&self) -> Uuid {
+        self.workspace
     }
 
     fn add(&mut self, columns: &[E::Column]) {

@@ -58,7 +58,7 @@ impl Projectable for app_user::Entity {
         use app_user::Column as C;
         let mut m = app_user::Model {
             id: uuid::Uuid::nil(),
-            workspace_id: uuid::Uuid::nil(),
+            workspace_id: projection.workspace(),
             email: String::new(),
             name: String::new(),
             role: entities::enums::Role::Analyst,
