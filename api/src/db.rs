@@ -67,20 +67,11 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<(DatabaseConnection,
         // companies set up a cache for 50,000 at each call. Measured on the list of issue 5: 0.13
         // ms of PostgreSQL CPU a request, a quarter of it (BENCHMARKS.md, eighth session); the
         // segment benchmark's plans did not get slower without it.
-        //
-        // Prepared statements keep their generic plan. Left to choose, PostgreSQL compares the
-        // generic plan's cost with the custom plans' it made, and a page of contacts by
-        // lifecycle stage flipped to planning at every call once the statistics moved (a
-        // generic estimate of the stage's share below the share of leads): 0.3 ms of PostgreSQL
-        // CPU a request, most of it (BENCHMARKS.md, eighth session). Statements over the whole
-        // workspace, whose plan should follow their values, ask for custom plans
-        // (`plan_for_values`).
         .map_sqlx_postgres_opts(|opts| {
             opts.options([
                 ("work_mem", "32MB"),
                 ("max_parallel_workers_per_gather", "0"),
                 ("enable_memoize", "off"),
-                ("plan_cache_mode", "force_generic_plan"),
             ])
         });
     if let Some(schema) = &settings.schema {
@@ -141,17 +132,6 @@ pub async fn lock_for_transaction(
         [class.into(), keys.into()],
     ))
     .await?;
-    Ok(())
-}
-
-/// Has the rest of a transaction plan each statement for its values (a custom plan), as
-/// statements over a whole workspace should: planning is nothing beside their run, and the
-/// best plan for a rare event type is not the one for a common one. PostgreSQL only.
-pub async fn plan_for_values(txn: &impl ConnectionTrait) -> Result<(), DbErr> {
-    if txn.get_database_backend() == DbBackend::Postgres {
-        txn.execute_unprepared("SET LOCAL plan_cache_mode = force_custom_plan")
-            .await?;
-    }
     Ok(())
 }
 

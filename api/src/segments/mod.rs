@@ -331,9 +331,6 @@ pub async fn evaluate<C: ConnectionTrait + TransactionTrait>(
     scope: Option<Vec<Uuid>>,
 ) -> ApiResult<Evaluation> {
     let txn = crate::db::begin_write(db).await?;
-    if scope.is_none() {
-        crate::db::plan_for_values(&txn).await?;
-    }
     let mut query = segment::Entity::find_by_id(id).filter(segment::Column::WorkspaceId.eq(workspace_id));
     if txn.get_database_backend() == DbBackend::Postgres {
         query = query.lock(LockType::Update);
