@@ -8,7 +8,7 @@ use crate::custom_fields::graphql::CustomFieldOrder;
 use crate::custom_fields::{Definitions, FieldSql};
 use crate::error::ApiResult;
 use crate::graphql::loaders::{CompanyContactsKey, load_failed};
-use crate::graphql::projection::{Projectable, Projection};
+use crate::graphql::projection::{Projectable, Projection, cell};
 use crate::graphql::relay::{NodeKind, connection, connection_cost};
 use crate::graphql::user_error::{UserError, into_payload};
 use crate::graphql::{OrderDirection, request};
@@ -91,16 +91,16 @@ impl Projectable for company::Entity {
         };
         for (i, column) in projection.positions() {
             match column {
-                C::Id => m.id = row.try_get_by_index(i)?,
-                C::WorkspaceId => m.workspace_id = row.try_get_by_index(i)?,
-                C::Name => m.name = row.try_get_by_index(i)?,
-                C::Domain => m.domain = row.try_get_by_index(i)?,
-                C::Industry => m.industry = row.try_get_by_index(i)?,
+                C::Id => m.id = cell(row, i)?,
+                C::WorkspaceId => m.workspace_id = cell(row, i)?,
+                C::Name => m.name = cell(row, i)?,
+                C::Domain => m.domain = cell(row, i)?,
+                C::Industry => m.industry = cell(row, i)?,
                 C::Size => m.size = row.try_get_by_index(i)?,
-                C::OwnerId => m.owner_id = row.try_get_by_index(i)?,
-                C::CustomFields => m.custom_fields = row.try_get_by_index(i)?,
-                C::CreatedAt => m.created_at = row.try_get_by_index(i)?,
-                C::UpdatedAt => m.updated_at = row.try_get_by_index(i)?,
+                C::OwnerId => m.owner_id = cell(row, i)?,
+                C::CustomFields => m.custom_fields = cell(row, i)?,
+                C::CreatedAt => m.created_at = cell(row, i)?,
+                C::UpdatedAt => m.updated_at = cell(row, i)?,
             }
         }
         Ok(m)

@@ -7,7 +7,7 @@ use crate::companies::graphql::Company;
 use crate::custom_fields::graphql::CustomFieldOrder;
 use crate::custom_fields::{Definitions, FieldSql};
 use crate::error::ApiResult;
-use crate::graphql::projection::{Projectable, Projection, child_fields, connection_nodes, fields};
+use crate::graphql::projection::{Projectable, Projection, cell, child_fields, connection_nodes, fields};
 use crate::graphql::relay::{NodeKind, connection, connection_cost};
 use crate::graphql::user_error::{UserError, into_payload};
 use crate::graphql::{OrderDirection, request};
@@ -255,37 +255,37 @@ impl Projectable for contact::Entity {
         let mut m = crate::contacts::blank_as(projection.workspace(), Uuid::nil(), chrono::DateTime::UNIX_EPOCH);
         for (i, column) in projection.positions() {
             match column {
-                C::Id => m.id = row.try_get_by_index(i)?,
-                C::WorkspaceId => m.workspace_id = row.try_get_by_index(i)?,
-                C::Email => m.email = row.try_get_by_index(i)?,
-                C::FirstName => m.first_name = row.try_get_by_index(i)?,
-                C::LastName => m.last_name = row.try_get_by_index(i)?,
-                C::Phone => m.phone = row.try_get_by_index(i)?,
-                C::CompanyId => m.company_id = row.try_get_by_index(i)?,
-                C::OwnerId => m.owner_id = row.try_get_by_index(i)?,
+                C::Id => m.id = cell(row, i)?,
+                C::WorkspaceId => m.workspace_id = cell(row, i)?,
+                C::Email => m.email = cell(row, i)?,
+                C::FirstName => m.first_name = cell(row, i)?,
+                C::LastName => m.last_name = cell(row, i)?,
+                C::Phone => m.phone = cell(row, i)?,
+                C::CompanyId => m.company_id = cell(row, i)?,
+                C::OwnerId => m.owner_id = cell(row, i)?,
                 C::LifecycleStage => m.lifecycle_stage = row.try_get_by_index(i)?,
                 C::ConsentEmail => m.consent_email = row.try_get_by_index(i)?,
                 C::ConsentSms => m.consent_sms = row.try_get_by_index(i)?,
                 C::ConsentPhone => m.consent_phone = row.try_get_by_index(i)?,
                 C::ConsentLetter => m.consent_letter = row.try_get_by_index(i)?,
                 C::ConsentVisit => m.consent_visit = row.try_get_by_index(i)?,
-                C::DncEmail => m.dnc_email = row.try_get_by_index(i)?,
-                C::DncSms => m.dnc_sms = row.try_get_by_index(i)?,
-                C::DncPhone => m.dnc_phone = row.try_get_by_index(i)?,
-                C::DncLetter => m.dnc_letter = row.try_get_by_index(i)?,
-                C::DncVisit => m.dnc_visit = row.try_get_by_index(i)?,
-                C::Source => m.source = row.try_get_by_index(i)?,
-                C::UtmSource => m.utm_source = row.try_get_by_index(i)?,
-                C::UtmMedium => m.utm_medium = row.try_get_by_index(i)?,
-                C::UtmCampaign => m.utm_campaign = row.try_get_by_index(i)?,
-                C::UtmTerm => m.utm_term = row.try_get_by_index(i)?,
-                C::UtmContent => m.utm_content = row.try_get_by_index(i)?,
-                C::CustomFields => m.custom_fields = row.try_get_by_index(i)?,
-                C::CreatedAt => m.created_at = row.try_get_by_index(i)?,
-                C::UpdatedAt => m.updated_at = row.try_get_by_index(i)?,
-                C::Anonymous => m.anonymous = row.try_get_by_index(i)?,
-                C::FirstSeenAt => m.first_seen_at = row.try_get_by_index(i)?,
-                C::LastActivityAt => m.last_activity_at = row.try_get_by_index(i)?,
+                C::DncEmail => m.dnc_email = cell(row, i)?,
+                C::DncSms => m.dnc_sms = cell(row, i)?,
+                C::DncPhone => m.dnc_phone = cell(row, i)?,
+                C::DncLetter => m.dnc_letter = cell(row, i)?,
+                C::DncVisit => m.dnc_visit = cell(row, i)?,
+                C::Source => m.source = cell(row, i)?,
+                C::UtmSource => m.utm_source = cell(row, i)?,
+                C::UtmMedium => m.utm_medium = cell(row, i)?,
+                C::UtmCampaign => m.utm_campaign = cell(row, i)?,
+                C::UtmTerm => m.utm_term = cell(row, i)?,
+                C::UtmContent => m.utm_content = cell(row, i)?,
+                C::CustomFields => m.custom_fields = cell(row, i)?,
+                C::CreatedAt => m.created_at = cell(row, i)?,
+                C::UpdatedAt => m.updated_at = cell(row, i)?,
+                C::Anonymous => m.anonymous = cell(row, i)?,
+                C::FirstSeenAt => m.first_seen_at = cell(row, i)?,
+                C::LastActivityAt => m.last_activity_at = cell(row, i)?,
             }
         }
         Ok(m)

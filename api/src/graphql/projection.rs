@@ -112,7 +112,7 @@ impl<E: Projectable> Projection<E> {
 
     /// The model of a left-joined row: `None` when the join found none (its id is NULL).
     pub fn decode_joined(&self, row: &QueryResult) -> Result<Option<E::Model>, DbErr> {
-        let id: Option<uuid::Uuid> = row.try_get_by_index(self.offset)?;
+        let id: Option<uuid::Uuid> = cell(row, self.offset)?;
         id.map(|_| E::decode(row, self)).transpose()
     }
 
@@ -122,6 +122,22 @@ impl<E: Projectable> Projection<E> {
             .iter()
             .enumerate()
             .map(|(i, column)| (self.offset + i, *column))
+    }
+}
+
+/// Column `index` of a projected row. On PostgreSQL it skips sqlx's check that the column's
+/// type suits `T`: a projection's select list is written from the entity's own columns, so the
+/// types are the schema's, and the check (comparing type descriptions cell by cell) was two
+/// thirds of decoding a page, about 8% of the server's instructions for a list of 50 contacts
+/// (BENCHMARKS.md, issue 5, ninth session). A value that does not decode is still an error.
+/// Enum columns go through sea-orm's `TryGetable`, which parses their text.
+pub fn cell<T>(row: &QueryResult, index: usize) -> Result<T, DbErr>
+where
+    T: sea_orm::TryGetable + for<'r> sea_orm::sqlx::Decode<'r, sea_orm::sqlx::Postgres>,
+{
+    match row.try_as_pg_row() {
+        Some(pg) => sea_orm::sqlx::Row::try_get_unchecked(pg, index).map_err(|e| DbErr::Type(e.to_string())),
+        None => row.try_get_by_index(index),
     }
 }
 

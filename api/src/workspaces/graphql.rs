@@ -2,7 +2,7 @@
 
 use crate::auth::{Principal, PrincipalCache, Scope, ScopeGuard, ScopeSet, issue_api_key, revoke_api_key};
 use crate::error::ApiError;
-use crate::graphql::projection::{Projectable, Projection};
+use crate::graphql::projection::{Projectable, Projection, cell};
 use crate::graphql::relay::{NodeKind, connection, connection_cost, decode_as};
 use crate::graphql::request;
 use crate::graphql::user_error::{UserError, UserErrorCode, into_payload};
@@ -67,13 +67,13 @@ impl Projectable for app_user::Entity {
         };
         for (i, column) in projection.positions() {
             match column {
-                C::Id => m.id = row.try_get_by_index(i)?,
-                C::WorkspaceId => m.workspace_id = row.try_get_by_index(i)?,
-                C::Email => m.email = row.try_get_by_index(i)?,
-                C::Name => m.name = row.try_get_by_index(i)?,
+                C::Id => m.id = cell(row, i)?,
+                C::WorkspaceId => m.workspace_id = cell(row, i)?,
+                C::Email => m.email = cell(row, i)?,
+                C::Name => m.name = cell(row, i)?,
                 C::Role => m.role = row.try_get_by_index(i)?,
-                C::CreatedAt => m.created_at = row.try_get_by_index(i)?,
-                C::UpdatedAt => m.updated_at = row.try_get_by_index(i)?,
+                C::CreatedAt => m.created_at = cell(row, i)?,
+                C::UpdatedAt => m.updated_at = cell(row, i)?,
             }
         }
         Ok(m)
