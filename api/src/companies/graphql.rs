@@ -108,7 +108,7 @@ impl Projectable for company::Entity {
 }
 
 /// An organisation contacts belong to.
-#[Object]
+#[Object(serial)]
 impl Company {
     /// Global id.
     pub async fn id(&self) -> ID {

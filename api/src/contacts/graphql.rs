@@ -293,7 +293,7 @@ impl Projectable for contact::Entity {
 }
 
 /// A person marketing and sales are in touch with.
-#[Object]
+#[Object(serial)]
 impl Contact {
     /// Global id.
     pub async fn id(&self) -> ID {

@@ -61,8 +61,16 @@ impl NodeKind {
         }
     }
 
+    /// The global id of `uuid`: base64 of `Kind:uuid`. Written without `format!`, whose
+    /// machinery was 2.6% of the server's instructions for a page of 50 contacts.
     pub fn id(self, uuid: Uuid) -> ID {
-        ID(URL_SAFE_NO_PAD.encode(format!("{}:{uuid}", self.name())))
+        let mut text = [0u8; 64];
+        let name = self.name().as_bytes();
+        text[..name.len()].copy_from_slice(name);
+        text[name.len()] = b':';
+        let end = name.len() + 1 + uuid::fmt::Hyphenated::LENGTH;
+        uuid.hyphenated().encode_lower(&mut text[name.len() + 1..end]);
+        ID(URL_SAFE_NO_PAD.encode(&text[..end]))
     }
 }
 
@@ -83,6 +91,7 @@ pub fn decode_as(id: &str, kind: NodeKind) -> Option<Uuid> {
 
 /// Where a page sits in its list.
 #[derive(SimpleObject, Clone, Debug)]
+#[graphql(serial)]
 pub struct PageInfo {
     /// More rows follow this page.
     pub has_next_page: bool,
@@ -108,6 +117,7 @@ macro_rules! connection {
     ($connection:ident, $edge:ident, $node:ty, $row:ty) => {
         #[doc = concat!("An edge in a ", stringify!($connection), ".")]
         #[derive(async_graphql::SimpleObject)]
+        #[graphql(serial)]
         pub struct $edge {
             /// Opaque position of this row, for `after` / `before`.
             pub cursor: String,
@@ -123,7 +133,7 @@ macro_rules! connection {
         }
 
         #[doc = concat!("A page of ", stringify!($node), " rows (Relay connection, keyset cursors).")]
-        #[async_graphql::Object]
+        #[async_graphql::Object(serial)]
         impl $connection {
             /// The rows with their cursors.
             async fn edges(&self) -> &[$edge] {
@@ -184,5 +194,11 @@ mod tests {
         assert_eq!(decode_as(&id, NodeKind::Company), None);
         assert_eq!(decode_id("not-an-id"), None);
         assert_eq!(decode_id(&URL_SAFE_NO_PAD.encode("Contact:123")), None);
+        // Ids already handed out stay valid: each is base64 of `Kind:uuid`, hyphenated.
+        for kind in NodeKind::ALL {
+            let expected = URL_SAFE_NO_PAD.encode(format!("{}:{uuid}", kind.name()));
+            assert_eq!(kind.id(uuid).0, expected);
+            assert_eq!(decode_as(&kind.id(uuid), kind), Some(uuid));
+        }
     }
 }

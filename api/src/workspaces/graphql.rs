@@ -81,7 +81,7 @@ impl Projectable for app_user::Entity {
 }
 
 /// A member of the workspace.
-#[Object]
+#[Object(serial)]
 impl User {
     /// Global id.
     pub async fn id(&self) -> ID {
