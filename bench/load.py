@@ -335,6 +335,8 @@ def main():
     parser.add_argument("--scenarios", default="contacts_list,contact_timeline,contacts_upsert,ingest_batch")
     parser.add_argument("--half-load", action="store_true", help="also run contacts_list at half its saturated throughput")
     parser.add_argument("--peer", action="store_true", help="also serve the reads with PostGraphile (PostgreSQL only)")
+    parser.add_argument("--warm-up", type=int, default=3,
+                        help="seconds of unmeasured load on each side before a side-by-side scenario")
     parser.add_argument("--rounds", type=int, default=1,
                         help="with --peer: run each read scenario this many times on each, in turns")
     parser.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "voxtur"))
@@ -386,7 +388,9 @@ def main():
         for name in args.scenarios.split(","):
             path, script = scenarios[name]
 
-            def ours():
+            def ours(warm=False):
+                if warm:
+                    return wrk(warm_up(args), base + path, script(), workdir)
                 result = wrk(args, base + path, script(), workdir, pid=server.pid)
                 result["peak_rss_mib"] = round(rss_kib(server.pid, "VmHWM") / 1024, 1)
                 return result
@@ -401,7 +405,7 @@ def main():
             report(name, result)
             if peer and name in peer["scripts"]:
                 print(f"{name}: Voxtur / PostGraphile throughput = {theirs['voxtur_ratio']:.2f}x "
-                      f"(by round: {', '.join(f'{r:.2f}x' for r in theirs['round_ratios'])}); "
+                      f"(by round: {', '.join(f'{r:.2f}x ({v:.0f}/{p:.0f})' for r, (v, p) in zip(theirs['round_ratios'], theirs['round_rps']))}); "
                       f"PostGraphile / Voxtur CPU a request = {theirs['cpu_ratio']:.2f}x", flush=True)
             if name == "contacts_list" and args.half_load:
                 # Each connection waits between requests so the whole runs at about half the rate:
@@ -500,6 +504,12 @@ def side_by_side(args, name, ours, peer, workdir):
     meet the same phases of a shared machine. Throughput is over all slices; p50 and p99 are the
     medians of the slices'."""
     slices = {"voxtur": [], "peer": []}
+    # One unmeasured slice each first: PostGraphile runs on V8, which compiles its hot paths
+    # during the first seconds (unwarmed, the first round's ratio was the highest of every run),
+    # and both sides fill their caches (parsed queries, prepared statements, plans).
+    if args.warm_up > 0:
+        wrk(warm_up(args), peer["url"], peer["scripts"][name], workdir)
+        ours(warm=True)
     for _ in range(args.rounds):
         result = wrk(args, peer["url"], peer["scripts"][name], workdir, pid=peer["process"].pid)
         result["peak_rss_mib"] = round(rss_kib(peer["process"].pid, "VmHWM") / 1024, 1)
@@ -508,10 +518,16 @@ def side_by_side(args, name, ours, peer, workdir):
     combined = {side: combine(results) for side, results in slices.items()}
     combined["peer"]["voxtur_ratio"] = round(combined["voxtur"]["rps"] / combined["peer"]["rps"], 2)
     combined["peer"]["round_ratios"] = [round(v["rps"] / p["rps"], 2) for v, p in zip(slices["voxtur"], slices["peer"])]
+    combined["peer"]["round_rps"] = [(v["rps"], p["rps"]) for v, p in zip(slices["voxtur"], slices["peer"])]
     # Throughput follows the machine's phase; CPU a request much less. Its inverse ratio is what
     # the throughput ratio would be on a quiet machine where both are CPU-bound.
     combined["peer"]["cpu_ratio"] = round(cpu_ms(combined["peer"]) / cpu_ms(combined["voxtur"]), 2)
     return combined["voxtur"], combined["peer"]
+
+
+def warm_up(args):
+    """The arguments of an unmeasured warm-up slice."""
+    return argparse.Namespace(**{**vars(args), "duration": args.warm_up})
 
 
 def combine(results):
