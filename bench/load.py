@@ -335,7 +335,7 @@ def main():
     parser.add_argument("--scenarios", default="contacts_list,contact_timeline,contacts_upsert,ingest_batch")
     parser.add_argument("--half-load", action="store_true", help="also run contacts_list at half its saturated throughput")
     parser.add_argument("--peer", action="store_true", help="also serve the reads with PostGraphile (PostgreSQL only)")
-    parser.add_argument("--warm-up", type=int, default=3,
+    parser.add_argument("--warm-up", type=int, default=6,
                         help="seconds of unmeasured load on each side before a side-by-side scenario")
     parser.add_argument("--rounds", type=int, default=1,
                         help="with --peer: run each read scenario this many times on each, in turns")
