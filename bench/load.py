@@ -335,7 +335,7 @@ def main():
     parser.add_argument("--scenarios", default="contacts_list,contact_timeline,contacts_upsert,ingest_batch")
     parser.add_argument("--half-load", action="store_true", help="also run contacts_list at half its saturated throughput")
     parser.add_argument("--peer", action="store_true", help="also serve the reads with PostGraphile (PostgreSQL only)")
-    parser.add_argument("--warm-up", type=int, default=6,
+    parser.add_argument("--warm-up", type=int, default=15,
                         help="seconds of unmeasured load on each side before a side-by-side scenario")
     parser.add_argument("--rounds", type=int, default=1,
                         help="with --peer: run each read scenario this many times on each, in turns")
@@ -504,9 +504,10 @@ def side_by_side(args, name, ours, peer, workdir):
     meet the same phases of a shared machine. Throughput is over all slices; p50 and p99 are the
     medians of the slices'."""
     slices = {"voxtur": [], "peer": []}
-    # One unmeasured slice each first: PostGraphile runs on V8, which compiles its hot paths
-    # during the first seconds (unwarmed, the first round's ratio was the highest of every run),
-    # and both sides fill their caches (parsed queries, prepared statements, plans).
+    # One unmeasured slice each first: PostGraphile runs on V8, which keeps compiling its hot
+    # paths for the first ten seconds or so of load (unwarmed, or warmed for 6 s, its first
+    # round ran at about two thirds of its later ones), and both sides fill their caches
+    # (parsed queries, prepared statements, plans).
     if args.warm_up > 0:
         wrk(warm_up(args), peer["url"], peer["scripts"][name], workdir)
         ours(warm=True)
