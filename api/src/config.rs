@@ -22,6 +22,9 @@ pub struct DatabaseSettings {
     pub url: String,
     /// PostgreSQL only: the schema to use (search_path); lets several deployments share a database.
     pub schema: Option<String>,
+    /// Pool size. sqlx pings every connection as it returns to the pool (a round trip), so a
+    /// connection stays taken a while after its statement; at 10, with 16 requests in flight,
+    /// requests queued for one while the cores idled (BENCHMARKS.md, issue 5, ninth session).
     pub max_connections: u32,
 }
 
@@ -64,7 +67,7 @@ impl Default for Settings {
             database: DatabaseSettings {
                 url: "sqlite://voxtur.db?mode=rwc".into(),
                 schema: None,
-                max_connections: 10,
+                max_connections: 20,
             },
             server: ServerSettings {
                 host: "127.0.0.1".into(),
