@@ -4,7 +4,7 @@ wrk, scenario by scenario; optionally serves the same reads with PostGraphile on
 and reports the ratio. See BENCHMARKS.md for the recorded figures.
 
     cargo build --release
-    python3 bench/load.py --contacts 1000000 --events-per-contact 10 --concurrency 16 --duration 6 --rounds 5 --peer
+    python3 bench/load.py --contacts 1000000 --events-per-contact 10 --concurrency 16 --duration 3 --rounds 10 --peer
 
 Needs wrk (Debian: apt-get install wrk) and, for --peer, Node.js (`npm ci` in bench/peer is run
 for you). Standard library only.
