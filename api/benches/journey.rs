@@ -56,6 +56,65 @@ fn args() -> Args {
     args
 }
 
+/// CPU time from `/proc` (Linux): this process's, and the whole machine's busy time (PostgreSQL
+/// included), in clock ticks.
+struct CpuTicks {
+    process: u64,
+    busy: u64,
+    steal: u64,
+    total: u64,
+}
+
+struct CpuSpent {
+    process_ms: f64,
+    machine_ms: f64,
+    steal_percent: f64,
+}
+
+impl CpuTicks {
+    fn now() -> CpuTicks {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        // Fields after the parenthesised command name and the state: utime and stime are the
+        // 11th and 12th.
+        let fields: Vec<u64> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        let process = fields.get(10).copied().unwrap_or(0) + fields.get(11).copied().unwrap_or(0);
+        let machine = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let cpu: Vec<u64> = machine
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        // user nice system idle iowait irq softirq steal
+        let at = |i: usize| cpu.get(i).copied().unwrap_or(0);
+        CpuTicks {
+            process,
+            busy: at(0) + at(1) + at(2) + at(5) + at(6),
+            steal: at(7),
+            total: (0..8).map(at).sum(),
+        }
+    }
+
+    fn since(&self, before: &CpuTicks) -> CpuSpent {
+        // Linux's USER_HZ is 100 on every platform it runs on.
+        let ms = |ticks: u64| ticks as f64 * 10.0;
+        CpuSpent {
+            process_ms: ms(self.process - before.process),
+            machine_ms: ms(self.busy - before.busy),
+            steal_percent: 100.0 * (self.steal - before.steal) as f64 / (self.total - before.total).max(1) as f64,
+        }
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -148,6 +207,7 @@ async fn run(args: Args) {
         }
         db.execute_unprepared("ANALYZE").await.unwrap();
         let measured = bodies.len();
+        let cpu_before = CpuTicks::now();
         let started = Instant::now();
         let queue = std::sync::Arc::new(std::sync::Mutex::new(bodies));
         let mut workers = Vec::new();
@@ -172,6 +232,7 @@ async fn run(args: Args) {
             worker.await.unwrap();
         }
         let elapsed = started.elapsed();
+        let cpu = CpuTicks::now().since(&cpu_before);
         let events = (measured * 500) as f64;
         let stored: Value = gql(&client, &base, &api_key, "{ events { totalCount } contacts { totalCount } anon: contacts(filter: {anonymous: true}) { totalCount } }").await;
         println!(
@@ -185,6 +246,13 @@ async fn run(args: Args) {
             stored["events"]["totalCount"],
             stored["contacts"]["totalCount"],
             stored["anon"]["totalCount"]
+        );
+        // Throughput moves with whatever else the shared machine runs; CPU a batch much less.
+        println!(
+            "CPU a batch: this process (server and client) {:.1} ms, the whole machine {:.1} ms (steal {:.0}%)",
+            cpu.process_ms / measured as f64,
+            cpu.machine_ms / measured as f64,
+            cpu.steal_percent
         );
     }
 
