@@ -447,6 +447,32 @@ async fn counts_at_the_edge_of_what_tallies_keep() {
 }
 
 #[tokio::test]
+async fn tallies_keep_the_latest_times_whatever_order_events_arrive_in() {
+    let app = TestApp::spawn().await;
+    let key = app.write_key().await;
+    let view = |days: i64, hours: i64| {
+        let at = (Utc::now() - Duration::days(days) - Duration::hours(hours)).to_rfc3339();
+        json!({ "type": "page", "userId": "steady", "name": "Docs", "timestamp": at,
+                "messageId": format!("steady-{days}-{hours}") })
+    };
+    // Oldest first, one batch each (every batch newer than all that is stored), then a batch
+    // of older ones, one straddling the stored times (sent twice), and one newer than all.
+    let mut batches: Vec<Vec<Value>> = (20..32).rev().map(|d| vec![view(d, 0)]).collect();
+    batches.extend([
+        vec![view(19, 0), view(18, 0)],
+        vec![view(60, 0), view(50, 0)],
+        vec![view(17, 5), view(3, 0), view(90, 0)],
+        vec![view(17, 5), view(3, 0), view(90, 0)],
+        vec![view(1, 0), view(0, 1)],
+    ]);
+    for batch in batches {
+        let (status, body) = app.track("/v1/batch", &key, json!({ "batch": batch })).await;
+        assert!(status.is_success(), "{body}");
+    }
+    app.assert_tallies_match_events().await;
+}
+
+#[tokio::test]
 async fn marketing_lists_take_members_by_id_filter_and_csv() {
     let app = TestApp::spawn().await;
     let a = app.create_contact(json!({ "email": "a@example.com" })).await;
