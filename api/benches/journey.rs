@@ -56,6 +56,87 @@ fn args() -> Args {
     args
 }
 
+/// The floor under ingestion: as many 500-event batches as were measured, with the same mix,
+/// written straight to the event store by the functions ingestion stores with (no HTTP, no
+/// parsing, no identity resolution), over the profiles ingestion made; first the event inserts
+/// alone, then with the activity times and tallies every stored event updates. Ingestion cannot
+/// run faster than the second.
+async fn store_floor(db: &sea_orm::DatabaseConnection, workspace_id: uuid::Uuid, batches: usize, concurrency: usize) {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+    let contacts: Vec<uuid::Uuid> = entities::contact::Entity::find()
+        .select_only()
+        .column(entities::contact::Column::Id)
+        .filter(entities::contact::Column::WorkspaceId.eq(workspace_id))
+        .into_tuple()
+        .all(db)
+        .await
+        .unwrap();
+    for (label, with_activity) in [("event inserts", false), ("event inserts, activity and tallies", true)] {
+        let now = chrono::Utc::now();
+        let mut queue: Vec<Vec<entities::event::Model>> = (0..batches)
+            .map(|b| {
+                (0..500u64)
+                    .map(|i| {
+                        let n = ((b as u64) * 500 + i).wrapping_mul(2_654_435_761) % 1_000_000;
+                        let page = !n.is_multiple_of(5);
+                        let utm = |v: &str| page.then(|| v.to_owned());
+                        // Later events later, as received messages are.
+                        let at = now + chrono::Duration::microseconds((b * 500 + i as usize) as i64);
+                        entities::event::Model {
+                            id: uuid::Uuid::now_v7(),
+                            workspace_id,
+                            contact_id: contacts[n as usize % contacts.len()],
+                            event_type: if page { "page_viewed" } else { "order_completed" }.into(),
+                            name: page.then(|| "Product".into()),
+                            occurred_at: at,
+                            received_at: at,
+                            source: "segment".into(),
+                            channel: None,
+                            campaign: utm("spring"),
+                            utm_source: utm("google"),
+                            utm_medium: utm("cpc"),
+                            utm_campaign: utm("spring"),
+                            utm_term: None,
+                            utm_content: None,
+                            properties: json!({ "path": format!("/p/{}", n % 300) }),
+                            message_id: Some(format!("floor-{with_activity}-{b}-{i}")),
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        queue.reverse();
+        let queue = std::sync::Arc::new(std::sync::Mutex::new(queue));
+        let cpu_before = CpuTicks::now();
+        let started = Instant::now();
+        let mut workers = Vec::new();
+        for _ in 0..concurrency {
+            let (queue, db) = (queue.clone(), db.clone());
+            workers.push(tokio::spawn(async move {
+                loop {
+                    let Some(rows) = queue.lock().unwrap().pop() else { break };
+                    let txn = voxtur::db::begin_write(&db).await.unwrap();
+                    let stored = voxtur::events::insert_events(&txn, rows).await.unwrap();
+                    if with_activity {
+                        voxtur::events::record_activity(&txn, &stored).await.unwrap();
+                    }
+                    txn.commit().await.unwrap();
+                }
+            }));
+        }
+        for worker in workers {
+            worker.await.unwrap();
+        }
+        let elapsed = started.elapsed();
+        let cpu = CpuTicks::now().since(&cpu_before);
+        println!(
+            "floor, {label}: {:.0} events/s, CPU a batch: the whole machine {:.1} ms",
+            (batches * 500) as f64 / elapsed.as_secs_f64(),
+            cpu.machine_ms / batches as f64
+        );
+    }
+}
+
 /// CPU time from `/proc` (Linux): this process's, and the whole machine's busy time (PostgreSQL
 /// included), in clock ticks.
 struct CpuTicks {
@@ -254,6 +335,10 @@ async fn run(args: Args) {
             cpu.machine_ms / measured as f64,
             cpu.steal_percent
         );
+    }
+
+    if args.ingest {
+        store_floor(&db, workspace.id, args.batches - args.batches / 10, args.concurrency).await;
     }
 
     if args.timeline {
