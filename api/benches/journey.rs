@@ -6,7 +6,9 @@
 //! 1. Ingestion: N batches of 500 Segment messages sent by C concurrent clients; reports
 //!    events/s. The mix: 78% page views by anonymous visitors (a pool of `--visitors`, default
 //!    one per 10 messages, so most visitors come back), 20% tracks by 20,000 known users, 2%
-//!    identify calls that stitch a visitor to a user (and merge profiles).
+//!    identify calls that stitch a visitor to a user (and merge profiles). Also reports CPU a
+//!    batch (this process's and the whole machine's), and the floor: the same batches written
+//!    straight to the event store, alone and with activity times and tallies (`store_floor`).
 //! 2. Timeline: seeds `--events` events (SQL, skewed over 100,000 contacts), then times
 //!    `node(id) { timeline(first: 50) }` for a heavy and a typical contact; reports p50 / p99.
 
