@@ -156,27 +156,20 @@ struct CpuSpent {
 
 impl CpuTicks {
     fn now() -> CpuTicks {
+        // Whitespace-separated numbers after the first word.
+        let numbers = |text: &str| -> Vec<u64> {
+            text.split_whitespace()
+                .skip(1)
+                .map(|f| f.parse().unwrap_or(0))
+                .collect()
+        };
         let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-        // Fields after the parenthesised command name and the state: utime and stime are the
-        // 11th and 12th.
-        let fields: Vec<u64> = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or_default()
-            .split_whitespace()
-            .skip(1)
-            .map(|f| f.parse().unwrap_or(0))
-            .collect();
+        // After the parenthesised command name and the state, utime and stime are the 11th and
+        // 12th fields.
+        let fields = numbers(stat.rsplit(')').next().unwrap_or_default());
         let process = fields.get(10).copied().unwrap_or(0) + fields.get(11).copied().unwrap_or(0);
         let machine = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-        let cpu: Vec<u64> = machine
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .split_whitespace()
-            .skip(1)
-            .map(|f| f.parse().unwrap_or(0))
-            .collect();
+        let cpu = numbers(machine.lines().next().unwrap_or_default());
         // user nice system idle iowait irq softirq steal
         let at = |i: usize| cpu.get(i).copied().unwrap_or(0);
         CpuTicks {
