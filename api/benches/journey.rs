@@ -8,7 +8,8 @@
 //!    one per 10 messages, so most visitors come back), 20% tracks by 20,000 known users, 2%
 //!    identify calls that stitch a visitor to a user (and merge profiles). Also reports CPU a
 //!    batch (this process's and the whole machine's), and the floor: the same batches written
-//!    straight to the event store, alone and with activity times and tallies (`store_floor`).
+//!    straight to the event store: alone, with tallies, with activity times and tallies
+//!    (`store_floor`).
 //! 2. Timeline: seeds `--events` events (SQL, skewed over 100,000 contacts), then times
 //!    `node(id) { timeline(first: 50) }` for a heavy and a typical contact; reports p50 / p99.
 
@@ -60,9 +61,17 @@ fn args() -> Args {
 
 /// The floor under ingestion: as many 500-event batches as were measured, with the same mix,
 /// written straight to the event store by the functions ingestion stores with (no HTTP, no
-/// parsing, no identity resolution), over the profiles ingestion made; first the event inserts
-/// alone, then with the activity times and tallies every stored event updates. Ingestion cannot
-/// run faster than the second.
+/// parsing, no identity resolution), over the profiles ingestion made: the event inserts alone,
+/// then with tallies, then with the activity times and tallies every stored event updates.
+/// Ingestion cannot run faster than the last.
+/// What a floor batch writes besides its events.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    Insert,
+    Tallies,
+    Activity,
+}
+
 async fn store_floor(db: &sea_orm::DatabaseConnection, workspace_id: uuid::Uuid, batches: usize, concurrency: usize) {
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
     let contacts: Vec<uuid::Uuid> = entities::contact::Entity::find()
@@ -73,7 +82,12 @@ async fn store_floor(db: &sea_orm::DatabaseConnection, workspace_id: uuid::Uuid,
         .all(db)
         .await
         .unwrap();
-    for (label, with_activity) in [("event inserts", false), ("event inserts, activity and tallies", true)] {
+    let steps = [
+        ("event inserts", Step::Insert),
+        ("event inserts and tallies", Step::Tallies),
+        ("event inserts, activity and tallies", Step::Activity),
+    ];
+    for (label, step) in steps {
         let now = chrono::Utc::now();
         let mut queue: Vec<Vec<entities::event::Model>> = (0..batches)
             .map(|b| {
@@ -101,7 +115,7 @@ async fn store_floor(db: &sea_orm::DatabaseConnection, workspace_id: uuid::Uuid,
                             utm_term: None,
                             utm_content: None,
                             properties: json!({ "path": format!("/p/{}", n % 300) }),
-                            message_id: Some(format!("floor-{with_activity}-{b}-{i}")),
+                            message_id: Some(format!("floor-{step:?}-{b}-{i}")),
                         }
                     })
                     .collect()
@@ -119,8 +133,10 @@ async fn store_floor(db: &sea_orm::DatabaseConnection, workspace_id: uuid::Uuid,
                     let Some(rows) = queue.lock().unwrap().pop() else { break };
                     let txn = voxtur::db::begin_write(&db).await.unwrap();
                     let stored = voxtur::events::insert_events(&txn, rows).await.unwrap();
-                    if with_activity {
-                        voxtur::events::record_activity(&txn, &stored).await.unwrap();
+                    match step {
+                        Step::Insert => {}
+                        Step::Tallies => voxtur::events::tally::add(&txn, &stored).await.unwrap(),
+                        Step::Activity => voxtur::events::record_activity(&txn, &stored).await.unwrap(),
                     }
                     txn.commit().await.unwrap();
                 }
