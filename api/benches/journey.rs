@@ -122,29 +122,23 @@ async fn store_floor(db: &sea_orm::DatabaseConnection, workspace_id: uuid::Uuid,
             })
             .collect();
         queue.reverse();
-        let queue = std::sync::Arc::new(std::sync::Mutex::new(queue));
         let cpu_before = CpuTicks::now();
         let started = Instant::now();
-        let mut workers = Vec::new();
-        for _ in 0..concurrency {
-            let (queue, db) = (queue.clone(), db.clone());
-            workers.push(tokio::spawn(async move {
-                loop {
-                    let Some(rows) = queue.lock().unwrap().pop() else { break };
-                    let txn = voxtur::db::begin_write(&db).await.unwrap();
-                    let stored = voxtur::events::insert_events(&txn, rows).await.unwrap();
-                    match step {
-                        Step::Insert => {}
-                        Step::Tallies => voxtur::events::tally::add(&txn, &stored).await.unwrap(),
-                        Step::Activity => voxtur::events::record_activity(&txn, &stored).await.unwrap(),
-                    }
-                    txn.commit().await.unwrap();
+        let pool = db.clone();
+        drain(queue, concurrency, move |rows| {
+            let db = pool.clone();
+            async move {
+                let txn = voxtur::db::begin_write(&db).await.unwrap();
+                let stored = voxtur::events::insert_events(&txn, rows).await.unwrap();
+                match step {
+                    Step::Insert => {}
+                    Step::Tallies => voxtur::events::tally::add(&txn, &stored).await.unwrap(),
+                    Step::Activity => voxtur::events::record_activity(&txn, &stored).await.unwrap(),
                 }
-            }));
-        }
-        for worker in workers {
-            worker.await.unwrap();
-        }
+                txn.commit().await.unwrap();
+            }
+        })
+        .await;
         let elapsed = started.elapsed();
         let cpu = CpuTicks::now().since(&cpu_before);
         println!(
@@ -152,6 +146,31 @@ async fn store_floor(db: &sea_orm::DatabaseConnection, workspace_id: uuid::Uuid,
             (batches * 500) as f64 / elapsed.as_secs_f64(),
             cpu.machine_ms / batches as f64
         );
+    }
+}
+
+/// Hands `items` to `concurrency` workers, each taking the next from the end of the list as it
+/// finishes its last (reverse a list to run it in order).
+async fn drain<T, F, Fut>(items: Vec<T>, concurrency: usize, work: F)
+where
+    T: Send + 'static,
+    F: Fn(T) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let queue = std::sync::Arc::new(std::sync::Mutex::new(items));
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (queue, work) = (queue.clone(), work.clone());
+            tokio::spawn(async move {
+                loop {
+                    let Some(item) = queue.lock().unwrap().pop() else { break };
+                    work(item).await;
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.unwrap();
     }
 }
 
@@ -301,28 +320,22 @@ async fn run(args: Args) {
         let measured = bodies.len();
         let cpu_before = CpuTicks::now();
         let started = Instant::now();
-        let queue = std::sync::Arc::new(std::sync::Mutex::new(bodies));
-        let mut workers = Vec::new();
-        for _ in 0..args.concurrency {
-            let (queue, client, base, key) = (queue.clone(), client.clone(), base.clone(), write_key.clone());
-            workers.push(tokio::spawn(async move {
-                loop {
-                    let Some(body) = queue.lock().unwrap().pop() else { break };
-                    let response = client
-                        .post(format!("{base}/v1/batch"))
-                        .basic_auth(&key, Some(""))
-                        .header("content-type", "application/json")
-                        .body(body)
-                        .send()
-                        .await
-                        .unwrap();
-                    assert!(response.status().is_success(), "{}", response.text().await.unwrap());
-                }
-            }));
-        }
-        for worker in workers {
-            worker.await.unwrap();
-        }
+        let (sender, url, key) = (client.clone(), format!("{base}/v1/batch"), write_key.clone());
+        drain(bodies, args.concurrency, move |body| {
+            let (client, url, key) = (sender.clone(), url.clone(), key.clone());
+            async move {
+                let response = client
+                    .post(url)
+                    .basic_auth(&key, Some(""))
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(response.status().is_success(), "{}", response.text().await.unwrap());
+            }
+        })
+        .await;
         let elapsed = started.elapsed();
         let cpu = CpuTicks::now().since(&cpu_before);
         let events = (measured * 500) as f64;
@@ -346,10 +359,7 @@ async fn run(args: Args) {
             cpu.machine_ms / measured as f64,
             cpu.steal_percent
         );
-    }
-
-    if args.ingest {
-        store_floor(&db, workspace.id, args.batches - args.batches / 10, args.concurrency).await;
+        store_floor(&db, workspace.id, measured, args.concurrency).await;
     }
 
     if args.timeline {
