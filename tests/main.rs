@@ -16,6 +16,7 @@ mod generator;
 mod http;
 mod journey;
 mod pagination;
+mod pool;
 mod queries_cost;
 mod schema;
 mod segments;

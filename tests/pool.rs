@@ -1,0 +1,51 @@
+//! Pooled connections: what a connection returning to the pool must have finished
+//! (`vendor/README.md`: sqlx-core is patched to flush there instead of pinging).
+
+use crate::support::TestApp;
+use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
+
+/// A transaction dropped without commit (a request cancelled mid-way) is rolled back as its
+/// connection returns to the pool, not when that connection is next used: until then its locks
+/// would stall every other writer of the same rows.
+#[tokio::test]
+async fn a_dropped_transaction_releases_its_locks_at_once() {
+    let app = TestApp::spawn().await;
+    let backend = app.db.get_database_backend();
+    let rename = |name: &str| {
+        let sql = match backend {
+            DbBackend::Postgres => "UPDATE workspace SET name = $1 WHERE id = $2",
+            _ => "UPDATE workspace SET name = ? WHERE id = ?",
+        };
+        Statement::from_sql_and_values(backend, sql, [name.into(), app.workspace_id.into()])
+    };
+    let txn = app.db.begin().await.unwrap();
+    txn.execute_raw(rename("never committed")).await.unwrap();
+    drop(txn);
+
+    // Another pool: a connection the dropped transaction's pool could not hand back to us.
+    let (other, _) = voxtur::db::connect(&app.database).await.unwrap();
+    let txn = other.begin().await.unwrap();
+    if backend == DbBackend::Postgres {
+        txn.execute_unprepared("SET LOCAL lock_timeout = '3s'").await.unwrap();
+    }
+    txn.execute_raw(rename("Renamed"))
+        .await
+        .expect("the row is still locked");
+    txn.commit().await.unwrap();
+
+    let name = other
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            match backend {
+                DbBackend::Postgres => "SELECT name FROM workspace WHERE id = $1",
+                _ => "SELECT name FROM workspace WHERE id = ?",
+            },
+            [app.workspace_id.into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index::<String>(0)
+        .unwrap();
+    assert_eq!(name, "Renamed");
+}
