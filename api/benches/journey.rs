@@ -149,6 +149,19 @@ async fn store_floor(db: &sea_orm::DatabaseConnection, workspace_id: uuid::Uuid,
     }
 }
 
+/// Sends one `/v1/batch` body with the write key; any status but success fails the bench.
+async fn post_batch(client: &reqwest::Client, url: String, write_key: &str, body: Vec<u8>) {
+    let response = client
+        .post(url)
+        .basic_auth(write_key, Some(""))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.text().await.unwrap());
+}
+
 /// Hands `items` to `concurrency` workers, each taking the next from the end of the list as it
 /// finishes its last (reverse a list to run it in order).
 async fn drain<T, F, Fut>(items: Vec<T>, concurrency: usize, work: F)
@@ -306,15 +319,7 @@ async fn run(args: Args) {
         // PostgreSQL runs with autovacuum off; without statistics the planner scans).
         let warm_up: Vec<Vec<u8>> = bodies.drain(..args.batches / 10).collect();
         for body in warm_up {
-            let response = client
-                .post(format!("{base}/v1/batch"))
-                .basic_auth(&write_key, Some(""))
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await
-                .unwrap();
-            assert!(response.status().is_success());
+            post_batch(&client, format!("{base}/v1/batch"), &write_key, body).await;
         }
         db.execute_unprepared("ANALYZE").await.unwrap();
         let measured = bodies.len();
@@ -323,17 +328,7 @@ async fn run(args: Args) {
         let (sender, url, key) = (client.clone(), format!("{base}/v1/batch"), write_key.clone());
         drain(bodies, args.concurrency, move |body| {
             let (client, url, key) = (sender.clone(), url.clone(), key.clone());
-            async move {
-                let response = client
-                    .post(url)
-                    .basic_auth(&key, Some(""))
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap();
-                assert!(response.status().is_success(), "{}", response.text().await.unwrap());
-            }
+            async move { post_batch(&client, url, &key, body).await }
         })
         .await;
         let elapsed = started.elapsed();
