@@ -1,5 +1,5 @@
-//! Pooled connections: what a connection returning to the pool must have finished
-//! (`vendor/README.md`: sqlx-core is patched to flush there instead of pinging).
+//! Database connections: what a connection returning to the pool must have finished
+//! (`vendor/README.md`: sqlx-core is patched to flush there instead of pinging), and SQLite's heap.
 
 use crate::support::TestApp;
 use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
@@ -48,4 +48,26 @@ async fn a_dropped_transaction_releases_its_locks_at_once() {
         .try_get_by_index::<String>(0)
         .unwrap();
     assert_eq!(name, "Renamed");
+}
+
+/// SQLite allocates through mimalloc (`db::sqlite_memory`): the server configured SQLite before
+/// anything in the process initialised it, and the server's statements run on that heap.
+#[tokio::test]
+async fn sqlite_allocates_through_mimalloc() {
+    let app = TestApp::spawn().await;
+    if app.db.get_database_backend() != DbBackend::Sqlite {
+        return;
+    }
+    assert!(voxtur::db::sqlite_memory::configured());
+    // A statement that allocates well beyond SQLite's small-allocation buffers.
+    let row = app
+        .db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Sqlite,
+            "SELECT length(group_concat(hex(randomblob(1000)))) FROM json_each('[1,2,3,4,5,6,7,8]')",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.try_get_by_index::<i64>(0).unwrap(), 8 * 2000 + 7);
 }

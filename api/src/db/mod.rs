@@ -12,6 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+pub mod sqlite_memory;
+
 /// Counts every SQL statement the server runs. Tests use it to prove a page costs a constant
 /// number of statements (no N+1); operators can read it as a cheap load signal.
 #[derive(Clone, Default, Debug)]
@@ -27,6 +29,9 @@ const SLOW_STATEMENT: Duration = Duration::from_millis(200);
 
 #[tracing::instrument(skip_all, fields(backend))]
 pub async fn connect(settings: &DatabaseSettings) -> Result<(DatabaseConnection, StatementCounter), DbErr> {
+    if settings.url.starts_with("sqlite:") {
+        sqlite_memory::configure();
+    }
     let mut options = ConnectOptions::new(settings.url.clone());
     options
         .max_connections(settings.max_connections)
