@@ -14,7 +14,7 @@ use entities::{contact, contact_identity, event};
 use sea_orm::sea_query::{LockType, OnConflict, Value};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, QueryTrait, Statement,
+    QuerySelect, Statement,
 };
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
@@ -75,22 +75,41 @@ pub fn type_for_track(name: &str) -> &'static str {
 
 /// Inserts events, skipping any whose `message_id` the workspace already has. Returns the ones
 /// stored.
+///
+/// Without `RETURNING`: every returned row is a message from SQLite's worker thread to ours (a
+/// wake-up each, 500 a batch), and all but a retried batch store every row. When the count falls
+/// short, the rows stored are the ones whose new ids the table now holds; a skipped duplicate
+/// keeps the id it was first stored with.
 pub async fn insert_events(db: &impl ConnectionTrait, rows: Vec<event::Model>) -> Result<Vec<event::Model>, DbErr> {
-    let mut stored = HashSet::with_capacity(rows.len());
+    let mut skipped = false;
     // 18 columns a row: 1,000 rows stay under both backends' bound-parameter limits.
     for chunk in rows.chunks(1_000) {
         let models = chunk.iter().cloned().map(|m| event::ActiveModel::from(m).reset_all());
-        let mut insert = event::Entity::insert_many(models)
+        let inserted = event::Entity::insert_many(models)
             .on_conflict(
                 OnConflict::columns([event::Column::WorkspaceId, event::Column::MessageId])
                     .do_nothing()
                     .to_owned(),
             )
-            .into_query();
-        insert.returning_col(event::Column::Id);
-        for row in db.query_all(&insert).await? {
-            stored.insert(row.try_get_by_index::<Uuid>(0)?);
-        }
+            .exec_without_returning(db)
+            .await?;
+        skipped |= inserted < chunk.len() as u64;
+    }
+    if !skipped {
+        return Ok(rows);
+    }
+    let mut stored = HashSet::with_capacity(rows.len());
+    for chunk in rows.chunks(1_000) {
+        let ids: Vec<Uuid> = chunk.iter().map(|e| e.id).collect();
+        stored.extend(
+            event::Entity::find()
+                .select_only()
+                .column(event::Column::Id)
+                .filter(crate::db::any_of(db.get_database_backend(), event::Column::Id, ids))
+                .into_tuple::<Uuid>()
+                .all(db)
+                .await?,
+        );
     }
     Ok(rows.into_iter().filter(|e| stored.contains(&e.id)).collect())
 }
