@@ -201,7 +201,7 @@ async fn batches_are_idempotent_and_report_bad_messages() {
         { "type": "track", "userId": "u1", "event": "Later", "timestamp": "2099-01-01T00:00:00Z", "messageId": "b-3" },
         { "type": "track", "userId": "u1", "messageId": "b-4" },
         { "type": "teleport", "userId": "u1" },
-        { "type": "page", "userId": "u1", "name": "Home", "messageId": "b-5" }
+        { "type": "page", "userId": "u1", "name": "Home", "timestamp": "2026-11-20T12:00:00.250Z", "messageId": "b-5" }
     ]});
     let (status, body) = app.track("/v1/batch", &key, batch.clone()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -317,6 +317,36 @@ async fn concurrent_batches_for_one_new_visitor_lose_nothing_and_make_one_contac
     assert_eq!(data["contacts"]["totalCount"], 1);
     assert_eq!(data["anon"]["totalCount"], 0);
     assert_eq!(data["events"]["totalCount"], 400);
+}
+
+#[tokio::test]
+async fn a_batch_retried_while_its_first_copy_is_stored_is_stored_once() {
+    let app = TestApp::spawn().await;
+    let key = app.write_key().await;
+    let batch: Vec<Value> = (0..100)
+        .map(|i| {
+            json!({ "type": "page", "anonymousId": format!("v{}", i % 20), "name": "Home",
+                         "timestamp": format!("2026-11-20T12:00:{:02}.5Z", i % 60), "messageId": format!("r-{i}") })
+        })
+        .collect();
+    let body = json!({ "batch": batch, "sentAt": "2026-11-20T12:01:00Z" });
+    let copies = (0..4).map(|_| app.track("/v1/batch", &key, body.clone()));
+    let results = futures_util::future::join_all(copies).await;
+    assert!(
+        results.iter().all(|(status, _)| *status == StatusCode::OK),
+        "{results:?}"
+    );
+    let stored: i64 = results.iter().map(|(_, body)| body["stored"].as_i64().unwrap()).sum();
+    assert_eq!(stored, 100, "each message stored by exactly one copy: {results:?}");
+    let data = app
+        .gql(
+            "{ contacts(filter: {anonymous: true}) { totalCount } events { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(data["events"]["totalCount"], 100);
+    assert_eq!(data["contacts"]["totalCount"], 20);
+    app.assert_tallies_match_events().await;
 }
 
 #[tokio::test]

@@ -294,6 +294,9 @@ async fn run(args: Args) {
         // Prebuilt bodies, so the clock measures the server, not JSON building.
         let mut bodies = Vec::with_capacity(args.batches);
         let mut seq = 0u64;
+        let epoch = chrono::DateTime::parse_from_rfc3339("2026-11-20T12:00:00Z")
+            .unwrap()
+            .to_utc();
         let visitors = args.visitors.unwrap_or((args.batches as u64 * 50).max(1_000));
         for b in 0..args.batches {
             let mut batch = Vec::with_capacity(500);
@@ -310,10 +313,12 @@ async fn run(args: Args) {
                             "context": { "campaign": { "source": "google", "medium": "cpc", "name": "spring" } } })
                 };
                 message["messageId"] = json!(format!("msg-{b}-{i}"));
-                message["timestamp"] = json!("2026-11-20T12:00:00Z");
+                // Each message stamped when it happened, a millisecond apart, as SDKs do.
+                message["timestamp"] = json!((epoch + chrono::Duration::milliseconds(seq as i64)).to_rfc3339());
                 batch.push(message);
             }
-            bodies.push(serde_json::to_vec(&json!({ "batch": batch, "sentAt": "2026-11-20T12:00:01Z" })).unwrap());
+            let sent_at = epoch + chrono::Duration::milliseconds(seq as i64 + 1_000);
+            bodies.push(serde_json::to_vec(&json!({ "batch": batch, "sentAt": sent_at.to_rfc3339() })).unwrap());
         }
         // Warm-up: a tenth of the batches, then ANALYZE as autovacuum would (this machine's
         // PostgreSQL runs with autovacuum off; without statistics the planner scans).

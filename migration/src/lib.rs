@@ -11,6 +11,7 @@ mod m20261125_000005_segment_windows;
 mod m20261202_000006_event_contact_keys;
 mod m20261202_000007_deleted_profiles;
 mod m20261202_000008_event_tally;
+mod m20261203_000009_event_ids_from_messages;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000006_event_contact_keys::Migration),
             Box::new(m20261202_000007_deleted_profiles::Migration),
             Box::new(m20261202_000008_event_tally::Migration),
+            Box::new(m20261203_000009_event_ids_from_messages::Migration),
         ]
     }
 }

@@ -8,7 +8,7 @@
 //! concurrent batch created the same identity first or merged a profile away under it.
 
 use super::identity::{merge, merged_fields};
-use super::{insert_events, lock_contacts, record_activity, type_for_track};
+use super::{event_id, insert_events, lock_contacts, record_activity, type_for_track};
 use crate::companies::parse_domain;
 use crate::contacts::parse_email;
 use crate::custom_fields::{Definitions, normalize_value};
@@ -63,6 +63,8 @@ pub struct Message {
     pub anonymous_id: Option<String>,
     pub previous_id: Option<String>,
     pub message_id: Option<String>,
+    /// The time the sender stamped on the message, as sent (before clock-skew correction).
+    pub stamped_at: Option<DateTime<Utc>>,
     pub occurred_at: DateTime<Utc>,
     pub event: Option<String>,
     pub name: Option<String>,
@@ -166,6 +168,7 @@ pub fn parse(
         anonymous_id,
         previous_id,
         message_id: id_field(&raw, "messageId")?,
+        stamped_at: original,
         occurred_at: occurred_at.trunc_subsecs(6),
         event,
         name,
@@ -340,6 +343,8 @@ struct Batch {
     /// Merges of two stored contacts, in the order decided: (winner, loser, reason).
     merges: Vec<(Uuid, Uuid, &'static str)>,
     events: Vec<event::Model>,
+    /// How many of the batch's events so far happened at each time (see `record`).
+    times: HashMap<DateTime<Utc>, i64>,
     fields: Definitions,
 }
 
@@ -378,7 +383,6 @@ async fn user_keys(
     Ok(keys)
 }
 
-/// A field of the message's `context.campaign` (Segment's UTM block), at most 300 characters.
 /// The id a new profile first known by `key` gets in a workspace.
 fn profile_id(workspace_id: Uuid, key: &str) -> Uuid {
     use sha2::{Digest, Sha256};
@@ -419,6 +423,7 @@ fn carries_profile(m: &contact::Model) -> bool {
         || m.custom_fields.as_object().is_some_and(|o| !o.is_empty())
 }
 
+/// A field of the message's `context.campaign` (Segment's UTM block), at most 300 characters.
 fn campaign_field(message: &Message, name: &str) -> Option<String> {
     message
         .context
@@ -459,6 +464,7 @@ impl Batch {
             rekeyed: HashSet::new(),
             merges: Vec::new(),
             events: Vec::new(),
+            times: HashMap::new(),
             fields: Definitions::default(),
         }
     }
@@ -1014,13 +1020,19 @@ impl Batch {
         if let (Some(page), Some(object)) = (message.context.get("page"), properties.as_object_mut()) {
             object.entry("page").or_insert(page.clone());
         }
+        // Messages of one batch at one time (unstamped ones all take the time received) keep
+        // their order a microsecond apart. The timeline orders ties by id, and ids derive from
+        // the message, not from its place in the batch.
+        let ties = self.times.entry(message.occurred_at).or_default();
+        let occurred_at = message.occurred_at + Duration::microseconds(*ties);
+        *ties += 1;
         self.events.push(event::Model {
-            id: Uuid::now_v7(),
+            id: event_id(self.workspace_id, message.message_id.as_deref(), message.stamped_at),
             workspace_id: self.workspace_id,
             contact_id,
             event_type: event_type.to_owned(),
             name,
-            occurred_at: message.occurred_at,
+            occurred_at,
             received_at: self.now,
             source: self.source.clone(),
             channel: channel.map(str::to_owned),
@@ -1341,7 +1353,7 @@ impl Batch {
         for e in events.iter_mut() {
             e.contact_id = self.resolve(e.contact_id);
         }
-        let stored: HashSet<Uuid> = insert_events(db, events.clone()).await?.iter().map(|e| e.id).collect();
+        let mut stored: HashSet<Uuid> = insert_events(db, events.clone()).await?.iter().map(|e| e.id).collect();
         if !sqlite {
             created = self.insert_profiles(db).await?;
         }
@@ -1397,7 +1409,8 @@ impl Batch {
             e.contact_id = self.resolve(e.contact_id);
         }
         self.save_changes(db, &touched).await?;
-        events.retain(|e| stored.contains(&e.id));
+        // Once each: a message repeated in the batch was stored once, as its first copy.
+        events.retain(|e| stored.remove(&e.id));
         record_activity(db, &events).await?;
         // Made, changed or merged into: any segment may move them. The rest only gained events.
         let mut changed: Vec<Uuid> = created

@@ -11,7 +11,7 @@ pub mod write_keys;
 
 use chrono::{DateTime, Utc};
 use entities::{contact, contact_identity, event};
-use sea_orm::sea_query::{LockType, OnConflict, Value};
+use sea_orm::sea_query::{LockType, Value};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Statement,
@@ -73,45 +73,65 @@ pub fn type_for_track(name: &str) -> &'static str {
         .unwrap_or("custom")
 }
 
-/// Inserts events, skipping any whose `message_id` the workspace already has. Returns the ones
-/// stored.
+/// The id of the event a message records. A message with a `messageId` gets the same id every
+/// time it arrives: from the workspace, that id and the time its sender stamped on it (kept
+/// as the UUID v7 time, so ids stay in the order events happened and inserts append to the
+/// primary key). A retried message then meets its first copy on the primary key, and no index
+/// on message ids is kept (migration 9). Without a stamp the time part is zero. Segment's
+/// libraries resend a message unchanged, stamp included. Without a `messageId` (back-office
+/// events, forms) nothing can repeat the event, and the id is a fresh UUID v7.
+pub fn event_id(workspace_id: Uuid, message_id: Option<&str>, stamped_at: Option<DateTime<Utc>>) -> Uuid {
+    use sha2::{Digest, Sha256};
+    let Some(message_id) = message_id else {
+        return Uuid::now_v7();
+    };
+    let digest = Sha256::new()
+        .chain_update(workspace_id.as_bytes())
+        .chain_update(message_id.as_bytes())
+        .finalize();
+    let mut random = [0u8; 10];
+    random.copy_from_slice(&digest[..10]);
+    let millis = stamped_at.map_or(0, |t| t.timestamp_millis().clamp(0, (1 << 48) - 1) as u64);
+    uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()
+}
+
+/// Inserts events, skipping repeats of a message: one already stored (a retried batch) or
+/// earlier in `rows`. Returns the ones stored.
 ///
-/// Without `RETURNING`: every returned row is a message from SQLite's worker thread to ours (a
-/// wake-up each, 500 a batch), and all but a retried batch store every row. When the count falls
-/// short, the rows stored are the ones whose new ids the table now holds; a skipped duplicate
-/// keeps the id it was first stored with.
-pub async fn insert_events(db: &impl ConnectionTrait, rows: Vec<event::Model>) -> Result<Vec<event::Model>, DbErr> {
-    let mut skipped = false;
-    // 18 columns a row: 1,000 rows stay under both backends' bound-parameter limits.
-    for chunk in rows.chunks(1_000) {
-        let models = chunk.iter().cloned().map(|m| event::ActiveModel::from(m).reset_all());
-        let inserted = event::Entity::insert_many(models)
-            .on_conflict(
-                OnConflict::columns([event::Column::WorkspaceId, event::Column::MessageId])
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .exec_without_returning(db)
-            .await?;
-        skipped |= inserted < chunk.len() as u64;
-    }
-    if !skipped {
-        return Ok(rows);
-    }
-    let mut stored = HashSet::with_capacity(rows.len());
-    for chunk in rows.chunks(1_000) {
-        let ids: Vec<Uuid> = chunk.iter().map(|e| e.id).collect();
+/// Repeats are found by one look-up of the ids messages derive (`event_id`) before the insert,
+/// so the insert needs no `RETURNING` (every returned row is a wake-up of our thread by SQLite's
+/// worker, 500 a batch) and no `ON CONFLICT`. A concurrent batch storing the same message
+/// between the two (PostgreSQL; SQLite has one writer) fails ours on the primary key, and its
+/// retry finds the message stored.
+pub async fn insert_events(db: &impl ConnectionTrait, mut rows: Vec<event::Model>) -> Result<Vec<event::Model>, DbErr> {
+    let mut seen = HashSet::with_capacity(rows.len());
+    rows.retain(|e| seen.insert(e.id));
+    let repeatable: Vec<Uuid> = rows.iter().filter(|e| e.message_id.is_some()).map(|e| e.id).collect();
+    let mut stored = HashSet::new();
+    for chunk in repeatable.chunks(1_000) {
         stored.extend(
             event::Entity::find()
                 .select_only()
                 .column(event::Column::Id)
-                .filter(crate::db::any_of(db.get_database_backend(), event::Column::Id, ids))
+                .filter(crate::db::any_of(
+                    db.get_database_backend(),
+                    event::Column::Id,
+                    chunk.to_vec(),
+                ))
                 .into_tuple::<Uuid>()
                 .all(db)
                 .await?,
         );
     }
-    Ok(rows.into_iter().filter(|e| stored.contains(&e.id)).collect())
+    if !stored.is_empty() {
+        rows.retain(|e| !stored.contains(&e.id));
+    }
+    // 18 columns a row: 1,000 rows stay under both backends' bound-parameter limits.
+    for chunk in rows.chunks(1_000) {
+        let models = chunk.iter().cloned().map(|m| event::ActiveModel::from(m).reset_all());
+        event::Entity::insert_many(models).exec_without_returning(db).await?;
+    }
+    Ok(rows)
 }
 
 /// What stored events change beside themselves: their contacts' activity times and event
@@ -249,5 +269,32 @@ mod tests {
         assert_eq!(type_for_track("Product Added"), "cart_updated");
         assert_eq!(type_for_track("page_viewed"), "page_viewed");
         assert_eq!(type_for_track("Signed Up For Beta"), "custom");
+    }
+
+    #[test]
+    fn a_message_gets_the_same_event_id_each_time_it_arrives() {
+        let (one, two) = (Uuid::now_v7(), Uuid::now_v7());
+        let stamp = |s: &str| Some(DateTime::parse_from_rfc3339(s).unwrap().to_utc());
+        let at = stamp("2026-11-20T12:00:00.123Z");
+        let id = event_id(one, Some("m-1"), at);
+        assert_eq!(id, event_id(one, Some("m-1"), at), "a retry");
+        assert_eq!(id.get_version_num(), 7);
+        assert_eq!(id.get_timestamp().unwrap().to_unix(), (1_795_176_000, 123_000_000));
+        assert_ne!(id, event_id(two, Some("m-1"), at), "another workspace's message");
+        assert_ne!(id, event_id(one, Some("m-2"), at), "another message");
+        assert!(
+            id < event_id(one, Some("m-0"), stamp("2026-11-20T12:00:00.124Z")),
+            "stamped later"
+        );
+        assert_eq!(
+            event_id(one, Some("m-1"), None),
+            event_id(one, Some("m-1"), None),
+            "no stamp"
+        );
+        assert_eq!(
+            event_id(one, Some("m-1"), stamp("1960-01-01T00:00:00Z")),
+            event_id(one, Some("m-1"), None)
+        );
+        assert_ne!(event_id(one, None, at), event_id(one, None, at), "nothing to repeat");
     }
 }
