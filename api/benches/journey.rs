@@ -59,6 +59,18 @@ fn args() -> Args {
     args
 }
 
+/// A message id as SDKs make them (analytics.js: a random UUID), the same in every run.
+fn message_id(run: &str, n: u64) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (run, n).hash(&mut hasher);
+    let high = hasher.finish();
+    n.hash(&mut hasher);
+    uuid::Builder::from_random_bytes(((high as u128) << 64 | hasher.finish() as u128).to_be_bytes())
+        .into_uuid()
+        .to_string()
+}
+
 /// The floor under ingestion: as many 500-event batches as were measured, with the same mix,
 /// written straight to the event store by the functions ingestion stores with (no HTTP, no
 /// parsing, no identity resolution), over the profiles ingestion made: the event inserts alone,
@@ -115,7 +127,7 @@ async fn store_floor(db: &sea_orm::DatabaseConnection, workspace_id: uuid::Uuid,
                             utm_term: None,
                             utm_content: None,
                             properties: json!({ "path": format!("/p/{}", n % 300) }),
-                            message_id: Some(format!("floor-{step:?}-{b}-{i}")),
+                            message_id: Some(message_id(&format!("floor-{step:?}"), b as u64 * 500 + i)),
                         }
                     })
                     .collect()
@@ -312,7 +324,7 @@ async fn run(args: Args) {
                     json!({ "type": "page", "anonymousId": format!("anon-{}", n % visitors), "name": "Product", "properties": { "path": format!("/p/{}", n % 300) },
                             "context": { "campaign": { "source": "google", "medium": "cpc", "name": "spring" } } })
                 };
-                message["messageId"] = json!(format!("msg-{b}-{i}"));
+                message["messageId"] = json!(message_id("ingest", seq));
                 // Each message stamped when it happened, a millisecond apart, as SDKs do.
                 message["timestamp"] = json!((epoch + chrono::Duration::milliseconds(seq as i64)).to_rfc3339());
                 batch.push(message);
