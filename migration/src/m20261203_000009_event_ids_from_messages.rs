@@ -1,6 +1,6 @@
 //! Events no longer carry a unique index on `(workspace_id, message_id)`. A message's event id
 //! now derives from the workspace, its `messageId` and the timestamp its sender stamped on it
-//! (`events::event_id`), so a retried message collides on the primary key instead. The index
+//! (`events::event_id`), so a retried message meets its first copy on the primary key instead. The index
 //! was one of the event table's two indexes with random keys: each insert wrote a page of it
 //! that no other event of the batch shared (BENCHMARKS.md, issue 3, thirteenth session).
 
