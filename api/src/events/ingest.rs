@@ -8,7 +8,7 @@
 //! concurrent batch created the same identity first or merged a profile away under it.
 
 use super::identity::{merge, merged_fields};
-use super::{event_id, insert_events, lock_contacts, record_activity, type_for_track};
+use super::{event_id, insert_events, lock_contacts, record_activity, type_for_track, workspace_digest};
 use crate::companies::parse_domain;
 use crate::contacts::parse_email;
 use crate::custom_fields::{Definitions, normalize_value};
@@ -385,14 +385,7 @@ async fn user_keys(
 
 /// The id a new profile first known by `key` gets in a workspace.
 fn profile_id(workspace_id: Uuid, key: &str) -> Uuid {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::new()
-        .chain_update(workspace_id.as_bytes())
-        .chain_update(key.as_bytes())
-        .finalize();
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    uuid::Builder::from_random_bytes(bytes).into_uuid()
+    uuid::Builder::from_random_bytes(workspace_digest(workspace_id, key)).into_uuid()
 }
 
 /// The advisory lock space of company names being found or created (`lock_company_names`;

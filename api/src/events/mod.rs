@@ -81,18 +81,26 @@ pub fn type_for_track(name: &str) -> &'static str {
 /// libraries resend a message unchanged, stamp included. Without a `messageId` (back-office
 /// events, forms) nothing can repeat the event, and the id is a fresh UUID v7.
 pub fn event_id(workspace_id: Uuid, message_id: Option<&str>, stamped_at: Option<DateTime<Utc>>) -> Uuid {
-    use sha2::{Digest, Sha256};
     let Some(message_id) = message_id else {
         return Uuid::now_v7();
     };
-    let digest = Sha256::new()
-        .chain_update(workspace_id.as_bytes())
-        .chain_update(message_id.as_bytes())
-        .finalize();
     let mut random = [0u8; 10];
-    random.copy_from_slice(&digest[..10]);
+    random.copy_from_slice(&workspace_digest(workspace_id, message_id)[..10]);
     let millis = stamped_at.map_or(0, |t| t.timestamp_millis().clamp(0, (1 << 48) - 1) as u64);
     uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()
+}
+
+/// The first 16 bytes of SHA-256 over a workspace id and a key: the stable part of ids that
+/// derive from what a sender named (profiles, events).
+pub(crate) fn workspace_digest(workspace_id: Uuid, key: &str) -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(workspace_id.as_bytes())
+        .chain_update(key.as_bytes())
+        .finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    bytes
 }
 
 /// Inserts events, skipping repeats of a message: one already stored (a retried batch) or
