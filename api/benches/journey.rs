@@ -310,9 +310,9 @@ async fn run(args: Args) {
             .unwrap()
             .to_utc();
         let visitors = args.visitors.unwrap_or((args.batches as u64 * 50).max(1_000));
-        for b in 0..args.batches {
+        for _ in 0..args.batches {
             let mut batch = Vec::with_capacity(500);
-            for i in 0..500u64 {
+            for _ in 0..500 {
                 seq += 1;
                 let n = seq.wrapping_mul(2_654_435_761) % 1_000_000;
                 let mut message = if n.is_multiple_of(50) {
