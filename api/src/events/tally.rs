@@ -32,10 +32,15 @@ fn fold(backend: DbBackend) -> String {
                ELSE ARRAY(SELECT m FROM unnest(event_tally.recent || excluded.recent) AS m \
                           ORDER BY m DESC LIMIT {RECENT}) END"
         ),
+        // The same, for the usual single new time: it goes in front as text (JSON arrays of
+        // times as `json_group_array` writes them), and the eleventh, if any, is cut.
         _ => format!(
-            "(SELECT json_group_array(m ORDER BY m DESC) FROM \
-               (SELECT value AS m FROM json_each(event_tally.recent) \
-                UNION ALL SELECT value FROM json_each(excluded.recent) ORDER BY m DESC LIMIT {RECENT}))"
+            "CASE WHEN excluded.total = 1 AND excluded.last_at >= event_tally.last_at AND event_tally.recent <> '[]' \
+               THEN json_remove('[' || json_quote(excluded.last_at) || ',' || substr(event_tally.recent, 2), \
+                                '$[{RECENT}]') \
+               ELSE (SELECT json_group_array(m ORDER BY m DESC) FROM \
+                      (SELECT value AS m FROM json_each(event_tally.recent) \
+                       UNION ALL SELECT value FROM json_each(excluded.recent) ORDER BY m DESC LIMIT {RECENT})) END"
         ),
     };
     let greatest = if backend == DbBackend::Postgres {
