@@ -98,6 +98,59 @@ async fn pages_walk_the_whole_list_forward_and_backward() {
     }
 }
 
+/// A behaviour condition is costly to evaluate, so the first page and the total come from one
+/// statement (`Total::InPage`) that picks the page among the matches before reading their
+/// columns; a query asking for the total alone runs only the count. Either way the answer must be
+/// the plain list's.
+#[tokio::test]
+async fn a_costly_filter_pages_and_counts_as_the_plain_list_does() {
+    let app = TestApp::spawn().await;
+    let inputs: Vec<_> = (0..25)
+        .map(|i| {
+            let last = if i % 5 == 0 {
+                json!(null)
+            } else {
+                json!(format!("Name{}", i % 4))
+            };
+            json!({ "email": format!("p{i:02}@example.com"), "lastName": last })
+        })
+        .collect();
+    app.gql(
+        "mutation($i: [ContactUpsertInput!]!) { contactsUpsert(inputs: $i) { createdCount } }",
+        json!({ "i": inputs }),
+    )
+    .await;
+    // Every contact matches: none has ordered.
+    let never_ordered = json!({ "events": [{ "type": "ORDER_COMPLETED", "atMost": 0 }] });
+    let page = "query($f: ContactFilter, $first: Int, $last: Int, $o: [ContactOrderBy!]) { contacts(filter: $f, first: $first, last: $last, orderBy: $o) { totalCount pageInfo { hasNextPage hasPreviousPage } nodes { email lastName } } }";
+    for order in [
+        json!([{ "lastName": "ASC" }]),
+        json!([{ "lastName": "DESC" }, { "email": "ASC" }]),
+        json!([{ "createdAt": "DESC" }]),
+    ] {
+        for (first, last) in [(json!(10), json!(null)), (json!(null), json!(10)), (json!(30), json!(null))] {
+            let vars = |f: serde_json::Value| json!({ "f": f, "first": first, "last": last, "o": order });
+            let costly = app.gql(page, vars(never_ordered.clone())).await;
+            let plain = app.gql(page, vars(json!(null))).await;
+            assert_eq!(costly, plain, "{order} first {first} last {last}");
+            assert_eq!(plain["contacts"]["totalCount"], 25);
+        }
+    }
+    let count = "query($f: ContactFilter) { contacts(filter: $f) { totalCount } }";
+    let alone = app.gql(count, json!({ "f": never_ordered })).await;
+    assert_eq!(alone, json!({ "contacts": { "totalCount": 25 } }));
+    let named = json!({ "events": [{ "type": "ORDER_COMPLETED", "atMost": 0 }], "lastName": { "eq": "Name1" } });
+    let alone = app.gql(count, json!({ "f": named })).await;
+    assert_eq!(alone["contacts"]["totalCount"], 5, "{alone}");
+    let preview = app
+        .gql(
+            "query($f: ContactFilter!) { segmentPreview(filter: $f) { totalCount } }",
+            json!({ "f": named }),
+        )
+        .await;
+    assert_eq!(preview["segmentPreview"]["totalCount"], 5);
+}
+
 #[tokio::test]
 async fn bad_page_arguments_are_clear_errors() {
     let app = TestApp::spawn().await;

@@ -580,8 +580,11 @@ pub(crate) async fn list_contacts(
     if let Some(filter) = &filter {
         select = select.filter(filter.condition(&filter_ctx)?);
     }
-    let total = match (ctx.look_ahead().field("totalCount").exists(), &filter) {
+    let look_ahead = ctx.look_ahead();
+    let rows_wanted = ["nodes", "edges", "pageInfo"].iter().any(|f| look_ahead.field(f).exists());
+    let total = match (look_ahead.field("totalCount").exists(), &filter) {
         (false, _) => Total::Skip,
+        (true, _) if !rows_wanted => Total::Alone,
         (true, Some(filter)) if filter.is_costly() => Total::InPage,
         (true, _) => Total::Count,
     };

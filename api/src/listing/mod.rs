@@ -192,6 +192,8 @@ pub enum Total {
     /// In the page's own statement (`COUNT(*) OVER ()`), so a filter whose evaluation is the
     /// cost (grouping events by contact, say) is evaluated once, not once per statement.
     InPage,
+    /// The count alone: the query asks for no rows and no page info.
+    Alone,
 }
 
 /// The column carrying the list's total in a page's own statement ([`Total::InPage`]).
@@ -320,24 +322,43 @@ impl<M> SortSpec<M> {
         condition
     }
 
-    fn order<E: EntityTrait>(&self, mut select: Select<E>, backward: bool) -> Select<E> {
+    /// The `ORDER BY` of a page: each key's expression (`expr(i)` for the i-th key, `id` for the
+    /// tie-breaker), its order, and its NULL placement. Only nullable keys name one: on a NOT NULL
+    /// column an explicit NULLS clause can stop PostgreSQL from using the index order.
+    fn ordering(
+        &self,
+        backward: bool,
+        expr: impl Fn(usize, &SortKey<M>) -> Expr,
+        id: Expr,
+    ) -> Vec<(Expr, Order, Option<NullOrdering>)> {
         let effective = |d: Direction| if backward { d.reversed() } else { d };
-        for key in &self.keys {
-            let order = effective(key.direction).order();
-            // Only nullable keys name their NULL placement: on a NOT NULL column an explicit
-            // NULLS clause can stop PostgreSQL from using the index order.
-            select = if key.nullable {
-                let nulls = if backward {
-                    NullOrdering::First
-                } else {
-                    NullOrdering::Last
-                };
-                select.order_by_with_nulls(key.expr.clone(), order, nulls)
-            } else {
-                select.order_by(key.expr.clone(), order)
+        let nulls = if backward {
+            NullOrdering::First
+        } else {
+            NullOrdering::Last
+        };
+        self.keys
+            .iter()
+            .enumerate()
+            .map(|(i, key)| {
+                (
+                    expr(i, key),
+                    effective(key.direction).order(),
+                    key.nullable.then_some(nulls),
+                )
+            })
+            .chain([(id, effective(self.id_direction()).order(), None)])
+            .collect()
+    }
+
+    fn order<E: EntityTrait>(&self, mut select: Select<E>, backward: bool) -> Select<E> {
+        for (expr, order, nulls) in self.ordering(backward, |_, key| key.expr.clone(), self.id_expr.clone()) {
+            select = match nulls {
+                Some(nulls) => select.order_by_with_nulls(expr, order, nulls),
+                None => select.order_by(expr, order),
             };
         }
-        select.order_by(self.id_expr.clone(), effective(self.id_direction()).order())
+        select
     }
 
     /// Fetches one page of `select` (already filtered and scoped to a workspace).
@@ -385,6 +406,14 @@ impl<M> SortSpec<M> {
         D: Fn(&QueryResult) -> Result<R, sea_orm::DbErr>,
     {
         let (size, backward) = args.size()?;
+        if total == Total::Alone {
+            return Ok(Page {
+                rows: Vec::new(),
+                has_next_page: false,
+                has_previous_page: false,
+                total_count: Some(select.count(db).await?),
+            });
+        }
         let cursor = if backward { &args.before } else { &args.after };
         let position = cursor.as_deref().map(|c| self.decode(c)).transpose()?;
         let (total_count, rows) = if total == Total::InPage && position.is_none() {
@@ -402,7 +431,7 @@ impl<M> SortSpec<M> {
             let page = db.query_all_raw(limited(db, &page, size + 1));
             match total {
                 Total::Skip => (None, page.await?),
-                Total::Count | Total::InPage => {
+                Total::Count | Total::InPage | Total::Alone => {
                     // Side by side, on two pooled connections (a transaction takes them in turn).
                     let (count, rows) = futures_util::try_join!(count, page)?;
                     (Some(count), rows)
@@ -429,10 +458,12 @@ impl<M> SortSpec<M> {
         })
     }
 
-    /// The first page and the total in one statement: the filtered ids once, in a materialized
-    /// CTE that both the count and the page read. (A `COUNT(*) OVER ()` beside `LIMIT` leads
-    /// PostgreSQL to plan for stopping early, which a whole-list count never does.)
-    /// Returns the total and up to `size + 1` rows in page order.
+    /// The first page and the total in one statement: the filtered ids once, with their sort
+    /// keys, in a materialized CTE that both the count and the page read. The page is the CTE's
+    /// first `size + 1` in order, so only those rows are read again for their columns, not every
+    /// match. (A `COUNT(*) OVER ()` beside `LIMIT` leads PostgreSQL to plan for stopping early,
+    /// which a whole-list count never does.) Returns the total and up to `size + 1` rows in page
+    /// order.
     async fn fetch_counted<E, C>(
         &self,
         db: &C,
@@ -446,13 +477,22 @@ impl<M> SortSpec<M> {
         C: ConnectionTrait,
     {
         let matching = Alias::new("matching");
-        let id = Alias::new("id");
-        let ids = select.select_only().column_as(self.id_expr.clone(), "id").into_query();
-        let listed = E::find().filter(
-            self.id_expr
-                .clone()
-                .in_subquery(Query::select().column(id).from(matching.clone()).to_owned()),
-        );
+        let key_name = |i: usize| Alias::new(format!("voxtur_key_{i}"));
+        let mut ids = select.select_only().column_as(self.id_expr.clone(), "id");
+        for (i, key) in self.keys.iter().enumerate() {
+            ids = ids.column_as(key.expr.clone(), format!("voxtur_key_{i}"));
+        }
+        let mut first = Query::select();
+        first.column(Alias::new("id")).from(matching.clone());
+        let by_alias = |i: usize, _: &SortKey<M>| Expr::col(key_name(i));
+        for (expr, order, nulls) in self.ordering(backward, by_alias, Expr::col(Alias::new("id"))) {
+            match nulls {
+                Some(nulls) => first.order_by_expr_with_nulls(expr, order, nulls),
+                None => first.order_by_expr(expr, order),
+            };
+        }
+        first.limit(size as u64 + 1);
+        let listed = E::find().filter(self.id_expr.clone().in_subquery(first));
         let page = project(self.order(listed, backward))
             .column_as(Expr::cust("(SELECT COUNT(*) FROM matching)"), TOTAL_COLUMN)
             .into_query()
@@ -460,7 +500,7 @@ impl<M> SortSpec<M> {
                 WithClause::new()
                     .cte(
                         CommonTableExpression::new()
-                            .query(ids)
+                            .query(ids.into_query())
                             .table_name(matching)
                             .materialized(true)
                             .to_owned(),
