@@ -128,7 +128,11 @@ async fn a_costly_filter_pages_and_counts_as_the_plain_list_does() {
         json!([{ "lastName": "DESC" }, { "email": "ASC" }]),
         json!([{ "createdAt": "DESC" }]),
     ] {
-        for (first, last) in [(json!(10), json!(null)), (json!(null), json!(10)), (json!(30), json!(null))] {
+        for (first, last) in [
+            (json!(10), json!(null)),
+            (json!(null), json!(10)),
+            (json!(30), json!(null)),
+        ] {
             let vars = |f: serde_json::Value| json!({ "f": f, "first": first, "last": last, "o": order });
             let costly = app.gql(page, vars(never_ordered.clone())).await;
             let plain = app.gql(page, vars(json!(null))).await;

@@ -440,6 +440,16 @@ async fn counts_at_the_edge_of_what_tallies_keep() {
     assert_eq!(count(in_10_days(6, "exactly")).await, 1);
     assert_eq!(count(in_10_days(6, "atMost")).await, 1);
     assert_eq!(count(in_10_days(7, "atLeast")).await, 0);
+    // Around the third latest (1, 3 and 5 days ago, and 6), which PostgreSQL reads from an index
+    // of its own (migration 10): three in 6 days, two in 5, four in 7.
+    assert_eq!(count(windowed(6, 3, "atLeast")).await, 1);
+    assert_eq!(count(windowed(5, 3, "atLeast")).await, 0);
+    assert_eq!(count(windowed(5, 2, "atLeast")).await, 1);
+    assert_eq!(count(windowed(6, 4, "atLeast")).await, 0);
+    assert_eq!(count(windowed(7, 4, "atLeast")).await, 1);
+    assert_eq!(count(windowed(6, 3, "exactly")).await, 1);
+    assert_eq!(count(windowed(5, 2, "atMost")).await, 1);
+    assert_eq!(count(windowed(6, 2, "atMost")).await, 0);
     // Ever: fifteen, the retried batch counted once.
     assert_eq!(count(json!({ "type": "PAGE_VIEWED", "exactly": 15 })).await, 1);
     assert_eq!(count(json!({ "type": "PAGE_VIEWED", "atLeast": 16 })).await, 0);

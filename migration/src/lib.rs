@@ -12,6 +12,7 @@ mod m20261202_000006_event_contact_keys;
 mod m20261202_000007_deleted_profiles;
 mod m20261202_000008_event_tally;
 mod m20261203_000009_event_ids_from_messages;
+mod m20261203_000010_dense_tallies;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000007_deleted_profiles::Migration),
             Box::new(m20261202_000008_event_tally::Migration),
             Box::new(m20261203_000009_event_ids_from_messages::Migration),
+            Box::new(m20261203_000010_dense_tallies::Migration),
         ]
     }
 }

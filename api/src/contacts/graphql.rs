@@ -581,7 +581,9 @@ pub(crate) async fn list_contacts(
         select = select.filter(filter.condition(&filter_ctx)?);
     }
     let look_ahead = ctx.look_ahead();
-    let rows_wanted = ["nodes", "edges", "pageInfo"].iter().any(|f| look_ahead.field(f).exists());
+    let rows_wanted = ["nodes", "edges", "pageInfo"]
+        .iter()
+        .any(|f| look_ahead.field(f).exists());
     let total = match (look_ahead.field("totalCount").exists(), &filter) {
         (false, _) => Total::Skip,
         (true, _) if !rows_wanted => Total::Alone,
