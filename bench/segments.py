@@ -46,14 +46,15 @@ WHERE c.workspace_id = '{ws}' AND c.lifecycle_stage = 'lead' AND NOT c.anonymous
 
 
 # The same question as a DBA would write it over the event tallies (migration 8), which the
-# segment's behaviour condition reads: "the third latest page view is within 30 days".
+# segment's behaviour condition reads: "the third latest page view is within 30 days", from the
+# column PostgreSQL's tallies keep it in, over its own index (migration 10).
 HAND_WRITTEN_TALLY = """
 SELECT count(*) FROM {schema}.contact c
 WHERE c.workspace_id = '{ws}' AND c.lifecycle_stage = 'lead' AND NOT c.anonymous
   AND EXISTS (SELECT 1 FROM {schema}.contact_tag t WHERE t.contact_id = c.id AND t.tag = 'newsletter')
   AND c.id IN (SELECT t.contact_id FROM {schema}.event_tally t
                WHERE t.workspace_id = '{ws}' AND t.event_type = 'page_viewed'
-                 AND t.last_at >= now() - interval '30 days' AND t.recent[3] >= now() - interval '30 days')
+                 AND t.third_at >= now() - interval '30 days')
 """
 
 
