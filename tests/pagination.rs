@@ -6,10 +6,9 @@ use std::collections::HashSet;
 
 const PAGE: &str = "query($first: Int, $after: String, $last: Int, $before: String, $o: [ContactOrderBy!]) { contacts(first: $first, after: $after, last: $last, before: $before, orderBy: $o) { totalCount pageInfo { hasNextPage hasPreviousPage startCursor endCursor } nodes { email lastName } } }";
 
-#[tokio::test]
-async fn pages_walk_the_whole_list_forward_and_backward() {
-    let app = TestApp::spawn().await;
-    // Duplicate and missing last names exercise ties and NULL handling.
+/// 25 contacts, `p00@example.com` to `p24@example.com`; duplicate and missing last names
+/// exercise ties and NULL handling.
+async fn add_people(app: &TestApp) {
     let inputs: Vec<_> = (0..25)
         .map(|i| {
             let last = if i % 5 == 0 {
@@ -25,6 +24,12 @@ async fn pages_walk_the_whole_list_forward_and_backward() {
         json!({ "i": inputs }),
     )
     .await;
+}
+
+#[tokio::test]
+async fn pages_walk_the_whole_list_forward_and_backward() {
+    let app = TestApp::spawn().await;
+    add_people(&app).await;
 
     for order in [
         json!([{ "lastName": "ASC" }]),
@@ -105,21 +110,7 @@ async fn pages_walk_the_whole_list_forward_and_backward() {
 #[tokio::test]
 async fn a_costly_filter_pages_and_counts_as_the_plain_list_does() {
     let app = TestApp::spawn().await;
-    let inputs: Vec<_> = (0..25)
-        .map(|i| {
-            let last = if i % 5 == 0 {
-                json!(null)
-            } else {
-                json!(format!("Name{}", i % 4))
-            };
-            json!({ "email": format!("p{i:02}@example.com"), "lastName": last })
-        })
-        .collect();
-    app.gql(
-        "mutation($i: [ContactUpsertInput!]!) { contactsUpsert(inputs: $i) { createdCount } }",
-        json!({ "i": inputs }),
-    )
-    .await;
+    add_people(&app).await;
     // Every contact matches: none has ordered.
     let never_ordered = json!({ "events": [{ "type": "ORDER_COMPLETED", "atMost": 0 }] });
     let page = "query($f: ContactFilter, $first: Int, $last: Int, $o: [ContactOrderBy!]) { contacts(filter: $f, first: $first, last: $last, orderBy: $o) { totalCount pageInfo { hasNextPage hasPreviousPage } nodes { email lastName } } }";
