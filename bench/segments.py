@@ -81,8 +81,7 @@ WHERE c.workspace_id = ? AND c.lifecycle_stage = 'lead' AND NOT c.anonymous
   AND EXISTS (SELECT 1 FROM contact_tag t WHERE t.contact_id = c.id AND t.tag = 'newsletter')
   AND c.id IN (SELECT t.contact_id FROM event_tally t
                WHERE t.workspace_id = ? AND t.event_type = 'page_viewed'
-                 AND t.last_at >= strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now', '-30 days')
-                 AND json_extract(t.recent, '$[2]') >= strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now', '-30 days'))
+                 AND t.third_at >= strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now', '-30 days'))
 """
 
 

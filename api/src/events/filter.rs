@@ -251,21 +251,22 @@ impl EventCondition {
         let since = now - Duration::days(i64::from(days));
         // At least n in the window: the n-th latest is in it (and so is the latest, which the
         // window index ranges over).
-        // (PostgreSQL: from three on, the third latest is in it, which the dense index ranges
-        // over, migration 10.)
+        // From three on, the third latest is in it too, which the dense index ranges over
+        // (migration 10).
         let at_least = |n: i64| {
             let nth = match backend {
                 DbBackend::Postgres => Expr::cust(format!("recent[{n}]")),
                 _ => Expr::cust(format!("json_extract(recent, '$[{}]')", n - 1)),
             };
-            let in_window = match backend {
-                DbBackend::Postgres if n >= DENSE => Expr::col(EventTally::ThirdAt).gte(since),
-                _ => Expr::col(EventTally::LastAt).gte(since),
+            let in_window = if n >= DENSE {
+                Expr::col(EventTally::ThirdAt).gte(since)
+            } else {
+                Expr::col(EventTally::LastAt).gte(since)
             };
-            tallies(match n {
-                1 => in_window,
-                DENSE if backend == DbBackend::Postgres => in_window,
-                _ => in_window.and(nth.gte(since)),
+            tallies(if n == 1 || n == DENSE {
+                in_window
+            } else {
+                in_window.and(nth.gte(since))
             })
         };
         let kept = super::tally::RECENT;
@@ -293,11 +294,11 @@ enum EventTally {
     EventType,
     Total,
     LastAt,
-    /// PostgreSQL only: `recent[DENSE]`, stored and indexed (migration 10).
+    /// The `DENSE`-th latest time, generated from `recent` and indexed (migration 10).
     ThirdAt,
 }
 
-/// The rank of the latest time PostgreSQL's tallies keep apart as `third_at`.
+/// The rank of the latest time tallies keep apart as `third_at`.
 const DENSE: i64 = 3;
 
 impl PropertyCondition {
