@@ -249,10 +249,9 @@ impl EventCondition {
             }));
         };
         let since = now - Duration::days(i64::from(days));
-        // At least n in the window: the n-th latest is in it (and so is the latest, which the
-        // window index ranges over).
-        // From three on, the third latest is in it too, which the dense index ranges over
-        // (migration 10).
+        // At least n in the window: the n-th latest is in it, and so is the latest (which the
+        // window index ranges over) or, from three on, the third latest (which the dense index
+        // ranges over, migration 10).
         let at_least = |n: i64| {
             let nth = match backend {
                 DbBackend::Postgres => Expr::cust(format!("recent[{n}]")),

@@ -431,6 +431,7 @@ impl<M> SortSpec<M> {
             let page = db.query_all_raw(limited(db, &page, size + 1));
             match total {
                 Total::Skip => (None, page.await?),
+                // (`Alone` returned above.)
                 Total::Count | Total::InPage | Total::Alone => {
                     // Side by side, on two pooled connections (a transaction takes them in turn).
                     let (count, rows) = futures_util::try_join!(count, page)?;
@@ -477,14 +478,14 @@ impl<M> SortSpec<M> {
         C: ConnectionTrait,
     {
         let matching = Alias::new("matching");
-        let key_name = |i: usize| Alias::new(format!("voxtur_key_{i}"));
+        let key_name = |i: usize| format!("voxtur_key_{i}");
         let mut ids = select.select_only().column_as(self.id_expr.clone(), "id");
         for (i, key) in self.keys.iter().enumerate() {
-            ids = ids.column_as(key.expr.clone(), format!("voxtur_key_{i}"));
+            ids = ids.column_as(key.expr.clone(), key_name(i));
         }
         let mut first = Query::select();
         first.column(Alias::new("id")).from(matching.clone());
-        let by_alias = |i: usize, _: &SortKey<M>| Expr::col(key_name(i));
+        let by_alias = |i: usize, _: &SortKey<M>| Expr::col(Alias::new(key_name(i)));
         for (expr, order, nulls) in self.ordering(backward, by_alias, Expr::col(Alias::new("id"))) {
             match nulls {
                 Some(nulls) => first.order_by_expr_with_nulls(expr, order, nulls),
