@@ -83,6 +83,47 @@ fn workspace_lock_key(workspace_id: Uuid) -> i32 {
     i32::from_be_bytes([bytes[12], bytes[13], bytes[14], bytes[15]])
 }
 
+/// What a set of events adds to one tally: how many, and their latest `RECENT` times, newest
+/// first.
+struct Increment<'a> {
+    contact_id: Uuid,
+    event_type: &'a str,
+    workspace_id: Uuid,
+    total: i64,
+    recent: Vec<DateTime<Utc>>,
+}
+
+/// The events' increments, one for each contact and event type, in key order. Grouped here
+/// rather than in SQL: PostgreSQL set up a sort for every group's ordered `array_agg`, and
+/// SQLite numbered every event with a window function, where almost every group holds one event.
+fn increments(events: &[event::Model]) -> Vec<Increment<'_>> {
+    let mut sorted: Vec<&event::Model> = events.iter().collect();
+    sorted.sort_unstable_by(|a, b| {
+        (a.contact_id, &a.event_type)
+            .cmp(&(b.contact_id, &b.event_type))
+            .then(b.occurred_at.cmp(&a.occurred_at))
+    });
+    let mut rows: Vec<Increment> = Vec::with_capacity(sorted.len());
+    for e in sorted {
+        match rows.last_mut() {
+            Some(row) if row.contact_id == e.contact_id && row.event_type == e.event_type => {
+                row.total += 1;
+                if row.recent.len() < RECENT as usize {
+                    row.recent.push(e.occurred_at);
+                }
+            }
+            _ => rows.push(Increment {
+                contact_id: e.contact_id,
+                event_type: &e.event_type,
+                workspace_id: e.workspace_id,
+                total: 1,
+                recent: vec![e.occurred_at],
+            }),
+        }
+    }
+    rows
+}
+
 /// Adds newly stored events to their contacts' tallies: one statement, rows in key order so
 /// concurrent writers take row locks in one order. Pass only events actually stored (not the
 /// duplicates an idempotent insert skipped), with their final contact.
@@ -96,44 +137,55 @@ pub async fn add(db: &impl ConnectionTrait, events: &[event::Model]) -> Result<(
     for workspace_id in workspaces {
         lock_workspace(db, workspace_id, false).await?;
     }
+    let rows = increments(events);
     let backend = db.get_database_backend();
-    let (rows, values) = if backend == DbBackend::Postgres {
-        let rows = format!(
-            "SELECT c, t, w, count(*), max(at), {} \
-             FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::timestamptz[]) AS v(c, t, w, at) \
-             GROUP BY c, t, w ORDER BY c, t",
-            latest_times(backend, "at")
-        );
+    // A single time (the usual increment) makes the list in SQL; longer lists go as text.
+    let (select, values) = if backend == DbBackend::Postgres {
+        let select = "SELECT c, t, w, n, at, CASE WHEN r = '' THEN ARRAY[at] ELSE r::timestamptz[] END \
+             FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::int8[], $5::timestamptz[], $6::text[]) \
+                  AS v(c, t, w, n, at, r) \
+             ORDER BY c, t";
+        let longer = |row: &Increment| match row.recent.len() {
+            1 => String::new(),
+            _ => {
+                let times: Vec<String> = row.recent.iter().map(|t| t.to_rfc3339()).collect();
+                format!("{{{}}}", times.join(","))
+            }
+        };
         let values = vec![
-            Value::from(events.iter().map(|e| e.contact_id).collect::<Vec<_>>()),
-            Value::from(events.iter().map(|e| e.event_type.clone()).collect::<Vec<_>>()),
-            Value::from(events.iter().map(|e| e.workspace_id).collect::<Vec<_>>()),
-            Value::from(events.iter().map(|e| e.occurred_at).collect::<Vec<_>>()),
+            Value::from(rows.iter().map(|r| r.contact_id).collect::<Vec<_>>()),
+            Value::from(rows.iter().map(|r| r.event_type.to_owned()).collect::<Vec<_>>()),
+            Value::from(rows.iter().map(|r| r.workspace_id).collect::<Vec<_>>()),
+            Value::from(rows.iter().map(|r| r.total).collect::<Vec<_>>()),
+            Value::from(rows.iter().map(|r| r.recent[0]).collect::<Vec<_>>()),
+            Value::from(rows.iter().map(longer).collect::<Vec<String>>()),
         ];
-        (rows, values)
+        (select, values)
     } else {
-        let rows = format!(
-            "SELECT c, t, w, count(*), max(at), {} \
-             FROM (SELECT c, t, w, at, row_number() OVER (PARTITION BY c, t ORDER BY at DESC) AS latest \
-                   FROM (SELECT unhex(value ->> 0) AS c, value ->> 1 AS t, unhex(value ->> 2) AS w, \
-                                value ->> 3 AS at FROM json_each(?))) \
-             WHERE true GROUP BY c, t, w ORDER BY c, t",
-            latest_times(backend, "at")
-        );
-        let list: Vec<serde_json::Value> = events
+        // `recent` as `json_group_array` writes it (the fold relies on that text).
+        let select = "SELECT unhex(value ->> 0), value ->> 1, unhex(value ->> 2), value ->> 3, value ->> 4, \
+                    coalesce(value ->> 5, json_array(value ->> 4)) \
+             FROM json_each(?) WHERE true";
+        let list: Vec<serde_json::Value> = rows
             .iter()
-            .map(|e| {
+            .map(|r| {
+                let longer = (r.recent.len() > 1).then(|| {
+                    let times: Vec<String> = r.recent.iter().map(|t| sqlite_time(*t)).collect();
+                    serde_json::Value::from(times).to_string()
+                });
                 serde_json::json!([
-                    e.contact_id.simple().to_string(),
-                    e.event_type,
-                    e.workspace_id.simple().to_string(),
-                    sqlite_time(e.occurred_at),
+                    r.contact_id.simple().to_string(),
+                    r.event_type,
+                    r.workspace_id.simple().to_string(),
+                    r.total,
+                    sqlite_time(r.recent[0]),
+                    longer,
                 ])
             })
             .collect();
-        (rows, vec![Value::from(serde_json::Value::Array(list).to_string())])
+        (select, vec![Value::from(serde_json::Value::Array(list).to_string())])
     };
-    let sql = format!("{INSERT} {rows} {}", fold(backend));
+    let sql = format!("{INSERT} {select} {}", fold(backend));
     db.execute_raw(Statement::from_sql_and_values(backend, sql, values))
         .await?;
     Ok(())
