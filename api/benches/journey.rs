@@ -346,7 +346,7 @@ async fn run(args: Args) {
         if db.get_database_backend() == DbBackend::Postgres {
             // Where pg_stat_statements is loaded, its figures then cover the measured batches
             // (and the floor, unless `--skip-floor`); elsewhere this fails, and that is fine.
-            let _ = db.execute_unprepared("SELECT pg_stat_statements_reset()").await;
+            let _ = db.execute_unprepared("SELECT public.pg_stat_statements_reset()").await;
         }
         let measured = bodies.len();
         let cpu_before = CpuTicks::now();
