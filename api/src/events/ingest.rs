@@ -1346,7 +1346,9 @@ impl Batch {
         for e in events.iter_mut() {
             e.contact_id = self.resolve(e.contact_id);
         }
-        let mut stored: HashSet<Uuid> = insert_events(db, events.clone()).await?.iter().map(|e| e.id).collect();
+        // From here on, only the events stored: a message the batch repeats once, as its first
+        // copy, and none a retried call had stored before.
+        let mut events = insert_events(db, events).await?;
         if !sqlite {
             created = self.insert_profiles(db).await?;
         }
@@ -1402,8 +1404,6 @@ impl Batch {
             e.contact_id = self.resolve(e.contact_id);
         }
         self.save_changes(db, &touched).await?;
-        // Once each: a message repeated in the batch was stored once, as its first copy.
-        events.retain(|e| stored.remove(&e.id));
         record_activity(db, &events).await?;
         // Made, changed or merged into: any segment may move them. The rest only gained events.
         let mut changed: Vec<Uuid> = created
