@@ -23,3 +23,4 @@ mod segments;
 mod tenancy;
 mod upsert;
 mod web;
+mod write_path;

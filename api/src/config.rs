@@ -24,7 +24,7 @@ pub struct DatabaseSettings {
     pub schema: Option<String>,
     /// Pool size. sqlx pings every connection as it returns to the pool (a round trip), so a
     /// connection stays taken a while after its statement; at 10, with 16 requests in flight,
-    /// requests queued for one while the cores idled (BENCHMARKS.md, issue 5, ninth session).
+    /// requests queued for one while the cores idled (docs/perf-history.md, issue 5, ninth session).
     pub max_connections: u32,
 }
 

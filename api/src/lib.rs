@@ -23,6 +23,7 @@ pub mod server;
 pub mod telemetry;
 pub mod web;
 pub mod workspaces;
+pub mod writes;
 
 /// Current time truncated to microseconds: PostgreSQL stores microseconds, so truncating here
 /// makes a value read back from either backend equal to the one written (cursors rely on it).

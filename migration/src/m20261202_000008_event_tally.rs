@@ -1,7 +1,7 @@
 //! Per contact and event type: how many events, and the times of the latest ten. Behaviour
 //! conditions ("at least 3 page views in the last 30 days", "ever opened an email") read one
 //! row per contact here instead of grouping the window's events by contact, which at a million
-//! contacts was most of a segment's evaluation (BENCHMARKS.md, issue 4).
+//! contacts was most of a segment's evaluation (docs/perf-history.md, issue 4).
 //!
 //! `recent` holds the latest occurrence times, newest first: a native array on PostgreSQL, a
 //! JSON array of the timestamps as SQLite stores them on SQLite (text that sorts as time).

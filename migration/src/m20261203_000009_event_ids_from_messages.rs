@@ -2,7 +2,7 @@
 //! now derives from the workspace, its `messageId` and the timestamp its sender stamped on it
 //! (`events::event_id`), so a retried message meets its first copy on the primary key instead. The index
 //! was one of the event table's two indexes with random keys: each insert wrote a page of it
-//! that no other event of the batch shared (BENCHMARKS.md, issue 3, thirteenth session).
+//! that no other event of the batch shared (docs/perf-history.md, issue 3, thirteenth session).
 
 use sea_orm_migration::prelude::*;
 

@@ -3,7 +3,7 @@
 //! (or more) in the last D days" is then a range of that index holding only the contacts that
 //! qualify, where the window index holds every contact with one event in the window: at a
 //! million contacts, 80,000 entries instead of 286,000, read in a tenth of the time on both
-//! backends (BENCHMARKS.md, issue 4, fourteenth session). A column, not an index on the
+//! backends (docs/perf-history.md, issue 4, fourteenth session). A column, not an index on the
 //! expression `recent[3]`: PostgreSQL reads such an index only together with the table.
 //!
 //! Adding the column rewrites PostgreSQL's table under an exclusive lock (23 s for 3.5 million

@@ -1,5 +1,5 @@
 //! Principals of recently used API keys and write keys, held in memory so that a request on
-//! PostgreSQL does not pay a database round trip to authenticate (BENCHMARKS.md, issues 5 and 3).
+//! PostgreSQL does not pay a database round trip to authenticate (docs/perf-history.md, issues 5 and 3).
 //!
 //! Revocation stays immediate for every server. The revoking server forgets the key at once; the
 //! revocation also sends `NOTIFY voxtur_credentials` with the key's id in its transaction, and

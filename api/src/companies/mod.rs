@@ -7,10 +7,13 @@ use crate::custom_fields::Definitions;
 use crate::error::ApiResult;
 use crate::graphql::relay::{NodeKind, decode_as};
 use crate::graphql::user_error::{MutationError, MutationResult, UserError, UserErrorCode};
+use crate::writes::Changes;
 use async_graphql::{ID, MaybeUndefined};
 use entities::enums::{CompanySize, ObjectType};
-use entities::{app_user, company};
-use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, SqlErr};
+use entities::{app_user, company, contact};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, SqlErr, TransactionTrait,
+};
 use uuid::Uuid;
 
 /// What a create or update asks to change; absent fields stay, `null` clears.
@@ -202,11 +205,16 @@ pub async fn create(
     };
     let model = apply(db, blank, changes).await?;
     let domain = model.domain.clone();
-    company::ActiveModel::from(model)
+    let txn = db.begin().await?;
+    let inserted = company::ActiveModel::from(model)
         .reset_all()
-        .insert(db)
+        .insert(&txn)
         .await
-        .map_err(|e| map_unique(e, domain.as_deref()))
+        .map_err(|e| map_unique(e, domain.as_deref()))?;
+    let mut changes = Changes::new(workspace_id);
+    changes.companies_changed.push(inserted.id);
+    crate::writes::commit(db, txn, changes).await?;
+    Ok(inserted)
 }
 
 pub async fn update(
@@ -219,23 +227,43 @@ pub async fn update(
     let mut model = apply(db, existing, changes).await?;
     model.updated_at = crate::now();
     let domain = model.domain.clone();
-    company::ActiveModel::from(model)
+    let txn = db.begin().await?;
+    let updated = company::ActiveModel::from(model)
         .reset_all()
-        .update(db)
+        .update(&txn)
         .await
-        .map_err(|e| map_unique(e, domain.as_deref()))
+        .map_err(|e| map_unique(e, domain.as_deref()))?;
+    let mut changes = Changes::new(workspace_id);
+    changes.companies_changed.push(updated.id);
+    crate::writes::commit(db, txn, changes).await?;
+    Ok(updated)
 }
 
 /// Deletes a company; its contacts stay, without a company.
 pub async fn delete(db: &DatabaseConnection, workspace_id: Uuid, id: &ID) -> MutationResult<Uuid> {
     let uuid = decode_as(id, NodeKind::Company).ok_or_else(|| not_found(id))?;
+    let txn = crate::db::begin_write(db).await?;
+    // Its contacts lose their company (the key sets it null): company conditions may now
+    // match them differently.
+    let contacts: Vec<Uuid> = contact::Entity::find()
+        .select_only()
+        .column(contact::Column::Id)
+        .filter(contact::Column::WorkspaceId.eq(workspace_id))
+        .filter(contact::Column::CompanyId.eq(uuid))
+        .into_tuple()
+        .all(&txn)
+        .await?;
     let result = company::Entity::delete_many()
         .filter(company::Column::Id.eq(uuid))
         .filter(company::Column::WorkspaceId.eq(workspace_id))
-        .exec(db)
+        .exec(&txn)
         .await?;
     if result.rows_affected == 0 {
         return Err(not_found(id));
     }
+    let mut changes = Changes::new(workspace_id);
+    changes.companies_deleted.push(uuid);
+    changes.contacts_changed = contacts;
+    crate::writes::commit(db, txn, changes).await?;
     Ok(uuid)
 }

@@ -350,7 +350,7 @@ impl LifecycleStageFilter {
             // Written into the statement's text, not bound: the stage's share of contacts ranges
             // from a few to a third, and with it bound PostgreSQL compares a generic plan
             // costed for the average stage with custom ones and may plan a contacts page at
-            // every call (BENCHMARKS.md, issue 5, eighth session). A statement per stage (eight
+            // every call (docs/perf-history.md, issue 5, eighth session). A statement per stage (eight
             // at most) has no such choice and keeps its plan. Safe: the value is an enum's.
             let literal = Expr::Constant(sea_orm::ActiveEnum::to_value(&stage(v)).into());
             all = all.add(Expr::col((contact::Entity, column)).eq(literal));

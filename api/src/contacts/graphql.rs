@@ -592,7 +592,7 @@ pub(crate) async fn list_contacts(
     };
     // Only the columns the query asks for, the company and owner joined in when asked for
     // (through the DataLoaders they cost two more statements and a load, a channel and a task
-    // per contact: about half of a 50-contact page's CPU; BENCHMARKS.md, issue 5).
+    // per contact: about half of a 50-contact page's CPU; docs/perf-history.md, issue 5).
     let nodes = connection_nodes(&ctx.look_ahead());
     // The sort keys' columns, for the cursors (newest first when none is given).
     let mut sort_columns: Vec<contact::Column> = order_by.iter().map(ContactOrderBy::column).collect();
@@ -974,14 +974,6 @@ impl ContactMutation {
     ) -> async_graphql::Result<ContactCreatePayload> {
         let r = request(ctx)?;
         let (contact, user_errors) = into_payload(super::create(r.db, r.principal.workspace_id, input.into()).await)?;
-        if let Some(c) = &contact {
-            crate::segments::keep_current(
-                r.db,
-                r.principal.workspace_id,
-                crate::segments::Touched::changed(vec![c.id]),
-            )
-            .await;
-        }
         Ok(ContactCreatePayload {
             contact: contact.map(Contact::from),
             user_errors,
@@ -999,14 +991,6 @@ impl ContactMutation {
         let r = request(ctx)?;
         let (contact, user_errors) =
             into_payload(super::update(r.db, r.principal.workspace_id, &id, input.into()).await)?;
-        if let Some(c) = &contact {
-            crate::segments::keep_current(
-                r.db,
-                r.principal.workspace_id,
-                crate::segments::Touched::changed(vec![c.id]),
-            )
-            .await;
-        }
         Ok(ContactUpdatePayload {
             contact: contact.map(Contact::from),
             user_errors,
@@ -1044,15 +1028,6 @@ impl ContactMutation {
         let r = request(ctx)?;
         let changes = inputs.into_iter().map(Into::into).collect();
         let (outcomes, user_errors) = into_payload(super::upsert(r.db, r.principal.workspace_id, changes).await)?;
-        let saved: Vec<Uuid> = outcomes
-            .iter()
-            .flatten()
-            .filter_map(|o| match o {
-                UpsertOutcome::Created(m) | UpsertOutcome::Updated(m) => Some(m.id),
-                UpsertOutcome::Failed(_) => None,
-            })
-            .collect();
-        crate::segments::keep_current(r.db, r.principal.workspace_id, crate::segments::Touched::changed(saved)).await;
         let mut payload = ContactsUpsertPayload {
             results: Vec::new(),
             created_count: 0,

@@ -7,6 +7,7 @@ use crate::custom_fields::Definitions;
 use crate::error::ApiResult;
 use crate::graphql::relay::{NodeKind, decode_as};
 use crate::graphql::user_error::{MutationError, MutationResult, UserError, UserErrorCode};
+use crate::writes::Changes;
 use async_graphql::{ID, MaybeUndefined};
 use entities::enums::{ConsentStatus, LifecycleStage, ObjectType};
 use entities::{app_user, company, contact, contact_tag, deleted_contact};
@@ -391,7 +392,7 @@ async fn write_upsert<C: ConnectionTrait + TransactionTrait>(
     refs: &References,
     fields: &Definitions,
     outcomes: &mut [Option<UpsertOutcome>],
-) -> Result<(), DbErr> {
+) -> Result<Changes, DbErr> {
     let txn = crate::db::begin_write(db).await?;
     let wanted: Vec<String> = emails.iter().flatten().cloned().collect();
     let mut existing: HashMap<String, contact::Model> = HashMap::new();
@@ -457,7 +458,15 @@ async fn write_upsert<C: ConnectionTrait + TransactionTrait>(
     }
     replace_tags(&txn, workspace_id, tag_sets).await?;
     txn.commit().await?;
-    Ok(())
+    let mut changes = Changes::new(workspace_id);
+    for outcome in outcomes.iter().flatten() {
+        match outcome {
+            UpsertOutcome::Created(m) => changes.contacts_created.push(m.id),
+            UpsertOutcome::Updated(m) => changes.contacts_changed.push(m.id),
+            UpsertOutcome::Failed(_) => {}
+        }
+    }
+    Ok(changes)
 }
 
 fn is_unique_violation(error: &DbErr) -> bool {
@@ -548,7 +557,9 @@ pub async fn create(
         tags.map(|t| vec![(inserted.id, t)]).unwrap_or_default(),
     )
     .await?;
-    txn.commit().await?;
+    let mut changes = Changes::new(workspace_id);
+    changes.contacts_created.push(inserted.id);
+    crate::writes::commit(db, txn, changes).await?;
     Ok(inserted)
 }
 
@@ -622,7 +633,9 @@ pub async fn update(
         tags.map(|t| vec![(updated.id, t)]).unwrap_or_default(),
     )
     .await?;
-    txn.commit().await?;
+    let mut changes = Changes::new(workspace_id);
+    changes.contacts_changed.push(updated.id);
+    crate::writes::commit(db, txn, changes).await?;
     Ok(updated)
 }
 
@@ -665,7 +678,9 @@ async fn delete_once<C: ConnectionTrait + TransactionTrait>(db: &C, workspace_id
     .reset_all()
     .insert(&txn)
     .await?;
-    txn.commit().await?;
+    let mut changes = Changes::new(workspace_id);
+    changes.contacts_deleted.push(uuid);
+    crate::writes::commit(db, txn, changes).await?;
     Ok(true)
 }
 
@@ -678,11 +693,23 @@ pub enum UpsertOutcome {
 
 /// Creates or updates contacts matched on email. Partial by design: every valid item is saved
 /// (in one transaction), every invalid item is reported by index and nothing of it is written.
-pub async fn upsert<C: ConnectionTrait + TransactionTrait>(
-    db: &C,
+pub async fn upsert(
+    db: &DatabaseConnection,
     workspace_id: Uuid,
     items: Vec<ContactChanges>,
 ) -> MutationResult<Vec<UpsertOutcome>> {
+    let txn = crate::db::begin_write(db).await?;
+    let (outcomes, changes) = upsert_in(&txn, workspace_id, items).await?;
+    crate::writes::commit(db, txn, changes).await?;
+    Ok(outcomes)
+}
+
+/// [`upsert`] inside the caller's transaction; the caller commits what it returns.
+pub async fn upsert_in<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    workspace_id: Uuid,
+    items: Vec<ContactChanges>,
+) -> MutationResult<(Vec<UpsertOutcome>, Changes)> {
     if items.len() > MAX_UPSERT {
         return Err(UserError::new(
             &["inputs"],
@@ -733,10 +760,10 @@ pub async fn upsert<C: ConnectionTrait + TransactionTrait>(
     // Concurrent calls for the same new emails race on the unique index; the loser starts
     // again and finds the winner's rows. Nothing of a failed attempt is written.
     let mut attempt = 0;
-    loop {
+    let changes = loop {
         attempt += 1;
         match write_upsert(db, workspace_id, &items, &emails, &refs, &fields, &mut outcomes).await {
-            Ok(()) => break,
+            Ok(changes) => break changes,
             Err(e) if attempt < 5 && (is_unique_violation(&e) || crate::db::is_transient(&e)) => {
                 tokio::time::sleep(std::time::Duration::from_millis(5 << attempt)).await;
             }
@@ -750,9 +777,10 @@ pub async fn upsert<C: ConnectionTrait + TransactionTrait>(
             }
             Err(e) => return Err(e.into()),
         }
-    }
-    Ok(outcomes
+    };
+    let outcomes = outcomes
         .into_iter()
         .map(|o| o.unwrap_or(UpsertOutcome::Failed(Vec::new())))
-        .collect())
+        .collect();
+    Ok((outcomes, changes))
 }

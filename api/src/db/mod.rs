@@ -40,7 +40,7 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<(DatabaseConnection,
         .sqlx_logging(false)
         // A connection dropped by the server or the network shows once it has sat idle; a busy
         // one was just used. Pinging every checkout cost each request a round trip: 4% of a
-        // contacts list's CPU on PostgreSQL (BENCHMARKS.md, issue 5, eighth session).
+        // contacts list's CPU on PostgreSQL (docs/perf-history.md, issue 5, eighth session).
         .test_before_acquire_if_idle_for(Duration::from_secs(5))
         // WAL lets readers run beside the one writer; NORMAL sync is durable across crashes of
         // the process (not of the OS), the usual trade for an embedded server.
@@ -70,7 +70,7 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<(DatabaseConnection,
         // No Memoize nodes: PostgreSQL sizes a Memoize cache by the distinct keys of the whole
         // table it looks into and builds it at every execution, so a contacts page joining its 50
         // companies set up a cache for 50,000 at each call. Measured on the list of issue 5: 0.13
-        // ms of PostgreSQL CPU a request, a quarter of it (BENCHMARKS.md, eighth session); the
+        // ms of PostgreSQL CPU a request, a quarter of it (docs/perf-history.md, eighth session); the
         // segment benchmark's plans did not get slower without it.
         .map_sqlx_postgres_opts(|opts| {
             opts.options([

@@ -4,7 +4,7 @@
 //! SQLite allocates through the C library's `malloc` unless told otherwise, and by default it
 //! counts every allocation under one process-wide mutex. On the ingestion path, glibc's
 //! `malloc`/`free` and those mutexes were about a seventh of the SQLite writer's time
-//! (BENCHMARKS.md, twelfth session). SQLite takes its allocator through `sqlite3_config`, before
+//! (docs/perf-history.md, twelfth session). SQLite takes its allocator through `sqlite3_config`, before
 //! its first connection; no crate does this, hence these few lines of FFI.
 
 #![allow(unsafe_code)]

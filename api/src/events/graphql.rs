@@ -525,12 +525,11 @@ impl EventMutation {
         }
         let stored = insert_events(&txn, vec![model.clone()]).await?;
         record_activity(&txn, &stored).await?;
-        txn.commit().await?;
-        let touched = crate::segments::Touched {
-            changed: Vec::new(),
-            events: vec![(contact.id, model.event_type.clone())],
-        };
-        crate::segments::keep_current(r.db, ws, touched).await;
+        let mut changes = crate::writes::Changes::new(ws);
+        for event in &stored {
+            changes.event(event.contact_id, event.event_type.clone());
+        }
+        crate::writes::commit(r.db, txn, changes).await?;
         Ok(EventRecordPayload {
             event: Some(Event(model)),
             user_errors: Vec::new(),
@@ -560,7 +559,6 @@ impl EventMutation {
             Ok(merged) => merged,
             Err(errors) => return failed(errors),
         };
-        crate::segments::keep_current(r.db, ws, crate::segments::Touched::changed(vec![merged.contact.id])).await;
         Ok(ContactMergePayload {
             contact: Some(Contact::from(merged.contact)),
             events_moved: i32::try_from(merged.events_moved).unwrap_or(i32::MAX),
@@ -692,7 +690,12 @@ async fn merge_once(
         )));
     }
     let merged = merge(&txn, &winner, &loser, "manual").await?;
-    txn.commit().await?;
+    let mut changes = crate::writes::Changes::new(ws);
+    changes.contacts_merged.push(crate::writes::Merge {
+        into: winner.id,
+        from: loser.id,
+    });
+    crate::writes::commit(db, txn, changes).await?;
     Ok(Ok(merged))
 }
 

@@ -12,6 +12,7 @@ use super::{event_id, insert_events, lock_contacts, record_activity, type_for_tr
 use crate::companies::parse_domain;
 use crate::contacts::parse_email;
 use crate::custom_fields::{Definitions, normalize_value};
+use crate::writes::{Changes, Merge, StoredEvent};
 use chrono::{DateTime, Duration, Utc};
 use entities::enums::ObjectType;
 use entities::{company, contact, contact_identity, deleted_contact, event};
@@ -178,14 +179,14 @@ pub fn parse(
     })
 }
 
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     /// Events written (retries and duplicates are not written again).
     pub stored: u64,
     /// Messages applied, including identity-only ones.
     pub applied: usize,
-    /// The profiles the batch made or changed, and the events it recorded (after merges).
-    pub touched: crate::segments::Touched,
+    /// The profiles the batch made, changed or merged, and the events it recorded.
+    pub changes: Changes,
 }
 
 /// Serialises ingestion on SQLite (one writer anyway) and retries on conflicts everywhere.
@@ -291,17 +292,13 @@ impl Ingestor {
             attempt += 1;
             let result = async {
                 let txn = self.db.begin().await?;
-                let outcome = Batch::new(workspace_id, source).run(&txn, messages).await?;
-                txn.commit().await?;
+                let mut outcome = Batch::new(workspace_id, source).run(&txn, messages).await?;
+                outcome.changes = crate::writes::commit(&self.db, txn, outcome.changes).await?;
                 Ok::<_, DbErr>(outcome)
             }
             .await;
             match result {
-                Ok(outcome) => {
-                    // Segment membership follows at once, for the profiles this batch touched.
-                    crate::segments::keep_current(&self.db, workspace_id, outcome.touched.clone()).await;
-                    return Ok(outcome);
-                }
+                Ok(outcome) => return Ok(outcome),
                 Err(error) if attempt < MAX_ATTEMPTS && retryable(&error) => {
                     tracing::debug!(%error, attempt, "ingestion conflict; retrying");
                     // Growing and jittered, so batches that collided do not collide again in step.
@@ -1173,7 +1170,9 @@ impl Batch {
     }
 
     /// Merges the profiles of lost identity claims (older wins); their rows are locked already.
-    async fn merge_lost(&mut self, db: &impl ConnectionTrait, lost: Vec<(Uuid, Uuid)>) -> Result<(), DbErr> {
+    /// Returns the merges it made.
+    async fn merge_lost(&mut self, db: &impl ConnectionTrait, lost: Vec<(Uuid, Uuid)>) -> Result<Vec<Merge>, DbErr> {
+        let mut made = Vec::new();
         for (ours, theirs) in lost {
             let (a, b) = (self.resolve(ours), self.resolve(theirs));
             if a == b {
@@ -1204,8 +1203,12 @@ impl Batch {
             self.stored.remove(&loser.id);
             self.dirty.remove(&loser.id);
             self.stored.insert(winner.id, merged);
+            made.push(Merge {
+                into: winner.id,
+                from: loser.id,
+            });
         }
-        Ok(())
+        Ok(made)
     }
 
     /// Writes this batch's changes to stored contacts over the rows as they are now (locked by
@@ -1386,6 +1389,7 @@ impl Batch {
             return Err(DbErr::Custom(PROFILE_GONE.into()));
         }
 
+        let mut merged = Vec::new();
         for (winner, loser, reason) in std::mem::take(&mut self.merges) {
             let rows = contact::Entity::find()
                 .filter(contact::Column::Id.is_in([winner, loser]))
@@ -1398,33 +1402,50 @@ impl Batch {
                 return Err(DbErr::Custom(PROFILE_GONE.into()));
             };
             merge(db, w, l, reason).await?;
+            merged.push(Merge {
+                into: winner,
+                from: loser,
+            });
         }
-        self.merge_lost(db, lost).await?;
+        merged.extend(self.merge_lost(db, lost).await?);
         for e in events.iter_mut() {
             e.contact_id = self.resolve(e.contact_id);
         }
         self.save_changes(db, &touched).await?;
         record_activity(db, &events).await?;
         // Made, changed or merged into: any segment may move them. The rest only gained events.
-        let mut changed: Vec<Uuid> = created
+        let mut changes = Changes::new(self.workspace_id);
+        changes.contacts_created = created.iter().map(|m| self.resolve(m.id)).collect();
+        changes.contacts_changed = self
+            .dirty
             .iter()
-            .map(|m| m.id)
-            .chain(self.dirty.iter().copied())
+            .copied()
             .chain(self.redirect.values().copied())
             .map(|id| self.resolve(id))
             .collect();
-        changed.sort();
-        changed.dedup();
-        let mut recorded: Vec<(Uuid, String)> = events.iter().map(|e| (e.contact_id, e.event_type.clone())).collect();
+        changes.contacts_changed.sort();
+        changes.contacts_changed.dedup();
+        changes.contacts_merged = merged
+            .into_iter()
+            .map(|m| Merge {
+                into: self.resolve(m.into),
+                from: m.from,
+            })
+            .collect();
+        let mut recorded: Vec<StoredEvent> = events
+            .iter()
+            .map(|e| StoredEvent {
+                contact_id: e.contact_id,
+                event_type: e.event_type.clone(),
+            })
+            .collect();
         recorded.sort();
         recorded.dedup();
+        changes.events = recorded;
         Ok(Outcome {
             stored: events.len() as u64,
             applied,
-            touched: crate::segments::Touched {
-                changed,
-                events: recorded,
-            },
+            changes,
         })
     }
 }

@@ -145,7 +145,7 @@ pub async fn insert_events(db: &impl ConnectionTrait, mut rows: Vec<event::Model
 }
 
 /// An event's values in `event::Column` order. Built directly: going through active models,
-/// `insert_many` cost more than building the statement (BENCHMARKS.md, issue 3, fifteenth
+/// `insert_many` cost more than building the statement (docs/perf-history.md, issue 3, fifteenth
 /// session).
 fn event_values(e: &event::Model) -> [Value; 17] {
     [

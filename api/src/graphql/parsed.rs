@@ -2,7 +2,7 @@
 //!
 //! Clients send the same few query texts again and again (a front end's queries are constants
 //! with variables), and parsing one with async-graphql's grammar was 8% of the server's CPU for
-//! a page of 50 contacts (BENCHMARKS.md, issue 5). A parsed document holds only the query's
+//! a page of 50 contacts (docs/perf-history.md, issue 5). A parsed document holds only the query's
 //! text, never data, so one cache serves every workspace; validation, limits and execution
 //! still run on every request.
 

@@ -3,7 +3,7 @@
 //! A page of 50 contacts asking for names and the company's name needs 8 of the contact's 35
 //! columns and 2 of the company's 10. Reading whole rows (sea-orm formats each column's name and
 //! looks it up by name, then decodes it) was over a third of the server's CPU for that page, and
-//! PostgreSQL sent every column (BENCHMARKS.md, issue 5). A type whose lists read only what they
+//! PostgreSQL sent every column (docs/perf-history.md, issue 5). A type whose lists read only what they
 //! need implements [`Projectable`] next to its resolvers: the columns each of its GraphQL fields
 //! reads, and how to build its model from those alone, by position.
 
@@ -129,7 +129,7 @@ impl<E: Projectable> Projection<E> {
 /// type suits `T`: a projection's select list is written from the entity's own columns, so the
 /// types are the schema's, and the check (comparing type descriptions cell by cell) was two
 /// thirds of decoding a page, about 8% of the server's instructions for a list of 50 contacts
-/// (BENCHMARKS.md, issue 5, ninth session). A value that does not decode is still an error.
+/// (docs/perf-history.md, issue 5, ninth session). A value that does not decode is still an error.
 /// Enum columns go through sea-orm's `TryGetable`, which parses their text.
 pub fn cell<T>(row: &QueryResult, index: usize) -> Result<T, DbErr>
 where

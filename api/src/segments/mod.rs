@@ -17,6 +17,7 @@ use crate::contacts::filter::{ContactFilter, FilterContext};
 use crate::error::{ApiError, ApiResult};
 use crate::graphql::relay::NodeKind;
 use crate::graphql::user_error::{MutationResult, UserError, UserErrorCode};
+use crate::writes::Changes;
 use async_graphql::{InputType, MaybeUndefined};
 use chrono::{DateTime, Utc};
 use entities::{contact, event, segment, segment_change, segment_member};
@@ -675,7 +676,11 @@ pub async fn add_members<C: ConnectionTrait + TransactionTrait>(
     let now = change_time(&segment);
     let entered = insert_members(&txn, &segment, entering, now).await?;
     finish(&txn, &segment, entered, 0, now, false).await?;
-    txn.commit().await?;
+    let mut changes = Changes::new(workspace_id);
+    if entered > 0 {
+        changes.lists_changed.push(id);
+    }
+    crate::writes::commit(db, txn, changes).await?;
     Ok(entered)
 }
 
@@ -706,7 +711,11 @@ pub async fn remove_members<C: ConnectionTrait + TransactionTrait>(
         txn.execute(&delete).await?;
     }
     finish(&txn, &segment, 0, exited, now, false).await?;
-    txn.commit().await?;
+    let mut changes = Changes::new(workspace_id);
+    if exited > 0 {
+        changes.lists_changed.push(id);
+    }
+    crate::writes::commit(db, txn, changes).await?;
     Ok(exited)
 }
 
@@ -888,6 +897,8 @@ pub struct Touched {
     /// Contacts that gained events, with each event's type: only segments that count events of
     /// that type (or read activity times, or other segments) may move them.
     pub events: Vec<(Uuid, String)>,
+    /// Static lists whose members changed: the segments naming them are evaluated in full.
+    pub lists: Vec<Uuid>,
 }
 
 impl Touched {
@@ -895,11 +906,12 @@ impl Touched {
         Touched {
             changed: ids,
             events: Vec::new(),
+            lists: Vec::new(),
         }
     }
 
     fn is_empty(&self) -> bool {
-        self.changed.is_empty() && self.events.is_empty()
+        self.changed.is_empty() && self.events.is_empty() && self.lists.is_empty()
     }
 
     /// The contacts a segment with this filter must re-evaluate.
@@ -933,21 +945,20 @@ pub async fn refresh_contacts<C: ConnectionTrait + TransactionTrait>(
     if touched.is_empty() {
         return Ok(());
     }
+    // Lists changed, and the segments evaluated in full because they name one.
+    let mut moved: HashSet<Uuid> = touched.lists.iter().copied().collect();
     for (segment, filter) in in_dependency_order(db, workspace_id).await? {
+        if !moved.is_empty() && filter.segment_ids()?.iter().any(|named| moved.contains(named)) {
+            evaluate(db, segment.id, workspace_id, None).await?;
+            moved.insert(segment.id);
+            continue;
+        }
         let scope = touched.scope_for(&filter)?;
         for chunk in scope.chunks(MAX_MEMBERS_PER_CALL) {
             evaluate(db, segment.id, workspace_id, Some(chunk.to_vec())).await?;
         }
     }
     Ok(())
-}
-
-/// [`refresh_contacts`] after a change that is already saved: a failure is logged, not
-/// returned (the change stands; `segmentRebuild` repairs membership).
-pub async fn keep_current<C: ConnectionTrait + TransactionTrait>(db: &C, workspace_id: Uuid, touched: Touched) {
-    if let Err(error) = refresh_contacts(db, workspace_id, &touched).await {
-        tracing::error!(error = %error.for_operator(), %workspace_id, "segment membership not updated");
-    }
 }
 
 /// The workspace's dynamic segments, each after every segment its filter names.

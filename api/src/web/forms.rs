@@ -7,6 +7,7 @@ use crate::custom_fields::Definitions;
 use crate::events::identity::merge;
 use crate::events::{insert_events, record_activity};
 use crate::graphql::user_error::{MutationError, UserError, UserErrorCode};
+use crate::writes::{Changes, Merge};
 use async_graphql::MaybeUndefined;
 use entities::enums::{ConsentStatus, CustomFieldType, ObjectType};
 use entities::{contact, contact_identity, event, form, notification};
@@ -368,11 +369,11 @@ pub async fn submit(
     }
 
     let txn = db.begin().await?;
-    let outcome = contacts::upsert(&txn, form.workspace_id, vec![changes]).await;
-    let (contact, created) = match outcome {
-        Ok(mut outcomes) => match outcomes.pop() {
-            Some(UpsertOutcome::Created(c)) => (c, true),
-            Some(UpsertOutcome::Updated(c)) => (c, false),
+    let outcome = contacts::upsert_in(&txn, form.workspace_id, vec![changes]).await;
+    let (contact, created, mut written) = match outcome {
+        Ok((mut outcomes, written)) => match outcomes.pop() {
+            Some(UpsertOutcome::Created(c)) => (c, true, written),
+            Some(UpsertOutcome::Updated(c)) => (c, false, written),
             Some(UpsertOutcome::Failed(errors)) => return Err(SubmitError::Invalid(field_errors(&fields, errors))),
             None => return Err(SubmitError::Db(DbErr::Custom("upsert returned nothing".into()))),
         },
@@ -380,7 +381,7 @@ pub async fn submit(
         Err(MutationError::Api(error)) => return Err(SubmitError::Db(DbErr::Custom(error.message()))),
     };
     let contact = match visitor {
-        Some(visitor) => adopt_visitor(&txn, &contact, visitor).await?,
+        Some(visitor) => adopt_visitor(&txn, &contact, visitor, &mut written).await?,
         None => contact,
     };
     let now = crate::now();
@@ -405,6 +406,9 @@ pub async fn submit(
     };
     let stored = insert_events(&txn, vec![event]).await?;
     record_activity(&txn, &stored).await?;
+    for event in &stored {
+        written.event(event.contact_id, event.event_type.clone());
+    }
     if form.notify_owner {
         notification::ActiveModel::from(notification::Model {
             id: Uuid::now_v7(),
@@ -419,7 +423,7 @@ pub async fn submit(
         .insert(&txn)
         .await?;
     }
-    txn.commit().await?;
+    crate::writes::commit(db, txn, written).await?;
     Ok(Submitted::Saved {
         contact_id: contact.id,
         created,
@@ -452,6 +456,7 @@ async fn adopt_visitor(
     db: &impl ConnectionTrait,
     contact: &contact::Model,
     visitor: &str,
+    written: &mut Changes,
 ) -> Result<contact::Model, DbErr> {
     let key = format!("anon:{visitor}");
     let existing = contact_identity::Entity::find()
@@ -464,9 +469,14 @@ async fn adopt_visitor(
         // Only an anonymous profile is merged: a browser shared by two known people must not
         // fuse them.
         Some(identity) => match contact::Entity::find_by_id(identity.contact_id).one(db).await? {
-            Some(visitor_profile) if visitor_profile.anonymous => merge(db, contact, &visitor_profile, "identify")
-                .await
-                .map(|m| m.contact),
+            Some(visitor_profile) if visitor_profile.anonymous => {
+                let merged = merge(db, contact, &visitor_profile, "identify").await?;
+                written.contacts_merged.push(Merge {
+                    into: contact.id,
+                    from: visitor_profile.id,
+                });
+                Ok(merged.contact)
+            }
             _ => Ok(contact.clone()),
         },
         None => {

@@ -1,0 +1,187 @@
+//! The one write path. Every write records what it did in [`Changes`] and ends through
+//! [`commit`], which commits its transaction and then runs [`after_commit`]: the only place
+//! where the work that follows a write starts (segment membership today; the outbox, scoring,
+//! workflows and webhooks hook in here). The follow-up runs before `commit` returns, so a caller
+//! reads its own writes.
+//!
+//! Rules: a function that owns its transaction ends it with [`commit`]; a function that writes
+//! inside its caller's transaction returns (or adds to) the caller's `Changes` instead.
+
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, TransactionSession, TransactionTrait,
+};
+use uuid::Uuid;
+
+/// What a committed write did, in one workspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changes {
+    pub workspace_id: Uuid,
+    pub contacts_created: Vec<Uuid>,
+    /// Fields, tags, company, consent or list membership changed.
+    pub contacts_changed: Vec<Uuid>,
+    pub contacts_merged: Vec<Merge>,
+    pub contacts_deleted: Vec<Uuid>,
+    /// Companies created or changed: their contacts may match company conditions differently.
+    pub companies_changed: Vec<Uuid>,
+    pub companies_deleted: Vec<Uuid>,
+    /// Static lists whose members were added or removed by hand.
+    pub lists_changed: Vec<Uuid>,
+    /// Events stored (not retries of stored ones), by contact and type.
+    pub events: Vec<StoredEvent>,
+}
+
+/// `from` was merged into `into` and is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Merge {
+    pub into: Uuid,
+    pub from: Uuid,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct StoredEvent {
+    pub contact_id: Uuid,
+    pub event_type: String,
+}
+
+impl Changes {
+    pub fn new(workspace_id: Uuid) -> Changes {
+        Changes {
+            workspace_id,
+            contacts_created: Vec::new(),
+            contacts_changed: Vec::new(),
+            contacts_merged: Vec::new(),
+            contacts_deleted: Vec::new(),
+            companies_changed: Vec::new(),
+            companies_deleted: Vec::new(),
+            lists_changed: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.contacts_created.is_empty()
+            && self.contacts_changed.is_empty()
+            && self.contacts_merged.is_empty()
+            && self.contacts_deleted.is_empty()
+            && self.companies_changed.is_empty()
+            && self.companies_deleted.is_empty()
+            && self.lists_changed.is_empty()
+            && self.events.is_empty()
+    }
+
+    /// Adds what another part of the same write did.
+    pub fn absorb(&mut self, other: Changes) {
+        debug_assert_eq!(self.workspace_id, other.workspace_id);
+        self.contacts_created.extend(other.contacts_created);
+        self.contacts_changed.extend(other.contacts_changed);
+        self.contacts_merged.extend(other.contacts_merged);
+        self.contacts_deleted.extend(other.contacts_deleted);
+        self.companies_changed.extend(other.companies_changed);
+        self.companies_deleted.extend(other.companies_deleted);
+        self.lists_changed.extend(other.lists_changed);
+        self.events.extend(other.events);
+    }
+
+    pub fn event(&mut self, contact_id: Uuid, event_type: impl Into<String>) {
+        self.events.push(StoredEvent {
+            contact_id,
+            event_type: event_type.into(),
+        });
+    }
+
+    /// The contacts still there whose state (not only their events) changed.
+    fn contacts_to_reevaluate(&self) -> Vec<Uuid> {
+        let gone: std::collections::HashSet<Uuid> = self
+            .contacts_deleted
+            .iter()
+            .copied()
+            .chain(self.contacts_merged.iter().map(|m| m.from))
+            .collect();
+        let mut ids: Vec<Uuid> = self
+            .contacts_created
+            .iter()
+            .chain(&self.contacts_changed)
+            .copied()
+            .chain(self.contacts_merged.iter().map(|m| m.into))
+            .filter(|id| !gone.contains(id))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+}
+
+/// Commits a write's (outermost) transaction, then runs what follows it.
+pub async fn commit<C, T>(db: &C, txn: T, changes: Changes) -> Result<Changes, DbErr>
+where
+    C: ConnectionTrait + TransactionTrait,
+    T: TransactionSession,
+{
+    txn.commit().await?;
+    after_commit(db, &changes).await;
+    Ok(changes)
+}
+
+/// What follows a committed write. The write stands whatever happens here: a failure is logged
+/// (`segmentRebuild` repairs membership), never returned to the writer.
+async fn after_commit<C: ConnectionTrait + TransactionTrait>(db: &C, changes: &Changes) {
+    if changes.is_empty() {
+        return;
+    }
+    let workspace_id = changes.workspace_id;
+    let mut changed = changes.contacts_to_reevaluate();
+    if !changes.companies_changed.is_empty() {
+        match contacts_of(db, workspace_id, &changes.companies_changed).await {
+            Ok(ids) => changed.extend(ids),
+            Err(error) => tracing::error!(%error, %workspace_id, "contacts of changed companies not read"),
+        }
+        changed.sort();
+        changed.dedup();
+    }
+    let mut events: Vec<(Uuid, String)> = changes
+        .events
+        .iter()
+        .map(|e| (e.contact_id, e.event_type.clone()))
+        .collect();
+    events.sort();
+    events.dedup();
+    let touched = crate::segments::Touched {
+        changed,
+        events,
+        lists: changes.lists_changed.clone(),
+    };
+    if let Err(error) = crate::segments::refresh_contacts(db, workspace_id, &touched).await {
+        tracing::error!(error = %error.for_operator(), %workspace_id, "segment membership not updated");
+    }
+}
+
+async fn contacts_of(db: &impl ConnectionTrait, workspace_id: Uuid, companies: &[Uuid]) -> Result<Vec<Uuid>, DbErr> {
+    use entities::contact;
+    contact::Entity::find()
+        .select_only()
+        .column(contact::Column::Id)
+        .filter(contact::Column::WorkspaceId.eq(workspace_id))
+        .filter(contact::Column::CompanyId.is_in(companies.iter().copied()))
+        .into_tuple::<Uuid>()
+        .all(db)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contacts_merged_away_or_deleted_are_not_reevaluated() {
+        let id = |n: u128| Uuid::from_u128(n);
+        let mut changes = Changes::new(id(100));
+        changes.contacts_created.push(id(1));
+        changes.contacts_changed.extend([id(2), id(3), id(1)]);
+        changes.contacts_merged.push(Merge {
+            into: id(4),
+            from: id(2),
+        });
+        changes.contacts_deleted.push(id(3));
+        assert_eq!(changes.contacts_to_reevaluate(), vec![id(1), id(4)]);
+    }
+}
