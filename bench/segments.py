@@ -104,7 +104,7 @@ def sqlite_ms(path, ws, sql=HAND_WRITTEN_SQLITE):
     return min(times), count
 
 
-# The server's session settings (see api/src/db.rs), so both sides get the same memory to hash in.
+# The server's session settings (see api/store/src/db/mod.rs), so both sides get the same memory to hash in.
 PG_SESSION = dict(os.environ, PGOPTIONS="-c work_mem=32MB -c max_parallel_workers_per_gather=0")
 
 

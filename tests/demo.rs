@@ -2,12 +2,12 @@
 
 use crate::support::TestApp;
 use serde_json::json;
-use voxtur::auth::{ScopeSet, issue_api_key};
+use voxtur_core::auth::{ScopeSet, issue_api_key};
 
 #[tokio::test]
 async fn demo_workspace_is_full_of_usable_data() {
     let app = TestApp::spawn().await;
-    let ws = voxtur::demo::seed(&app.db, "Demo", 120).await.unwrap();
+    let ws = voxtur_demo::seed(&app.db, "Demo", 120).await.unwrap();
     let key = issue_api_key(&app.db, ws.id, "t", &ScopeSet::all())
         .await
         .unwrap()

@@ -8,8 +8,8 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde_json::json;
 use std::collections::HashMap;
 use uuid::Uuid;
-use voxtur::auth::{ScopeSet, issue_api_key};
-use voxtur::demo::generate::{GenerateOptions, GenerateSummary, generate};
+use voxtur_core::auth::{ScopeSet, issue_api_key};
+use voxtur_demo::generate::{GenerateOptions, GenerateSummary, generate};
 
 fn options(seed: u64) -> GenerateOptions {
     GenerateOptions {

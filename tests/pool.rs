@@ -23,7 +23,7 @@ async fn a_dropped_transaction_releases_its_locks_at_once() {
     drop(txn);
 
     // Another pool: a connection the dropped transaction's pool could not hand back to us.
-    let (other, _) = voxtur::db::connect(&app.database).await.unwrap();
+    let (other, _) = voxtur_store::db::connect(&app.database).await.unwrap();
     let txn = other.begin().await.unwrap();
     if backend == DbBackend::Postgres {
         txn.execute_unprepared("SET LOCAL lock_timeout = '3s'").await.unwrap();
@@ -58,7 +58,7 @@ async fn sqlite_allocates_through_mimalloc() {
     if app.db.get_database_backend() != DbBackend::Sqlite {
         return;
     }
-    assert!(voxtur::db::sqlite_memory::configured());
+    assert!(voxtur_store::db::sqlite_memory::configured());
     // A statement that allocates well beyond SQLite's small-allocation buffers.
     let row = app
         .db

@@ -6,8 +6,8 @@ use serde_json::json;
 #[test]
 fn committed_schema_is_current() {
     let committed =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../schema.graphql")).expect("schema.graphql");
-    let current = voxtur::graphql::sdl();
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../schema.graphql")).expect("schema.graphql");
+    let current = voxtur_graphql::sdl();
     assert!(
         committed == current,
         "schema.graphql is stale: run `cargo run -- export-schema -o schema.graphql` and commit it"

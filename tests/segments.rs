@@ -288,9 +288,11 @@ async fn sliding_windows_expire_and_rebuild_repairs() {
         .await
         .unwrap();
     // Events edited behind the API's back: their tallies follow by a rebuild.
-    voxtur::events::tally::rebuild(&app.db, app.workspace_id).await.unwrap();
+    voxtur_core::events::tally::rebuild(&app.db, app.workspace_id)
+        .await
+        .unwrap();
     age_window_checks(&app.db, 8).await;
-    let evaluated = voxtur::segments::expire_windows(&app.db).await.unwrap();
+    let evaluated = voxtur_core::segments::expire_windows(&app.db).await.unwrap();
     assert_eq!(evaluated, 2, "the windowed segment and the one that names it");
     assert_eq!(members(&app, &recent).await.0, 0);
     assert_eq!(members(&app, &fans).await.0, 1);
@@ -329,8 +331,10 @@ async fn sliding_windows_expire_and_rebuild_repairs() {
 async fn a_tally_rebuild_holds_off_writers_of_its_own_workspace_only() {
     let app = TestApp::spawn().await;
     let key = app.write_key().await;
-    let other = voxtur::workspaces::create_workspace(&app.db, "Other").await.unwrap();
-    let other_key = voxtur::events::write_keys::issue(&app.db, other.id, "other")
+    let other = voxtur_core::workspaces::create_workspace(&app.db, "Other")
+        .await
+        .unwrap();
+    let other_key = voxtur_core::events::write_keys::issue(&app.db, other.id, "other")
         .await
         .unwrap()
         .secret;
@@ -338,8 +342,8 @@ async fn a_tally_rebuild_holds_off_writers_of_its_own_workspace_only() {
     app.track("/v1/batch", &key, page("before")).await;
 
     // A rebuild of this workspace in progress: its transaction is still open.
-    let rebuild = voxtur::db::begin_write(&app.db).await.unwrap();
-    voxtur::events::tally::rebuild_in(&rebuild, app.workspace_id)
+    let rebuild = voxtur_store::db::begin_write(&app.db).await.unwrap();
+    voxtur_core::events::tally::rebuild_in(&rebuild, app.workspace_id)
         .await
         .unwrap();
     let postgres = app.db.get_database_backend() == sea_orm::DbBackend::Postgres;
@@ -761,14 +765,10 @@ async fn members_export_as_csv_through_a_job() {
     assert_eq!(codes(&data["segmentExportStart"]), vec!["NOT_FOUND"]);
 
     // `voxtur segment export` writes the same pages.
-    let page = voxtur::segments::export::page(
+    let page = voxtur_core::segments::export::page(
         &app.db,
         app.workspace_id,
-        voxtur::graphql::relay::decode_as(
-            &async_graphql::ID(leads.clone()),
-            voxtur::graphql::relay::NodeKind::Segment,
-        )
-        .unwrap(),
+        voxtur_core::ids::decode_as(&async_graphql::ID(leads.clone()), voxtur_core::ids::NodeKind::Segment).unwrap(),
         None,
     )
     .await
@@ -975,11 +975,9 @@ mod property {
                 )
                 .await;
             let gid = created["id"].as_str().unwrap().to_owned();
-            let uuid = voxtur::graphql::relay::decode_as(
-                &async_graphql::ID(gid.clone()),
-                voxtur::graphql::relay::NodeKind::Contact,
-            )
-            .unwrap();
+            let uuid =
+                voxtur_core::ids::decode_as(&async_graphql::ID(gid.clone()), voxtur_core::ids::NodeKind::Contact)
+                    .unwrap();
             contacts.insert(uuid, c);
             ids.push((uuid, gid));
         }
@@ -988,11 +986,8 @@ mod property {
             let f = random_filter(&mut rng, 0, i);
             let gids: Vec<String> = segments.iter().map(|s| s.1.clone()).collect();
             let id = segment_id(&app, json!({ "name": format!("S{i}"), "filter": to_json(&f, &gids) })).await;
-            let uuid = voxtur::graphql::relay::decode_as(
-                &async_graphql::ID(id.clone()),
-                voxtur::graphql::relay::NodeKind::Segment,
-            )
-            .unwrap();
+            let uuid = voxtur_core::ids::decode_as(&async_graphql::ID(id.clone()), voxtur_core::ids::NodeKind::Segment)
+                .unwrap();
             segments.push((uuid, id, f));
         }
         check(&app, "creating the segments", &segments, &contacts).await;
@@ -1030,14 +1025,16 @@ mod property {
                         e.occurred_at = sea_orm::Set(at);
                         sea_orm::ActiveModelTrait::update(e, &app.db).await.unwrap();
                     }
-                    voxtur::events::tally::rebuild(&app.db, app.workspace_id).await.unwrap();
+                    voxtur_core::events::tally::rebuild(&app.db, app.workspace_id)
+                        .await
+                        .unwrap();
                     for c in contacts.values_mut() {
                         for e in c.events.iter_mut() {
                             e.1 += days;
                         }
                     }
                     age_window_checks(&app.db, days).await;
-                    voxtur::segments::expire_windows(&app.db).await.unwrap();
+                    voxtur_core::segments::expire_windows(&app.db).await.unwrap();
                     format!("{days} days passing")
                 }
                 _ if ids.len() > 3 => {

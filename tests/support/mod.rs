@@ -2,10 +2,10 @@ use reqwest::StatusCode;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use serde_json::{Value, json};
 use uuid::Uuid;
-use voxtur::auth::{ScopeSet, issue_api_key};
 use voxtur::config::Settings;
-use voxtur::db::StatementCounter;
 use voxtur::server::Application;
+use voxtur_core::auth::{ScopeSet, issue_api_key};
+use voxtur_store::db::StatementCounter;
 
 pub struct TestApp {
     pub address: String,
@@ -57,9 +57,9 @@ impl TestApp {
     pub async fn spawn_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
         let (mut settings, dir) = test_database().await;
         adjust(&mut settings);
-        let (db, _) = voxtur::db::connect(&settings.database).await.expect("connect");
+        let (db, _) = voxtur_store::db::connect(&settings.database).await.expect("connect");
         let database = settings.database.clone();
-        voxtur::db::migrate(&db).await.expect("migrate");
+        voxtur_store::db::migrate(&db).await.expect("migrate");
         let app = Application::build(&settings).await.expect("build app");
         let address = format!("http://127.0.0.1:{}", app.port());
         let statements = app.statements();
@@ -237,7 +237,9 @@ impl TestApp {
 }
 
 async fn new_workspace(db: &DatabaseConnection, name: &str, scopes: &ScopeSet) -> (Uuid, String) {
-    let ws = voxtur::workspaces::create_workspace(db, name).await.expect("workspace");
+    let ws = voxtur_core::workspaces::create_workspace(db, name)
+        .await
+        .expect("workspace");
     let key = issue_api_key(db, ws.id, "test", scopes).await.expect("key");
     (ws.id, key.secret)
 }
@@ -277,7 +279,7 @@ impl TestApp {
                 .collect::<Vec<_>>()
         };
         let kept = read().await;
-        voxtur::events::tally::rebuild(&self.db, self.workspace_id)
+        voxtur_core::events::tally::rebuild(&self.db, self.workspace_id)
             .await
             .expect("rebuild tallies");
         let computed = read().await;

@@ -1,0 +1,630 @@
+//! The GraphQL face of the journey: events, timelines, back-office events, merges, write keys.
+
+use crate::contacts::{Channel, Contact, Utm};
+use crate::convert::IntoDomain;
+use crate::filters::{EventFilter, TimelineFilter};
+use crate::guards::ScopeGuard;
+use crate::loaders::load_failed;
+use crate::relay::NodeId;
+use crate::relay::{NodeKind, connection, connection_cost, decode_as};
+use crate::request;
+use crate::user_error::{UserError, UserErrorCode};
+use async_graphql::{Context, Enum, ID, InputObject, Json, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use entities::{contact, event, write_key};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select};
+use std::sync::Arc;
+use uuid::Uuid;
+use voxtur_core::auth::{PrincipalCache, Scope};
+use voxtur_core::events::identity::merge;
+use voxtur_core::events::{insert_events, record_activity, write_keys};
+use voxtur_core::listing::{Direction, PageArgs, SortSpec, timestamp_key};
+
+/// What happened. Standard types carry known meaning; anything else is `CUSTOM` with a name.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[graphql(remote = "voxtur_core::events::EventType")]
+pub enum EventType {
+    /// A web page or app screen was viewed.
+    PageViewed,
+    /// A form was submitted.
+    FormSubmitted,
+    /// An email was sent to the contact.
+    EmailSent,
+    /// An email reached the contact's mailbox.
+    EmailDelivered,
+    /// An email was opened.
+    EmailOpened,
+    /// A link in an email was clicked.
+    EmailClicked,
+    /// An email bounced.
+    EmailBounced,
+    /// The contact unsubscribed from email.
+    EmailUnsubscribed,
+    /// A tracked link or button was clicked.
+    LinkClicked,
+    /// A product page was viewed.
+    ProductViewed,
+    /// The cart changed.
+    CartUpdated,
+    /// An order was placed.
+    OrderCompleted,
+    /// A meeting was booked.
+    MeetingBooked,
+    /// A phone call was logged.
+    CallLogged,
+    /// A visit was logged.
+    VisitLogged,
+    /// A letter was sent.
+    LetterSent,
+    /// A text message was sent.
+    SmsSent,
+    /// The customer portal was visited.
+    PortalVisited,
+    /// The contact identified themselves (traits in the properties).
+    Identified,
+    /// The contact entered a segment.
+    SegmentEntered,
+    /// The contact left a segment.
+    SegmentExited,
+    /// A custom event; see its name.
+    Custom,
+}
+
+impl EventType {
+    /// The stored name (`page_viewed`); `custom` for custom events.
+    pub fn as_str(self) -> &'static str {
+        voxtur_core::events::EventType::from(self).as_str()
+    }
+
+    pub fn parse(text: &str) -> EventType {
+        voxtur_core::events::EventType::parse(text).into()
+    }
+}
+
+/// One interaction of a contact with the company.
+pub struct Event(pub event::Model);
+
+impl From<event::Model> for Event {
+    fn from(model: event::Model) -> Self {
+        Event(model)
+    }
+}
+
+/// One interaction of a contact with the company.
+#[Object]
+impl Event {
+    /// Global id.
+    pub async fn id(&self) -> ID {
+        NodeKind::Event.id(self.0.id)
+    }
+    /// What happened.
+    #[graphql(name = "type")]
+    async fn event_type(&self) -> EventType {
+        EventType::parse(&self.0.event_type)
+    }
+    /// The custom event's name, or the page's name.
+    async fn name(&self) -> Option<&str> {
+        self.0.name.as_deref()
+    }
+    /// The contact it happened to.
+    async fn contact(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Contact>> {
+        let r = request(ctx)?;
+        Ok(r.loaders
+            .contacts
+            .load_one(self.0.contact_id)
+            .await
+            .map_err(load_failed)?
+            .map(Contact::from))
+    }
+    /// When it happened (clock-skew corrected).
+    async fn occurred_at(&self) -> DateTime<Utc> {
+        self.0.occurred_at
+    }
+    /// When Voxtur received it.
+    async fn received_at(&self) -> DateTime<Utc> {
+        self.0.received_at
+    }
+    /// Where it came from: `segment`, `form`, `landing_page`, `link`, `backoffice`.
+    async fn source(&self) -> &str {
+        &self.0.source
+    }
+    /// The channel, when known.
+    async fn channel(&self) -> Option<Channel> {
+        self.0.channel.as_deref().and_then(Channel::parse)
+    }
+    /// The campaign it is attributed to, when known.
+    async fn campaign(&self) -> Option<&str> {
+        self.0.campaign.as_deref()
+    }
+    /// UTM parameters.
+    async fn utm(&self) -> Utm {
+        let m = &self.0;
+        Utm::of(
+            &m.utm_source,
+            &m.utm_medium,
+            &m.utm_campaign,
+            &m.utm_term,
+            &m.utm_content,
+        )
+    }
+    /// The event's properties, as sent.
+    async fn properties(&self) -> Json<serde_json::Value> {
+        Json(self.0.properties.clone())
+    }
+    /// The sender's message id (deduplication key).
+    async fn message_id(&self) -> Option<&str> {
+        self.0.message_id.as_deref()
+    }
+}
+
+connection!(EventConnection, EventEdge, Event, event::Model);
+
+/// Newest first: occurred_at DESC, then id DESC.
+pub fn timeline_spec(list: &'static str) -> SortSpec<event::Model> {
+    SortSpec {
+        list,
+        keys: vec![timestamp_key::<event::Model>(
+            "occurredAt",
+            event::Column::OccurredAt.into_expr(),
+            Direction::Desc,
+            |m| &m.occurred_at,
+        )],
+        id_expr: event::Column::Id.into_expr(),
+        id_of: |m| m.id,
+    }
+}
+
+pub fn events_of(workspace_id: Uuid) -> Select<event::Entity> {
+    event::Entity::find().filter(event::Column::WorkspaceId.eq(workspace_id))
+}
+
+#[derive(Default)]
+pub struct EventQuery;
+
+#[Object]
+impl EventQuery {
+    /// Events across the workspace, newest first, for analysts and integrations.
+    #[graphql(
+        guard = "ScopeGuard(Scope::ContactsRead).or(ScopeGuard(Scope::AnalyticsRead))",
+        complexity = "connection_cost(first, last, child_complexity)"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    async fn events(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Conditions the events must meet.")] filter: Option<EventFilter>,
+        #[graphql(desc = "Page size going forward (1 to 100, default 20).")] first: Option<i32>,
+        #[graphql(desc = "Cursor to continue after.")] after: Option<String>,
+        #[graphql(desc = "Page size going backward (1 to 100).")] last: Option<i32>,
+        #[graphql(desc = "Cursor to continue before.")] before: Option<String>,
+    ) -> async_graphql::Result<EventConnection> {
+        let r = request(ctx)?;
+        let mut select = events_of(r.principal.workspace_id);
+        let filter: Option<voxtur_core::events::filter::EventFilter> = filter.into_domain();
+        if let Some(filter) = &filter {
+            select = select.filter(filter.condition()?);
+        }
+        let with_total = ctx.look_ahead().field("totalCount").exists();
+        Ok(timeline_spec("events")
+            .fetch(
+                r.db,
+                select,
+                &PageArgs {
+                    first,
+                    after,
+                    last,
+                    before,
+                },
+                with_total,
+            )
+            .await?
+            .into())
+    }
+
+    /// Write keys of the workspace (their secrets are never shown again).
+    #[graphql(guard = "ScopeGuard(Scope::WorkspaceAdmin)")]
+    async fn write_keys(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<WriteKey>> {
+        let r = request(ctx)?;
+        let keys = write_key::Entity::find()
+            .filter(write_key::Column::WorkspaceId.eq(r.principal.workspace_id))
+            .order_by_desc(write_key::Column::CreatedAt)
+            .all(r.db)
+            .await?;
+        Ok(keys.into_iter().map(WriteKey).collect())
+    }
+}
+
+/// A key for the tracking API (`/v1/*`), sent as the HTTP basic-auth username.
+pub struct WriteKey(pub write_key::Model);
+
+/// A key for the tracking API (`/v1/*`), sent as the HTTP basic-auth username.
+#[Object]
+impl WriteKey {
+    /// Global id.
+    async fn id(&self) -> ID {
+        NodeKind::WriteKey.id(self.0.id)
+    }
+    /// Name.
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// The key's first characters.
+    async fn prefix(&self) -> &str {
+        &self.0.prefix
+    }
+    /// When the key was created.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    /// When the key was revoked (or rotated away).
+    async fn revoked_at(&self) -> Option<DateTime<Utc>> {
+        self.0.revoked_at
+    }
+}
+
+/// A back-office interaction to record, e.g. a logged phone call or visit.
+#[derive(InputObject)]
+pub struct EventRecordInput {
+    /// The contact.
+    pub contact_id: ID,
+    /// What happened.
+    #[graphql(name = "type")]
+    pub event_type: EventType,
+    /// Name, required for CUSTOM events.
+    pub name: Option<String>,
+    /// When it happened (default now; not more than a day ahead).
+    pub occurred_at: Option<DateTime<Utc>>,
+    /// The channel.
+    pub channel: Option<Channel>,
+    /// The campaign it belongs to.
+    pub campaign: Option<String>,
+    /// Details, e.g. `{"durationSeconds": 300, "outcome": "interested"}`.
+    pub properties: Option<Json<serde_json::Value>>,
+}
+
+/// Result of `eventRecord`.
+#[derive(SimpleObject)]
+pub struct EventRecordPayload {
+    /// The recorded event.
+    pub event: Option<Event>,
+    /// Validation failures; nothing was saved when this is not empty.
+    pub user_errors: Vec<UserError>,
+}
+
+/// Result of `contactMerge`.
+#[derive(SimpleObject)]
+pub struct ContactMergePayload {
+    /// The surviving contact, with the merged fields.
+    pub contact: Option<Contact>,
+    /// Events moved from the merged-away contact.
+    pub events_moved: i32,
+    /// Validation failures; nothing was merged when this is not empty.
+    pub user_errors: Vec<UserError>,
+}
+
+/// Result of `writeKeyCreate` and `writeKeyRotate`.
+#[derive(SimpleObject)]
+pub struct WriteKeyPayload {
+    /// The key.
+    pub write_key: Option<WriteKey>,
+    /// The secret, shown only now.
+    pub secret: Option<String>,
+    /// Validation failures.
+    pub user_errors: Vec<UserError>,
+}
+
+#[derive(Default)]
+pub struct EventMutation;
+
+fn fail(path: &[&str], code: UserErrorCode, message: impl Into<String>) -> Vec<UserError> {
+    vec![UserError::new(path, code, message)]
+}
+
+#[Object]
+impl EventMutation {
+    /// Records a back-office event on a contact's timeline (a logged call, visit, letter...).
+    #[graphql(guard = "ScopeGuard(Scope::ContactsWrite)")]
+    async fn event_record(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The event.")] input: EventRecordInput,
+    ) -> async_graphql::Result<EventRecordPayload> {
+        let r = request(ctx)?;
+        let ws = r.principal.workspace_id;
+        let failed = |errors| {
+            Ok(EventRecordPayload {
+                event: None,
+                user_errors: errors,
+            })
+        };
+        let Some(contact) = voxtur_core::contacts::find(r.db, ws, &input.contact_id).await? else {
+            return failed(fail(
+                &["input", "contactId"],
+                UserErrorCode::NotFound,
+                "no such contact in this workspace",
+            ));
+        };
+        let name = input.name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+        if input.event_type == EventType::Custom && name.is_none() {
+            return failed(fail(
+                &["input", "name"],
+                UserErrorCode::Required,
+                "custom events need a name",
+            ));
+        }
+        if name.as_ref().is_some_and(|n| n.chars().count() > 300) {
+            return failed(fail(
+                &["input", "name"],
+                UserErrorCode::TooLong,
+                "name is longer than 300 characters",
+            ));
+        }
+        let now = voxtur_core::now();
+        let occurred_at = input.occurred_at.unwrap_or(now);
+        if occurred_at > now + chrono::Duration::days(1) {
+            return failed(fail(
+                &["input", "occurredAt"],
+                UserErrorCode::Invalid,
+                "occurredAt is more than a day in the future",
+            ));
+        }
+        let properties = input.properties.map(|p| p.0).unwrap_or_else(|| serde_json::json!({}));
+        if !properties.is_object() {
+            return failed(fail(
+                &["input", "properties"],
+                UserErrorCode::WrongType,
+                "properties must be an object",
+            ));
+        }
+        use chrono::SubsecRound;
+        let model = event::Model {
+            id: Uuid::now_v7(),
+            workspace_id: ws,
+            contact_id: contact.id,
+            event_type: input.event_type.as_str().to_owned(),
+            name,
+            occurred_at: occurred_at.trunc_subsecs(6),
+            received_at: now,
+            source: "backoffice".into(),
+            channel: input.channel.map(|c| c.as_str().to_owned()),
+            campaign: input.campaign,
+            utm_source: None,
+            utm_medium: None,
+            utm_campaign: None,
+            utm_term: None,
+            utm_content: None,
+            properties,
+            message_id: None,
+        };
+        let txn = voxtur_core::db::begin_write(r.db).await?;
+        // Locked as ingestion locks it, so a contact deleted or merged away meanwhile is not
+        // given an event (no foreign key checks that on PostgreSQL; see migration 6).
+        if !voxtur_core::events::lock_contacts(&txn, &[contact.id], &Default::default()).await? {
+            return failed(fail(
+                &["input", "contactId"],
+                UserErrorCode::NotFound,
+                "no such contact in this workspace",
+            ));
+        }
+        let stored = insert_events(&txn, vec![model.clone()]).await?;
+        record_activity(&txn, &stored).await?;
+        let mut changes = voxtur_core::writes::Changes::new(ws);
+        for event in &stored {
+            changes.event(event.contact_id, event.event_type.clone());
+        }
+        voxtur_core::writes::commit(r.db, txn, changes).await?;
+        Ok(EventRecordPayload {
+            event: Some(Event(model)),
+            user_errors: Vec::new(),
+        })
+    }
+
+    /// Merges `loserId` into `winnerId`: events, identities and tags move to the winner; the
+    /// winner's field values win and the loser fills the gaps (consent: the most restrictive;
+    /// lifecycle: the furthest stage); the loser is deleted and the merge recorded.
+    #[graphql(guard = "ScopeGuard(Scope::ContactsWrite)")]
+    async fn contact_merge(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The contact that remains.")] winner_id: ID,
+        #[graphql(desc = "The contact merged into it and removed.")] loser_id: ID,
+    ) -> async_graphql::Result<ContactMergePayload> {
+        let r = request(ctx)?;
+        let ws = r.principal.workspace_id;
+        let failed = |errors| {
+            Ok(ContactMergePayload {
+                contact: None,
+                events_moved: 0,
+                user_errors: errors,
+            })
+        };
+        let merged = match voxtur_core::db::retry_transient(|| merge_once(r.db, ws, &winner_id, &loser_id)).await? {
+            Ok(merged) => merged,
+            Err(errors) => return failed(errors),
+        };
+        Ok(ContactMergePayload {
+            contact: Some(Contact::from(merged.contact)),
+            events_moved: i32::try_from(merged.events_moved).unwrap_or(i32::MAX),
+            user_errors: Vec::new(),
+        })
+    }
+
+    /// Creates a write key for the tracking API. The secret is in the payload, once.
+    #[graphql(guard = "ScopeGuard(Scope::WorkspaceAdmin)")]
+    async fn write_key_create(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "A name for the key.")] name: String,
+    ) -> async_graphql::Result<WriteKeyPayload> {
+        let r = request(ctx)?;
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 200 {
+            return Ok(WriteKeyPayload {
+                write_key: None,
+                secret: None,
+                user_errors: fail(&["name"], UserErrorCode::Invalid, "name must be 1 to 200 characters"),
+            });
+        }
+        let issued = write_keys::issue(r.db, r.principal.workspace_id, name).await?;
+        Ok(WriteKeyPayload {
+            write_key: Some(WriteKey(issued.key)),
+            secret: Some(issued.secret),
+            user_errors: Vec::new(),
+        })
+    }
+
+    /// Replaces a write key with a new secret; the old one stops working at once.
+    #[graphql(guard = "ScopeGuard(Scope::WorkspaceAdmin)")]
+    async fn write_key_rotate(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The key's id.")] id: ID,
+    ) -> async_graphql::Result<WriteKeyPayload> {
+        let r = request(ctx)?;
+        let rotated = match decode_as(&id, NodeKind::WriteKey) {
+            Some(uuid) => {
+                write_keys::rotate(r.db, ctx.data::<Arc<PrincipalCache>>()?, r.principal.workspace_id, uuid).await?
+            }
+            None => None,
+        };
+        Ok(match rotated {
+            Some(issued) => WriteKeyPayload {
+                write_key: Some(WriteKey(issued.key)),
+                secret: Some(issued.secret),
+                user_errors: Vec::new(),
+            },
+            None => WriteKeyPayload {
+                write_key: None,
+                secret: None,
+                user_errors: fail(&["id"], UserErrorCode::NotFound, "no live write key with this id"),
+            },
+        })
+    }
+
+    /// Revokes a write key at once.
+    #[graphql(guard = "ScopeGuard(Scope::WorkspaceAdmin)")]
+    async fn write_key_revoke(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The key's id.")] id: ID,
+    ) -> async_graphql::Result<WriteKeyPayload> {
+        let r = request(ctx)?;
+        let revoked = match decode_as(&id, NodeKind::WriteKey) {
+            Some(uuid) => {
+                write_keys::revoke(r.db, ctx.data::<Arc<PrincipalCache>>()?, r.principal.workspace_id, uuid).await?
+            }
+            None => None,
+        };
+        Ok(match revoked {
+            Some(key) => WriteKeyPayload {
+                write_key: Some(WriteKey(key)),
+                secret: None,
+                user_errors: Vec::new(),
+            },
+            None => WriteKeyPayload {
+                write_key: None,
+                secret: None,
+                user_errors: fail(&["id"], UserErrorCode::NotFound, "no write key with this id"),
+            },
+        })
+    }
+}
+
+/// One attempt of `contactMerge`: the merge, or what is wrong with the ids.
+async fn merge_once(
+    db: &sea_orm::DatabaseConnection,
+    ws: Uuid,
+    winner_id: &ID,
+    loser_id: &ID,
+) -> Result<Result<voxtur_core::events::identity::Merged, Vec<UserError>>, sea_orm::DbErr> {
+    let txn = voxtur_core::db::begin_write(db).await?;
+    // Both rows locked for update (in id order, as every writer locks contacts) and read
+    // under the lock: a concurrent batch may have merged either away or changed it.
+    let ids: Vec<Uuid> = [winner_id, loser_id]
+        .into_iter()
+        .filter_map(|id| decode_as(id, NodeKind::Contact))
+        .collect();
+    let mut query = contact::Entity::find()
+        .filter(contact::Column::WorkspaceId.eq(ws))
+        .filter(contact::Column::Id.is_in(ids))
+        .order_by_asc(contact::Column::Id);
+    if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        query = query.lock(sea_orm::sea_query::LockType::Update);
+    }
+    let rows = query.all(&txn).await?;
+    let row = |id: &ID| decode_as(id, NodeKind::Contact).and_then(|uuid| rows.iter().find(|r| r.id == uuid).cloned());
+    let (Some(winner), Some(loser)) = (row(winner_id), row(loser_id)) else {
+        let field = if row(winner_id).is_none() {
+            "winnerId"
+        } else {
+            "loserId"
+        };
+        return Ok(Err(fail(
+            &[field],
+            UserErrorCode::NotFound,
+            "no such contact in this workspace",
+        )));
+    };
+    if winner.id == loser.id {
+        return Ok(Err(fail(
+            &["loserId"],
+            UserErrorCode::Invalid,
+            "a contact cannot be merged into itself",
+        )));
+    }
+    let merged = merge(&txn, &winner, &loser, "manual").await?;
+    let mut changes = voxtur_core::writes::Changes::new(ws);
+    changes.contacts_merged.push(voxtur_core::writes::Merge {
+        into: winner.id,
+        from: loser.id,
+    });
+    voxtur_core::writes::commit(db, txn, changes).await?;
+    Ok(Ok(merged))
+}
+
+/// The first page of a contact's timeline; batched across a list of contacts.
+pub async fn timeline(
+    ctx: &Context<'_>,
+    contact: &contact::Model,
+    first: Option<i32>,
+    after: Option<String>,
+    filter: Option<TimelineFilter>,
+) -> async_graphql::Result<EventConnection> {
+    let r = request(ctx)?;
+    let filter: voxtur_core::events::filter::TimelineFilter = filter.unwrap_or_default().into_domain();
+    let condition = filter.condition()?;
+    let spec = timeline_spec("timeline");
+    let with_total = ctx.look_ahead().field("totalCount").exists();
+    let page = PageArgs::forward(first, after.clone());
+    page.validate()?;
+    if after.is_some() || with_total {
+        let select = events_of(r.principal.workspace_id)
+            .filter(event::Column::ContactId.eq(contact.id))
+            .filter(condition);
+        return Ok(spec.fetch(r.db, select, &page, with_total).await?.into());
+    }
+    let size = first.unwrap_or(voxtur_core::listing::DEFAULT_PAGE_SIZE as i32) as u64;
+    let key = crate::loaders::TimelineKey {
+        contact_id: contact.id,
+        limit: size + 1,
+        filter,
+    };
+    let mut rows = r
+        .loaders
+        .timelines
+        .load_one(key)
+        .await
+        .map_err(load_failed)?
+        .unwrap_or_default();
+    let has_next_page = rows.len() as u64 > size;
+    rows.truncate(size as usize);
+    let every_cursor = ctx.look_ahead().field("edges").field("cursor").exists();
+    let rows = spec.with_cursors(rows, every_cursor);
+    Ok(voxtur_core::listing::Page {
+        rows,
+        has_next_page,
+        has_previous_page: false,
+        total_count: None,
+    }
+    .into())
+}

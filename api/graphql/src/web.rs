@@ -1,0 +1,643 @@
+//! Managing forms, landing pages and tracked links (campaign assets).
+
+use crate::contacts::Channel;
+use crate::guards::ScopeGuard;
+use crate::relay::NodeId;
+use crate::relay::{NodeKind, decode_as};
+use crate::request;
+use crate::user_error::{UserError, UserErrorCode};
+use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use entities::{form, landing_page, tracked_link};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, SqlErr};
+use uuid::Uuid;
+use voxtur_core::auth::Scope;
+use voxtur_core::web::forms::{FieldKind, FormConsent, FormField, consents_of, fields_of, validate_definition};
+use voxtur_core::web::links::{new_code, parse_target};
+use voxtur_core::web::pages::{sanitize, valid_slug};
+
+/// The kind of input a form field is.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "voxtur_core::web::forms::FieldKind")]
+pub enum FormFieldType {
+    /// One line of text.
+    Text,
+    /// An email address.
+    Email,
+    /// A phone number.
+    Phone,
+    /// A number.
+    Number,
+    /// Several lines of text.
+    Textarea,
+    /// One of the options.
+    Select,
+    /// A tick box.
+    Checkbox,
+    /// A date, YYYY-MM-DD.
+    Date,
+}
+
+/// One input of a form.
+#[derive(SimpleObject, InputObject, Clone, Debug)]
+#[graphql(input_name = "FormFieldInput")]
+pub struct FormFieldSpec {
+    /// The field's name in submissions (letters, digits, _).
+    pub key: String,
+    /// What the visitor sees.
+    pub label: String,
+    /// The kind of input.
+    #[graphql(name = "type")]
+    pub field_type: FormFieldType,
+    /// The contact property it fills: `email`, `firstName`, `lastName`, `phone` or
+    /// `custom:<key>`; none to only record the answer.
+    pub maps_to: Option<String>,
+    /// Must be filled.
+    #[graphql(default)]
+    pub required: bool,
+    /// Choices of a SELECT field.
+    #[graphql(default)]
+    pub options: Vec<String>,
+}
+
+/// A consent checkbox of a form; ticking it grants consent on the channel.
+#[derive(SimpleObject, InputObject, Clone, Debug)]
+#[graphql(input_name = "FormConsentInput")]
+pub struct FormConsentSpec {
+    /// The channel consented to (submitted as `consent_<channel>`, e.g. `consent_email`).
+    pub channel: Channel,
+    /// The wording the visitor agrees to.
+    pub label: String,
+    /// Must be ticked to submit.
+    #[graphql(default)]
+    pub required: bool,
+}
+
+/// A form that captures contacts.
+pub struct Form(pub form::Model);
+
+/// A form that captures contacts.
+#[Object]
+impl Form {
+    /// Global id.
+    async fn id(&self) -> ID {
+        NodeKind::Form.id(self.0.id)
+    }
+    /// Name.
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// Inputs, in order.
+    async fn fields(&self) -> Vec<FormFieldSpec> {
+        fields_of(&self.0)
+            .into_iter()
+            .map(|f| FormFieldSpec {
+                key: f.key,
+                label: f.label,
+                field_type: f.kind.into(),
+                maps_to: f.maps_to,
+                required: f.required,
+                options: f.options,
+            })
+            .collect()
+    }
+    /// Consent checkboxes.
+    async fn consents(&self) -> Vec<FormConsentSpec> {
+        consents_of(&self.0)
+            .into_iter()
+            .filter_map(|c| {
+                Some(FormConsentSpec {
+                    channel: Channel::parse(&c.channel)?,
+                    label: c.label,
+                    required: c.required,
+                })
+            })
+            .collect()
+    }
+    /// Shown after a successful submission.
+    async fn success_message(&self) -> Option<&str> {
+        self.0.success_message.as_deref()
+    }
+    /// Where browsers go after submitting.
+    async fn redirect_url(&self) -> Option<&str> {
+        self.0.redirect_url.as_deref()
+    }
+    /// Whether the contact's owner is notified of each submission.
+    async fn notify_owner(&self) -> bool {
+        self.0.notify_owner
+    }
+    /// The public endpoint that takes submissions (JSON or urlencoded).
+    async fn submit_path(&self) -> String {
+        format!("/forms/{}", self.0.id)
+    }
+    /// When the form was created.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+/// A form's definition.
+#[derive(InputObject)]
+pub struct FormInput {
+    /// Name.
+    pub name: String,
+    /// Inputs, in order; exactly one required EMAIL field mapped to `email`.
+    pub fields: Vec<FormFieldSpec>,
+    /// Consent checkboxes, at most one per channel.
+    #[graphql(default)]
+    pub consents: Vec<FormConsentSpec>,
+    /// Shown after a successful submission.
+    pub success_message: Option<String>,
+    /// Where browsers go after submitting (http or https).
+    pub redirect_url: Option<String>,
+    /// Notify the contact's owner of each submission.
+    #[graphql(default)]
+    pub notify_owner: bool,
+}
+
+/// A public page with optional embedded form.
+pub struct LandingPage(pub landing_page::Model);
+
+/// A public page with optional embedded form.
+#[Object]
+impl LandingPage {
+    /// Global id.
+    async fn id(&self) -> ID {
+        NodeKind::LandingPage.id(self.0.id)
+    }
+    /// The last part of its address.
+    async fn slug(&self) -> &str {
+        &self.0.slug
+    }
+    /// Title.
+    async fn title(&self) -> &str {
+        &self.0.title
+    }
+    /// The body, as sanitized when saved.
+    async fn body_html(&self) -> &str {
+        &self.0.body_html
+    }
+    /// Id of the embedded form.
+    async fn form_id(&self) -> Option<ID> {
+        self.0.form_id.map(|id| NodeKind::Form.id(id))
+    }
+    /// Served publicly.
+    async fn published(&self) -> bool {
+        self.0.published
+    }
+    /// The public path of the page.
+    async fn path(&self) -> String {
+        format!("/p/{}/{}", self.0.workspace_id, self.0.slug)
+    }
+}
+
+/// A landing page's content.
+#[derive(InputObject)]
+pub struct LandingPageInput {
+    /// Lower-case letters, digits and dashes; unique in the workspace.
+    pub slug: String,
+    /// Title.
+    pub title: String,
+    /// HTML body; scripts, event handlers and `javascript:` URLs are removed.
+    pub body_html: String,
+    /// A form to embed.
+    pub form_id: Option<ID>,
+    /// Serve it publicly.
+    #[graphql(default = true)]
+    pub published: bool,
+}
+
+/// A short link that redirects and records the click.
+pub struct TrackedLink(pub tracked_link::Model);
+
+/// A short link that redirects and records the click.
+#[Object]
+impl TrackedLink {
+    /// Global id.
+    async fn id(&self) -> ID {
+        NodeKind::TrackedLink.id(self.0.id)
+    }
+    /// The short code.
+    async fn code(&self) -> &str {
+        &self.0.code
+    }
+    /// The public path that redirects.
+    async fn path(&self) -> String {
+        format!("/l/{}", self.0.code)
+    }
+    /// Where it leads.
+    async fn target_url(&self) -> &str {
+        &self.0.target_url
+    }
+    /// The campaign clicks are attributed to.
+    async fn campaign(&self) -> Option<&str> {
+        self.0.campaign.as_deref()
+    }
+    /// When the link was created.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+/// A link to create.
+#[derive(InputObject)]
+pub struct TrackedLinkInput {
+    /// Where the link leads (http or https only).
+    pub target_url: String,
+    /// The campaign clicks are attributed to.
+    pub campaign: Option<String>,
+    /// utm_source added to the target when it has none.
+    pub utm_source: Option<String>,
+    /// utm_medium added to the target when it has none.
+    pub utm_medium: Option<String>,
+    /// utm_campaign added to the target when it has none.
+    pub utm_campaign: Option<String>,
+}
+
+/// Result of form mutations.
+#[derive(SimpleObject)]
+pub struct FormPayload {
+    /// The saved form.
+    pub form: Option<Form>,
+    /// Validation failures; nothing was saved when this is not empty.
+    pub user_errors: Vec<UserError>,
+}
+
+/// Result of landing page mutations.
+#[derive(SimpleObject)]
+pub struct LandingPagePayload {
+    /// The saved page.
+    pub landing_page: Option<LandingPage>,
+    /// Validation failures; nothing was saved when this is not empty.
+    pub user_errors: Vec<UserError>,
+}
+
+/// Result of `trackedLinkCreate`.
+#[derive(SimpleObject)]
+pub struct TrackedLinkPayload {
+    /// The new link.
+    pub tracked_link: Option<TrackedLink>,
+    /// Validation failures; nothing was saved when this is not empty.
+    pub user_errors: Vec<UserError>,
+}
+
+#[derive(Default)]
+pub struct WebQuery;
+
+#[Object]
+impl WebQuery {
+    /// Forms, newest first.
+    #[graphql(guard = "ScopeGuard(Scope::CampaignsRead)")]
+    async fn forms(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Form>> {
+        let r = request(ctx)?;
+        let rows = form::Entity::find()
+            .filter(form::Column::WorkspaceId.eq(r.principal.workspace_id))
+            .order_by_desc(form::Column::CreatedAt)
+            .all(r.db)
+            .await?;
+        Ok(rows.into_iter().map(Form).collect())
+    }
+    /// Landing pages, by slug.
+    #[graphql(guard = "ScopeGuard(Scope::CampaignsRead)")]
+    async fn landing_pages(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<LandingPage>> {
+        let r = request(ctx)?;
+        let rows = landing_page::Entity::find()
+            .filter(landing_page::Column::WorkspaceId.eq(r.principal.workspace_id))
+            .order_by_asc(landing_page::Column::Slug)
+            .all(r.db)
+            .await?;
+        Ok(rows.into_iter().map(LandingPage).collect())
+    }
+    /// Tracked links, newest first.
+    #[graphql(guard = "ScopeGuard(Scope::CampaignsRead)")]
+    async fn tracked_links(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TrackedLink>> {
+        let r = request(ctx)?;
+        let rows = tracked_link::Entity::find()
+            .filter(tracked_link::Column::WorkspaceId.eq(r.principal.workspace_id))
+            .order_by_desc(tracked_link::Column::CreatedAt)
+            .all(r.db)
+            .await?;
+        Ok(rows.into_iter().map(TrackedLink).collect())
+    }
+}
+
+fn error(path: &[&str], code: UserErrorCode, message: impl Into<String>) -> Vec<UserError> {
+    vec![UserError::new(path, code, message)]
+}
+
+#[derive(Default)]
+pub struct WebMutation;
+
+impl WebMutation {
+    async fn save_form(
+        &self,
+        ctx: &Context<'_>,
+        id: Option<ID>,
+        input: FormInput,
+    ) -> async_graphql::Result<FormPayload> {
+        let r = request(ctx)?;
+        let ws = r.principal.workspace_id;
+        let failed = |user_errors| {
+            Ok(FormPayload {
+                form: None,
+                user_errors,
+            })
+        };
+        let fields: Vec<FormField> = input
+            .fields
+            .into_iter()
+            .map(|f| FormField {
+                key: f.key.trim().to_owned(),
+                label: f.label.trim().to_owned(),
+                kind: FieldKind::from(f.field_type),
+                maps_to: f.maps_to.map(|m| m.trim().to_owned()).filter(|m| !m.is_empty()),
+                required: f.required,
+                options: f.options,
+            })
+            .collect();
+        let consents: Vec<FormConsent> = input
+            .consents
+            .into_iter()
+            .map(|c| FormConsent {
+                channel: c.channel.as_str().to_owned(),
+                label: c.label.trim().to_owned(),
+                required: c.required,
+            })
+            .collect();
+        let mut errors: Vec<UserError> = validate_definition(
+            &fields,
+            &consents,
+            &voxtur_core::web::forms::definitions(r.db, ws).await?,
+        )
+        .into_iter()
+        .map(UserError::from)
+        .collect();
+        let name = input.name.trim().to_owned();
+        if name.is_empty() || name.chars().count() > 200 {
+            errors.push(UserError::new(
+                &["input", "name"],
+                UserErrorCode::Invalid,
+                "name must be 1 to 200 characters",
+            ));
+        }
+        if let Some(url) = &input.redirect_url
+            && let Err(message) = parse_target(url)
+        {
+            errors.push(UserError::new(
+                &["input", "redirectUrl"],
+                UserErrorCode::Invalid,
+                message,
+            ));
+        }
+        if !errors.is_empty() {
+            return failed(errors);
+        }
+        let now = voxtur_core::now();
+        let existing = match &id {
+            Some(id) => match decode_as(id, NodeKind::Form) {
+                Some(uuid) => {
+                    form::Entity::find_by_id(uuid)
+                        .filter(form::Column::WorkspaceId.eq(ws))
+                        .one(r.db)
+                        .await?
+                }
+                None => None,
+            },
+            None => None,
+        };
+        if id.is_some() && existing.is_none() {
+            return failed(error(
+                &["id"],
+                UserErrorCode::NotFound,
+                "no such form in this workspace",
+            ));
+        }
+        let model = form::Model {
+            id: existing.as_ref().map_or_else(Uuid::now_v7, |e| e.id),
+            workspace_id: ws,
+            name,
+            fields: serde_json::to_value(&fields)?,
+            consents: serde_json::to_value(&consents)?,
+            success_message: input.success_message,
+            redirect_url: input.redirect_url.map(|u| u.trim().to_owned()),
+            notify_owner: input.notify_owner,
+            created_at: existing.as_ref().map_or(now, |e| e.created_at),
+            updated_at: now,
+        };
+        let active = form::ActiveModel::from(model).reset_all();
+        let saved = if existing.is_some() {
+            active.update(r.db).await?
+        } else {
+            active.insert(r.db).await?
+        };
+        Ok(FormPayload {
+            form: Some(Form(saved)),
+            user_errors: Vec::new(),
+        })
+    }
+
+    async fn save_page(
+        &self,
+        ctx: &Context<'_>,
+        id: Option<ID>,
+        input: LandingPageInput,
+    ) -> async_graphql::Result<LandingPagePayload> {
+        let r = request(ctx)?;
+        let ws = r.principal.workspace_id;
+        let failed = |user_errors| {
+            Ok(LandingPagePayload {
+                landing_page: None,
+                user_errors,
+            })
+        };
+        let slug = input.slug.trim().to_owned();
+        if !valid_slug(&slug) {
+            return failed(error(
+                &["input", "slug"],
+                UserErrorCode::Invalid,
+                "slug uses lower-case letters, digits and dashes (1 to 100)",
+            ));
+        }
+        let title = input.title.trim().to_owned();
+        if title.is_empty() || title.chars().count() > 300 {
+            return failed(error(
+                &["input", "title"],
+                UserErrorCode::Invalid,
+                "title must be 1 to 300 characters",
+            ));
+        }
+        if input.body_html.len() > 512 * 1024 {
+            return failed(error(
+                &["input", "bodyHtml"],
+                UserErrorCode::TooLong,
+                "body is larger than 512 KB",
+            ));
+        }
+        let form_id = match &input.form_id {
+            Some(form_id) => {
+                let found = match decode_as(form_id, NodeKind::Form) {
+                    Some(uuid) => {
+                        form::Entity::find_by_id(uuid)
+                            .filter(form::Column::WorkspaceId.eq(ws))
+                            .one(r.db)
+                            .await?
+                    }
+                    None => None,
+                };
+                match found {
+                    Some(f) => Some(f.id),
+                    None => {
+                        return failed(error(
+                            &["input", "formId"],
+                            UserErrorCode::NotFound,
+                            "no such form in this workspace",
+                        ));
+                    }
+                }
+            }
+            None => None,
+        };
+        let existing = match &id {
+            Some(id) => match decode_as(id, NodeKind::LandingPage) {
+                Some(uuid) => {
+                    landing_page::Entity::find_by_id(uuid)
+                        .filter(landing_page::Column::WorkspaceId.eq(ws))
+                        .one(r.db)
+                        .await?
+                }
+                None => None,
+            },
+            None => None,
+        };
+        if id.is_some() && existing.is_none() {
+            return failed(error(
+                &["id"],
+                UserErrorCode::NotFound,
+                "no such landing page in this workspace",
+            ));
+        }
+        let now = voxtur_core::now();
+        let model = landing_page::Model {
+            id: existing.as_ref().map_or_else(Uuid::now_v7, |e| e.id),
+            workspace_id: ws,
+            slug: slug.clone(),
+            title,
+            body_html: sanitize(&input.body_html),
+            form_id,
+            published: input.published,
+            created_at: existing.as_ref().map_or(now, |e| e.created_at),
+            updated_at: now,
+        };
+        let active = landing_page::ActiveModel::from(model).reset_all();
+        let saved = if existing.is_some() {
+            active.update(r.db).await
+        } else {
+            active.insert(r.db).await
+        };
+        match saved {
+            Ok(page) => Ok(LandingPagePayload {
+                landing_page: Some(LandingPage(page)),
+                user_errors: Vec::new(),
+            }),
+            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => failed(error(
+                &["input", "slug"],
+                UserErrorCode::Taken,
+                format!("another page already uses the slug `{slug}`"),
+            )),
+            Err(e) => Err(voxtur_core::error::ApiError::from(e).into()),
+        }
+    }
+}
+
+#[Object]
+impl WebMutation {
+    /// Creates a form.
+    #[graphql(guard = "ScopeGuard(Scope::CampaignsWrite)")]
+    async fn form_create(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The form.")] input: FormInput,
+    ) -> async_graphql::Result<FormPayload> {
+        self.save_form(ctx, None, input).await
+    }
+
+    /// Replaces a form's definition.
+    #[graphql(guard = "ScopeGuard(Scope::CampaignsWrite)")]
+    async fn form_update(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The form's id.")] id: ID,
+        #[graphql(desc = "The new definition.")] input: FormInput,
+    ) -> async_graphql::Result<FormPayload> {
+        self.save_form(ctx, Some(id), input).await
+    }
+
+    /// Creates a landing page (its HTML is sanitized).
+    #[graphql(guard = "ScopeGuard(Scope::CampaignsWrite)")]
+    async fn landing_page_create(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The page.")] input: LandingPageInput,
+    ) -> async_graphql::Result<LandingPagePayload> {
+        self.save_page(ctx, None, input).await
+    }
+
+    /// Replaces a landing page's content.
+    #[graphql(guard = "ScopeGuard(Scope::CampaignsWrite)")]
+    async fn landing_page_update(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The page's id.")] id: ID,
+        #[graphql(desc = "The new content.")] input: LandingPageInput,
+    ) -> async_graphql::Result<LandingPagePayload> {
+        self.save_page(ctx, Some(id), input).await
+    }
+
+    /// Creates a tracked link with a new short code.
+    #[graphql(guard = "ScopeGuard(Scope::CampaignsWrite)")]
+    async fn tracked_link_create(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The link.")] input: TrackedLinkInput,
+    ) -> async_graphql::Result<TrackedLinkPayload> {
+        let r = request(ctx)?;
+        let target = match parse_target(&input.target_url) {
+            Ok(url) => url,
+            Err(message) => {
+                return Ok(TrackedLinkPayload {
+                    tracked_link: None,
+                    user_errors: error(&["input", "targetUrl"], UserErrorCode::Invalid, message),
+                });
+            }
+        };
+        let trim = |v: Option<String>| {
+            v.map(|s| s.trim().chars().take(300).collect::<String>())
+                .filter(|s| !s.is_empty())
+        };
+        for attempt in 0..5 {
+            let model = tracked_link::Model {
+                id: Uuid::now_v7(),
+                workspace_id: r.principal.workspace_id,
+                code: new_code(),
+                target_url: target.to_string(),
+                campaign: trim(input.campaign.clone()),
+                utm_source: trim(input.utm_source.clone()),
+                utm_medium: trim(input.utm_medium.clone()),
+                utm_campaign: trim(input.utm_campaign.clone()),
+                created_at: voxtur_core::now(),
+            };
+            match tracked_link::ActiveModel::from(model).reset_all().insert(r.db).await {
+                Ok(link) => {
+                    return Ok(TrackedLinkPayload {
+                        tracked_link: Some(TrackedLink(link)),
+                        user_errors: Vec::new(),
+                    });
+                }
+                // A code collision (62^8 codes): draw another.
+                Err(e) if attempt < 4 && matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => continue,
+                Err(e) => return Err(voxtur_core::error::ApiError::from(e).into()),
+            }
+        }
+        Err(voxtur_core::error::ApiError::Internal("could not draw a free link code".into()).into())
+    }
+}

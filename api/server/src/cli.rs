@@ -1,0 +1,504 @@
+//! The `voxtur` command line.
+
+use crate::config::Settings;
+use crate::server::Application;
+use crate::telemetry;
+use clap::{Parser, Subcommand};
+use entities::workspace;
+use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use uuid::Uuid;
+use voxtur_core::auth::{ScopeSet, issue_api_key};
+use voxtur_core::ids::{NodeKind, decode_as};
+use voxtur_core::{db, workspaces};
+use voxtur_demo as demo;
+use voxtur_demo::generate::GenerateOptions;
+
+const CONFIG_HELP: &str = "\
+Configuration, later sources overriding earlier ones:
+  1. built-in defaults (SQLite file ./voxtur.db, 127.0.0.1:8080)
+  2. a TOML file: --config FILE, or ./voxtur.toml when present
+  3. environment: VOXTUR__<SECTION>__<KEY>, e.g.
+       VOXTUR__DATABASE__URL            sqlite://voxtur.db?mode=rwc | postgres://user@host/db
+       VOXTUR__DATABASE__SCHEMA         PostgreSQL schema (search_path)
+       VOXTUR__DATABASE__MAX_CONNECTIONS
+       VOXTUR__SERVER__HOST, VOXTUR__SERVER__PORT, VOXTUR__SERVER__WORKERS
+       VOXTUR__SERVER__MAX_BODY_BYTES   largest request body (default 1048576)
+       VOXTUR__SERVER__SHUTDOWN_TIMEOUT_SECS
+       VOXTUR__GRAPHQL__MAX_DEPTH, VOXTUR__GRAPHQL__MAX_COMPLEXITY
+       VOXTUR__LOG__FORMAT              pretty | json
+       VOXTUR__LOG__FILTER              e.g. info,voxtur=debug (RUST_LOG overrides)
+     and DATABASE_URL, the conventional name, for the database URL
+  4. command-line flags (--database-url, --host, --port)";
+
+#[derive(Parser)]
+#[command(name = "voxtur", version, about = "Voxtur marketing-CRM GraphQL API server", after_long_help = CONFIG_HELP)]
+struct Cli {
+    /// TOML configuration file.
+    #[arg(long, global = true, env = "VOXTUR_CONFIG")]
+    config: Option<PathBuf>,
+    /// Database URL (overrides configuration and DATABASE_URL).
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply migrations and serve the API (the default command). On first start, creates a
+    /// workspace and prints an admin API key once.
+    Serve {
+        /// Interface to listen on.
+        #[arg(long)]
+        host: Option<String>,
+        /// Port to listen on.
+        #[arg(long)]
+        port: Option<u16>,
+        /// Also create a demo workspace full of sample data (once) and print its API key.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Apply pending migrations and exit.
+    Migrate,
+    /// Print the GraphQL schema (SDL), or write it to a file.
+    ExportSchema {
+        /// Write here instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Manage workspaces.
+    Workspace {
+        #[command(subcommand)]
+        command: WorkspaceCommand,
+    },
+    /// Manage API keys.
+    ApiKey {
+        #[command(subcommand)]
+        command: ApiKeyCommand,
+    },
+    /// Manage segments.
+    Segment {
+        #[command(subcommand)]
+        command: SegmentCommand,
+    },
+    /// Create a demo workspace with sample companies and contacts, and print its API key.
+    #[command(args_conflicts_with_subcommands = true)]
+    Demo {
+        /// Number of contacts.
+        #[arg(long, default_value_t = 500)]
+        contacts: usize,
+        #[command(subcommand)]
+        command: Option<DemoCommand>,
+    },
+}
+
+#[derive(Subcommand)]
+enum SegmentCommand {
+    /// Re-evaluate dynamic segments for every contact (repair), and print who entered and left.
+    /// With --workspace, the workspace's event tallies are first recomputed from its events.
+    Rebuild {
+        /// Segment ids (global ids or UUIDs); none with --workspace for all of its segments.
+        ids: Vec<String>,
+        /// Every dynamic segment of this workspace.
+        #[arg(long)]
+        workspace: Option<String>,
+    },
+    /// Write a segment's members as CSV, with a progress bar on stderr.
+    Export {
+        /// The segment's id (global id or UUID).
+        id: String,
+        /// Write here instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DemoCommand {
+    /// Generate a large, realistic, deterministic workspace for benchmarks (bulk-loaded: COPY on
+    /// PostgreSQL), and print its API key and write key.
+    Generate {
+        /// Number of contacts.
+        #[arg(long, default_value_t = 10_000)]
+        contacts: u64,
+        /// Mean events per contact (activity is skewed: most contacts are quiet, a few very busy).
+        #[arg(long, default_value_t = 10.0)]
+        events_per_contact: f64,
+        /// Seed: the same seed gives the same data.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Last day of the two years of history (YYYY-MM-DD); default today.
+        #[arg(long)]
+        until: Option<chrono::NaiveDate>,
+        /// Name of the new workspace.
+        #[arg(long, default_value = "Generated")]
+        name: String,
+        /// Print the summary as JSON (keys included) instead of text; progress goes to stderr.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum WorkspaceCommand {
+    /// Create a workspace and print its id.
+    Create {
+        /// Name of the workspace.
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApiKeyCommand {
+    /// Create an API key and print its secret (shown once).
+    Create {
+        /// Workspace id (as printed by `workspace create`, raw UUID or global id).
+        #[arg(long)]
+        workspace: String,
+        /// Comma-separated scopes, e.g. contacts:read,contacts:write (or `all`).
+        #[arg(long)]
+        scopes: String,
+        /// A name to recognise the key by.
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut settings = match Settings::load(cli.config.as_deref()) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("error: configuration: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(url) = cli.database_url {
+        settings.database.url = url;
+    }
+    telemetry::init(&settings.log);
+    let result = actix_web::rt::System::new().block_on(run(cli.command, settings));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn connect(settings: &Settings) -> Result<DatabaseConnection, String> {
+    let (db, _) = db::connect(&settings.database)
+        .await
+        .map_err(|e| format!("cannot connect to the database: {e}"))?;
+    Ok(db)
+}
+
+async fn run(command: Option<Command>, mut settings: Settings) -> Result<(), String> {
+    match command.unwrap_or(Command::Serve {
+        host: None,
+        port: None,
+        demo: false,
+    }) {
+        Command::Serve { host, port, demo } => {
+            if let Some(host) = host {
+                settings.server.host = host;
+            }
+            if let Some(port) = port {
+                settings.server.port = port;
+            }
+            let db = connect(&settings).await?;
+            db::migrate(&db).await.map_err(|e| format!("migration failed: {e}"))?;
+            first_start(&db).await?;
+            if demo {
+                seed_demo_once(&db).await?;
+            }
+            let app = Application::build(&settings).await.map_err(|e| e.to_string())?;
+            tracing::info!(port = app.port(), host = %settings.server.host, "serving; GraphiQL at /graphql");
+            app.run_until_stopped().await.map_err(|e| e.to_string())?;
+            tracing::info!("stopped");
+            Ok(())
+        }
+        Command::Migrate => {
+            let db = connect(&settings).await?;
+            db::migrate(&db).await.map_err(|e| format!("migration failed: {e}"))?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::ExportSchema { output } => {
+            let sdl = voxtur_graphql::sdl();
+            match output {
+                Some(path) => std::fs::write(&path, sdl).map_err(|e| format!("cannot write {}: {e}", path.display())),
+                None => {
+                    print!("{sdl}");
+                    Ok(())
+                }
+            }
+        }
+        Command::Workspace {
+            command: WorkspaceCommand::Create { name },
+        } => {
+            let db = connect(&settings).await?;
+            db::migrate(&db).await.map_err(|e| format!("migration failed: {e}"))?;
+            let ws = workspaces::create_workspace(&db, &name)
+                .await
+                .map_err(|e| e.for_operator())?;
+            println!("{}", ws.id);
+            Ok(())
+        }
+        Command::ApiKey {
+            command:
+                ApiKeyCommand::Create {
+                    workspace,
+                    scopes,
+                    name,
+                },
+        } => {
+            let scopes = if scopes == "all" {
+                ScopeSet::all()
+            } else {
+                ScopeSet::parse(&scopes)?
+            };
+            let workspace_id = Uuid::parse_str(&workspace)
+                .ok()
+                .or_else(|| decode_as(&workspace, NodeKind::Workspace))
+                .ok_or_else(|| format!("`{workspace}` is not a workspace id"))?;
+            let db = connect(&settings).await?;
+            workspace::Entity::find_by_id(workspace_id)
+                .one(&db)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no workspace with id {workspace_id}"))?;
+            let issued = issue_api_key(&db, workspace_id, &name, &scopes)
+                .await
+                .map_err(|e| e.for_operator())?;
+            println!("{}", issued.secret);
+            Ok(())
+        }
+        Command::Segment {
+            command: SegmentCommand::Export { id, output },
+        } => {
+            let db = connect(&settings).await?;
+            export_segment(&db, &id, output).await
+        }
+        Command::Segment {
+            command: SegmentCommand::Rebuild { ids, workspace },
+        } => {
+            let db = connect(&settings).await?;
+            let mut targets = Vec::new();
+            for id in &ids {
+                let uuid = Uuid::parse_str(id)
+                    .ok()
+                    .or_else(|| decode_as(id, NodeKind::Segment))
+                    .ok_or_else(|| format!("`{id}` is not a segment id"))?;
+                let found = entities::segment::Entity::find_by_id(uuid)
+                    .one(&db)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("no segment with id {uuid}"))?;
+                targets.push(found);
+            }
+            if let Some(workspace) = workspace {
+                let workspace_id = Uuid::parse_str(&workspace)
+                    .ok()
+                    .or_else(|| decode_as(&workspace, NodeKind::Workspace))
+                    .ok_or_else(|| format!("`{workspace}` is not a workspace id"))?;
+                // Repair starts from the events: the tallies behaviour conditions read first.
+                let started = std::time::Instant::now();
+                voxtur_core::events::tally::rebuild(&db, workspace_id)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                println!("event tallies recomputed in {:.2} s", started.elapsed().as_secs_f64());
+                targets.extend(
+                    voxtur_core::segments::in_dependency_order(&db, workspace_id)
+                        .await
+                        .map_err(|e| e.for_operator())?
+                        .into_iter()
+                        .map(|(segment, _)| segment),
+                );
+            }
+            if targets.is_empty() {
+                return Err("name segment ids or --workspace".into());
+            }
+            for segment in targets {
+                if segment.kind != voxtur_core::segments::DYNAMIC {
+                    println!("{} (static): nothing to rebuild", segment.name);
+                    continue;
+                }
+                let started = std::time::Instant::now();
+                let done = voxtur_core::segments::evaluate(&db, segment.id, segment.workspace_id, None)
+                    .await
+                    .map_err(|e| e.for_operator())?;
+                println!(
+                    "{}: {} entered, {} left, in {:.2} s",
+                    segment.name,
+                    done.entered,
+                    done.exited,
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            Ok(())
+        }
+        Command::Demo { contacts, command } => {
+            let db = connect(&settings).await?;
+            db::migrate(&db).await.map_err(|e| format!("migration failed: {e}"))?;
+            match command {
+                None => print_demo(&db, contacts).await,
+                Some(DemoCommand::Generate {
+                    contacts,
+                    events_per_contact,
+                    seed,
+                    until,
+                    name,
+                    json,
+                }) => {
+                    let until = until
+                        .unwrap_or_else(|| chrono::Utc::now().date_naive())
+                        .and_hms_opt(23, 59, 59)
+                        .map(|t| t.and_utc())
+                        .ok_or("invalid --until")?;
+                    let options = GenerateOptions {
+                        workspace_name: name,
+                        contacts,
+                        events_per_contact,
+                        seed,
+                        until,
+                    };
+                    generate_workspace(&db, &options, json).await
+                }
+            }
+        }
+    }
+}
+
+/// On a database without workspaces, creates one with an all-scopes key and prints it once.
+async fn first_start(db: &DatabaseConnection) -> Result<(), String> {
+    let count = workspace::Entity::find().count(db).await.map_err(|e| e.to_string())?;
+    if count > 0 {
+        return Ok(());
+    }
+    let ws = workspaces::create_workspace(db, "Default")
+        .await
+        .map_err(|e| e.for_operator())?;
+    let issued = issue_api_key(db, ws.id, "admin (first start)", &ScopeSet::all())
+        .await
+        .map_err(|e| e.for_operator())?;
+    println!("Created workspace \"Default\" ({}).", ws.id);
+    println!("Admin API key, shown only now; keep it safe:\n\n  {}\n", issued.secret);
+    println!("Use it as the header  Authorization: Bearer {}", issued.secret);
+    Ok(())
+}
+
+async fn seed_demo_once(db: &DatabaseConnection) -> Result<(), String> {
+    use sea_orm::{ColumnTrait, QueryFilter};
+    let exists = workspace::Entity::find()
+        .filter(workspace::Column::Name.eq("Demo"))
+        .count(db)
+        .await
+        .map_err(|e| e.to_string())?;
+    if exists > 0 {
+        println!("Demo workspace already exists; create a key for it with `voxtur api-key create`.");
+        return Ok(());
+    }
+    print_demo(db, 500).await
+}
+
+async fn export_segment(db: &DatabaseConnection, id: &str, output: Option<PathBuf>) -> Result<(), String> {
+    use std::io::Write;
+    let uuid = Uuid::parse_str(id)
+        .ok()
+        .or_else(|| decode_as(id, NodeKind::Segment))
+        .ok_or_else(|| format!("`{id}` is not a segment id"))?;
+    let segment = entities::segment::Entity::find_by_id(uuid)
+        .one(db)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no segment with id {uuid}"))?;
+    let mut out: Box<dyn Write> = match &output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).map_err(|e| format!("cannot write {}: {e}", path.display()))?,
+        )),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let progress = indicatif::ProgressBar::new(segment.member_count.max(0) as u64).with_style(
+        indicatif::ProgressStyle::with_template("exporting [{bar:40}] {human_pos}/{human_len} {per_sec} eta {eta}")
+            .map_err(|e| e.to_string())?
+            .progress_chars("=> "),
+    );
+    let mut after = None;
+    let mut written = 0;
+    loop {
+        let (csv, last, rows) = voxtur_core::segments::export::page(db, segment.workspace_id, segment.id, after)
+            .await
+            .map_err(|e| e.for_operator())?;
+        out.write_all(csv.as_bytes()).map_err(|e| e.to_string())?;
+        written += rows;
+        progress.set_position(written);
+        if rows < voxtur_core::segments::export::PAGE {
+            break;
+        }
+        after = last;
+    }
+    out.flush().map_err(|e| e.to_string())?;
+    progress.finish_and_clear();
+    eprintln!("exported {written} members of \"{}\"", segment.name);
+    Ok(())
+}
+
+async fn generate_workspace(db: &DatabaseConnection, options: &GenerateOptions, json: bool) -> Result<(), String> {
+    let progress = indicatif::ProgressBar::new(options.contacts).with_style(
+        indicatif::ProgressStyle::with_template("{msg:>14} [{bar:40}] {human_pos}/{human_len} {per_sec} eta {eta}")
+            .map_err(|e| e.to_string())?
+            .progress_chars("=> "),
+    );
+    let summary = demo::generate::generate(db, options, &progress)
+        .await
+        .map_err(|e| e.for_operator())?;
+    progress.finish_and_clear();
+    let api_key = issue_api_key(db, summary.workspace_id, "generated", &ScopeSet::all())
+        .await
+        .map_err(|e| e.for_operator())?
+        .secret;
+    let write_key = voxtur_core::events::write_keys::issue(db, summary.workspace_id, "generated")
+        .await
+        .map_err(|e| e.for_operator())?
+        .secret;
+    if json {
+        let mut value = serde_json::to_value(&summary).map_err(|e| e.to_string())?;
+        value["api_key"] = api_key.into();
+        value["write_key"] = write_key.into();
+        println!("{value}");
+    } else {
+        let rows = summary.contacts + summary.tags + summary.events + summary.companies;
+        println!(
+            "Generated workspace \"{}\" ({}) in {:.1} s ({:.0} rows/s):",
+            options.workspace_name,
+            summary.workspace_id,
+            summary.seconds,
+            rows as f64 / summary.seconds.max(1e-9)
+        );
+        println!(
+            "  {} users, {} companies, {} contacts ({} tags), {} events",
+            summary.users, summary.companies, summary.contacts, summary.tags, summary.events
+        );
+        println!(
+            "  busiest contact: {} events; contacts without events: {}",
+            summary.busiest_contact_events, summary.contacts_without_events
+        );
+        println!("API key (shown once):   {api_key}");
+        println!("Write key (shown once): {write_key}");
+    }
+    Ok(())
+}
+
+async fn print_demo(db: &DatabaseConnection, contacts: usize) -> Result<(), String> {
+    let ws = demo::seed(db, "Demo", contacts).await.map_err(|e| e.for_operator())?;
+    let issued = issue_api_key(db, ws.id, "demo", &ScopeSet::all())
+        .await
+        .map_err(|e| e.for_operator())?;
+    println!("Created workspace \"Demo\" ({}) with {contacts} contacts.", ws.id);
+    println!("Demo API key, shown only now:\n\n  {}\n", issued.secret);
+    Ok(())
+}

@@ -1,0 +1,193 @@
+//! The Segment HTTP Tracking API: `POST /v1/{track,identify,page,screen,group,alias,batch}`.
+//! 200 `{"success": true}` when accepted; 400 with a reason for oversized or malformed calls;
+//! 401 for a missing, wrong or revoked write key. A batch stores its valid messages and lists
+//! the rejected ones by index.
+
+// Handlers short-circuit with the finished error response; boxing it would only add noise.
+#![allow(clippy::result_large_err)]
+
+use crate::server::AppState;
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use futures_util::StreamExt;
+use serde_json::{Value as Json, json};
+use uuid::Uuid;
+use voxtur_core::events::ingest::{Ingestor, Kind, MAX_BATCH_BYTES, MAX_CALL_BYTES, Message, parse};
+use voxtur_core::events::write_keys::workspace_for;
+
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .route("/v1/batch", web::post().to(batch))
+        .route("/v1/import", web::post().to(batch))
+        .route("/v1/{kind}", web::post().to(single));
+}
+
+fn failure(status: StatusCode, code: &str, message: impl Into<String>) -> HttpResponse {
+    HttpResponse::build(status).json(json!({ "success": false, "code": code, "message": message.into() }))
+}
+
+/// Reads the body up to `limit` bytes; over it is a 400, as Segment answers.
+async fn read_body(mut payload: web::Payload, limit: usize, what: &str) -> Result<web::Bytes, HttpResponse> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| {
+            failure(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "could not read the request body",
+            )
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(failure(
+                StatusCode::BAD_REQUEST,
+                "payload_too_large",
+                format!("{what} exceeds the {} KB limit", limit / 1024),
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+fn parse_json(body: &[u8]) -> Result<Json, HttpResponse> {
+    serde_json::from_slice(body).map_err(|e| {
+        failure(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("body is not valid JSON: {e}"),
+        )
+    })
+}
+
+/// The write key from basic auth (username) or from `writeKey` in the body.
+async fn authenticate(req: &HttpRequest, body_key: Option<&str>, state: &AppState) -> Result<Uuid, HttpResponse> {
+    let from_header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b64| STANDARD.decode(b64.trim()).ok())
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .map(|userpass| userpass.split(':').next().unwrap_or_default().to_owned())
+        .filter(|key| !key.is_empty());
+    let key = from_header.or_else(|| body_key.map(str::to_owned));
+    let unauthorized = || {
+        failure(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing, unknown or revoked write key",
+        )
+    };
+    let Some(key) = key else { return Err(unauthorized()) };
+    match workspace_for(&state.db, &state.principals, &key).await {
+        Ok(Some(workspace)) => Ok(workspace),
+        Ok(None) => Err(unauthorized()),
+        Err(error) => {
+            tracing::error!(?error, "write key lookup failed");
+            Err(failure(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error"))
+        }
+    }
+}
+
+async fn store(ingestor: &Ingestor, workspace: Uuid, messages: &[Message]) -> Result<u64, HttpResponse> {
+    ingestor
+        .ingest(workspace, messages, "segment")
+        .await
+        .map(|o| o.stored)
+        .map_err(|error| {
+            tracing::error!(%error, "ingestion failed");
+            failure(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error; retry the call",
+            )
+        })
+}
+
+async fn single(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    ingestor: web::Data<Ingestor>,
+) -> HttpResponse {
+    let Some(kind) = Kind::parse(&path) else {
+        return failure(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no endpoint /v1/{path}; use track, identify, page, screen, group, alias or batch"),
+        );
+    };
+    let result = async {
+        let body = read_body(payload, MAX_CALL_BYTES, "a call").await?;
+        let raw = parse_json(&body)?;
+        let body_key = raw.get("writeKey").and_then(Json::as_str).map(str::to_owned);
+        let workspace = authenticate(&req, body_key.as_deref(), &state).await?;
+        let message = parse(raw, Some(kind), voxtur_core::now(), None)
+            .map_err(|e| failure(StatusCode::BAD_REQUEST, "invalid_message", e))?;
+        store(&ingestor, workspace, &[message]).await?;
+        Ok::<_, HttpResponse>(HttpResponse::Ok().json(json!({ "success": true })))
+    }
+    .await;
+    result.unwrap_or_else(|response| response)
+}
+
+#[derive(serde::Deserialize)]
+struct BatchBody<'a> {
+    #[serde(borrow)]
+    batch: Option<Vec<&'a serde_json::value::RawValue>>,
+    #[serde(rename = "sentAt")]
+    sent_at: Option<String>,
+    #[serde(rename = "writeKey")]
+    write_key: Option<String>,
+}
+
+async fn batch(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    ingestor: web::Data<Ingestor>,
+) -> HttpResponse {
+    let result = async {
+        let body = read_body(payload, MAX_BATCH_BYTES, "a batch").await?;
+        // Raw messages: their exact sizes come free, and each is parsed once.
+        let raw: BatchBody = serde_json::from_slice(&body)
+            .map_err(|e| failure(StatusCode::BAD_REQUEST, "invalid_json", format!("body is not a JSON batch: {e}")))?;
+        let workspace = authenticate(&req, raw.write_key.as_deref(), &state).await?;
+        let Some(items) = raw.batch else {
+            return Err(failure(StatusCode::BAD_REQUEST, "invalid_batch", "body needs a `batch` array of messages"));
+        };
+        let received_at = voxtur_core::now();
+        let sent_at = raw
+            .sent_at
+            .as_deref()
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+            .map(|t| t.with_timezone(&chrono::Utc));
+        let mut messages = Vec::with_capacity(items.len());
+        let mut rejected = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            let parsed = if item.get().len() > MAX_CALL_BYTES {
+                Err(format!("message exceeds the {} KB per-message limit", MAX_CALL_BYTES / 1024))
+            } else {
+                serde_json::from_str::<Json>(item.get()).map_err(|e| e.to_string()).and_then(|value| parse(value, None, received_at, sent_at))
+            };
+            match parsed {
+                Ok(message) => messages.push(message),
+                Err(error) => {
+                    let message_id = serde_json::from_str::<Json>(item.get()).ok().and_then(|v| v.get("messageId").cloned());
+                    rejected.push(json!({ "index": index, "messageId": message_id, "error": error }));
+                }
+            }
+        }
+        if messages.is_empty() && !rejected.is_empty() {
+            return Err(HttpResponse::BadRequest().json(json!({ "success": false, "code": "invalid_message", "message": "no valid message in the batch", "rejected": rejected })));
+        }
+        let stored = store(&ingestor, workspace, &messages).await?;
+        Ok(HttpResponse::Ok().json(json!({ "success": true, "accepted": messages.len(), "stored": stored, "rejected": rejected })))
+    }
+    .await;
+    result.unwrap_or_else(|response| response)
+}

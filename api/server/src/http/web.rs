@@ -1,0 +1,348 @@
+//! Public endpoints: `POST /forms/{id}` (JSON or urlencoded), `GET /p/{workspace}/{slug}`
+//! (landing pages), `GET /l/{code}` (tracked links).
+
+// Handlers short-circuit with the finished error response; boxing it would only add noise.
+#![allow(clippy::result_large_err)]
+
+use crate::server::AppState;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use entities::{form, landing_page, tracked_link};
+use futures_util::StreamExt;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use serde_json::{Map, Value as Json, json};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+use voxtur_core::events::ingest::{Ingestor, Kind, parse};
+use voxtur_core::web::forms::{SubmitError, Submitted, submit};
+use voxtur_core::web::pages::{not_found_page, render_page};
+
+const MAX_FORM_BYTES: usize = 64 * 1024;
+
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .app_data(web::Data::new(RateLimiter::new(20, Duration::from_secs(60))))
+        .route("/forms/{id}", web::post().to(form_submit))
+        .route("/p/{workspace}/{slug}", web::get().to(landing_page_view))
+        .route("/l/{code}", web::get().to(link_click));
+}
+
+/// The visitor's anonymous id from the cookie, or a new one to set.
+fn visitor(req: &HttpRequest) -> (String, bool) {
+    let existing = req
+        .headers()
+        .get(header::COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|cookies| {
+            cookies
+                .split(';')
+                .find_map(|c| c.trim().strip_prefix(&format!("{VISITOR_COOKIE}=")).map(str::to_owned))
+        })
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    match existing {
+        Some(id) => (id, false),
+        None => (Uuid::new_v4().to_string(), true),
+    }
+}
+
+fn visitor_cookie(id: &str) -> String {
+    format!("{VISITOR_COOKIE}={id}; Path=/; Max-Age=63072000; HttpOnly; SameSite=Lax")
+}
+
+fn html(status: actix_web::http::StatusCode, body: String) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .body(body)
+}
+
+fn utm_from_query(req: &HttpRequest) -> Map<String, Json> {
+    let mut utm = Map::new();
+    for (key, value) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
+        if key.starts_with("utm_") && value.len() <= 300 {
+            utm.insert(key.into_owned(), Json::String(value.into_owned()));
+        }
+    }
+    utm
+}
+
+/// Records one page or link message through the tracking pipeline (same identity resolution).
+async fn record(ingestor: &Ingestor, workspace_id: Uuid, message: Json, kind: Kind, source: &str) {
+    match parse(message, Some(kind), voxtur_core::now(), None) {
+        Ok(message) => {
+            if let Err(error) = ingestor.ingest(workspace_id, &[message], source).await {
+                tracing::error!(%error, "could not record a {source} event");
+            }
+        }
+        Err(error) => tracing::error!(%error, "could not build a {source} event"),
+    }
+}
+
+fn campaign_context(utm: &Map<String, Json>) -> Json {
+    json!({
+        "source": utm.get("utm_source"),
+        "medium": utm.get("utm_medium"),
+        "name": utm.get("utm_campaign"),
+        "term": utm.get("utm_term"),
+        "content": utm.get("utm_content"),
+    })
+}
+
+async fn landing_page_view(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+    ingestor: web::Data<Ingestor>,
+) -> HttpResponse {
+    let (workspace, slug) = path.into_inner();
+    let missing = || {
+        html(
+            actix_web::http::StatusCode::NOT_FOUND,
+            not_found_page("There is no page at this address."),
+        )
+    };
+    let Ok(workspace_id) = Uuid::parse_str(&workspace) else {
+        return missing();
+    };
+    let page = landing_page::Entity::find()
+        .filter(landing_page::Column::WorkspaceId.eq(workspace_id))
+        .filter(landing_page::Column::Slug.eq(slug.clone()))
+        .filter(landing_page::Column::Published.eq(true))
+        .one(&state.db)
+        .await;
+    let page = match page {
+        Ok(Some(page)) => page,
+        Ok(None) => return missing(),
+        Err(error) => {
+            tracing::error!(%error, "landing page lookup failed");
+            return html(
+                actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+                not_found_page("Please try again."),
+            );
+        }
+    };
+    let form = match page.form_id {
+        Some(id) => form::Entity::find_by_id(id).one(&state.db).await.ok().flatten(),
+        None => None,
+    };
+    let (visitor_id, new_visitor) = visitor(&req);
+    let utm = utm_from_query(&req);
+    let message = json!({
+        "anonymousId": visitor_id,
+        "name": page.title,
+        "properties": { "path": req.path(), "slug": page.slug, "landingPageId": page.id.to_string(), "referrer": req.headers().get(header::REFERER).and_then(|v| v.to_str().ok()) },
+        "context": { "campaign": campaign_context(&utm) },
+    });
+    record(&ingestor, workspace_id, message, Kind::Page, "landing_page").await;
+    let mut response = HttpResponse::Ok();
+    response.content_type("text/html; charset=utf-8");
+    if new_visitor {
+        response.insert_header((header::SET_COOKIE, visitor_cookie(&visitor_id)));
+    }
+    let full_path = match req.query_string() {
+        "" => req.path().to_owned(),
+        query => format!("{}?{query}", req.path()),
+    };
+    response.body(render_page(&page, form.as_ref(), &full_path))
+}
+
+async fn link_click(
+    req: HttpRequest,
+    code: web::Path<String>,
+    state: web::Data<AppState>,
+    ingestor: web::Data<Ingestor>,
+) -> HttpResponse {
+    let missing = || {
+        html(
+            actix_web::http::StatusCode::NOT_FOUND,
+            not_found_page("This link does not exist."),
+        )
+    };
+    let code = code.into_inner();
+    if code.len() > 32 {
+        return missing();
+    }
+    let link = match tracked_link::Entity::find()
+        .filter(tracked_link::Column::Code.eq(code))
+        .one(&state.db)
+        .await
+    {
+        Ok(Some(link)) => link,
+        Ok(None) => return missing(),
+        Err(error) => {
+            tracing::error!(%error, "link lookup failed");
+            return html(
+                actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+                not_found_page("Please try again."),
+            );
+        }
+    };
+    let (visitor_id, new_visitor) = visitor(&req);
+    let target = voxtur_core::web::links::with_utm(
+        &link.target_url,
+        &[
+            ("utm_source", link.utm_source.as_deref()),
+            ("utm_medium", link.utm_medium.as_deref()),
+            ("utm_campaign", link.utm_campaign.as_deref()),
+        ],
+    );
+    let message = json!({
+        "anonymousId": visitor_id,
+        "event": "link_clicked",
+        "properties": { "code": link.code, "target": target, "linkId": link.id.to_string() },
+        "context": { "campaign": { "source": link.utm_source, "medium": link.utm_medium, "name": link.campaign.clone().or(link.utm_campaign.clone()) } },
+    });
+    record(&ingestor, link.workspace_id, message, Kind::Track, "link").await;
+    let mut response = HttpResponse::Found();
+    response.insert_header((header::LOCATION, target));
+    if new_visitor {
+        response.insert_header((header::SET_COOKIE, visitor_cookie(&visitor_id)));
+    }
+    response.finish()
+}
+
+async fn read_body(mut payload: web::Payload) -> Result<web::Bytes, HttpResponse> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| {
+            HttpResponse::BadRequest().json(json!({ "success": false, "message": "could not read the body" }))
+        })?;
+        if body.len() + chunk.len() > MAX_FORM_BYTES {
+            return Err(HttpResponse::PayloadTooLarge()
+                .json(json!({ "success": false, "message": "the submission is too large" })));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+async fn form_submit(
+    req: HttpRequest,
+    id: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    ingestor: web::Data<Ingestor>,
+    limiter: web::Data<RateLimiter>,
+) -> HttpResponse {
+    let result = async {
+        let not_found = || HttpResponse::NotFound().json(json!({ "success": false, "message": "no such form" }));
+        let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
+        if let Some(ip) = req.peer_addr().map(|a| a.ip())
+            && !limiter.allow(ip)
+        {
+            return Err(HttpResponse::TooManyRequests()
+                .insert_header((header::RETRY_AFTER, "60"))
+                .json(json!({ "success": false, "message": "too many submissions from this address; try again in a minute" })));
+        }
+        let form = form::Entity::find_by_id(id).one(&state.db).await.map_err(|error| {
+            tracing::error!(%error, "form lookup failed");
+            HttpResponse::InternalServerError().json(json!({ "success": false, "message": "internal error" }))
+        })?;
+        let form = form.ok_or_else(not_found)?;
+        let body = read_body(payload).await?;
+        let urlencoded = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+        let values: Map<String, Json> = if urlencoded {
+            url::form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), Json::String(v.into_owned()))).collect()
+        } else {
+            match serde_json::from_slice::<Json>(&body) {
+                Ok(Json::Object(values)) => values,
+                _ => return Err(HttpResponse::BadRequest().json(json!({ "success": false, "message": "send a JSON object of field values, or a urlencoded form" }))),
+            }
+        };
+        let (visitor_id, _) = visitor(&req);
+        let page_utm = values
+            .get("_page")
+            .and_then(Json::as_str)
+            .and_then(|p| p.split_once('?'))
+            .map(|(_, q)| url::form_urlencoded::parse(q.as_bytes()).filter(|(k, _)| k.starts_with("utm_")).map(|(k, v)| (k.into_owned(), Json::String(v.into_owned()))).collect::<Map<_, _>>())
+            .unwrap_or_default();
+        let mut page = Json::Object(page_utm);
+        if let (Some(path), Some(object)) = (values.get("_page"), page.as_object_mut()) {
+            object.insert("path".into(), path.clone());
+        }
+        let _writer = ingestor.exclusive().await;
+        match submit(&state.db, &form, &values, Some(&visitor_id), page).await {
+            Ok(Submitted::Saved { .. }) | Ok(Submitted::Ignored) => Ok(form),
+            Err(SubmitError::Invalid(errors)) => Err(HttpResponse::UnprocessableEntity().json(json!({ "success": false, "message": "some fields need attention", "errors": errors }))),
+            Err(SubmitError::Db(error)) => {
+                tracing::error!(%error, "form submission failed");
+                Err(HttpResponse::InternalServerError().json(json!({ "success": false, "message": "internal error; please try again" })))
+            }
+        }
+        .map(|form| (form, urlencoded))
+    }
+    .await;
+    match result {
+        Ok((form, urlencoded)) => match (&form.redirect_url, urlencoded) {
+            // A browser posting the form goes on to the configured page.
+            (Some(target), true) => HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, target.clone()))
+                .finish(),
+            _ => HttpResponse::Ok().json(json!({
+                "success": true,
+                "message": form.success_message.clone().unwrap_or_else(|| "Thank you!".into()),
+                "redirectUrl": form.redirect_url,
+            })),
+        },
+        Err(response) => response,
+    }
+}
+
+/// The cookie that carries a visitor's anonymous id between pages, forms and links.
+pub const VISITOR_COOKIE: &str = "vx_anon";
+
+/// Submissions allowed per IP address per minute, per server process.
+///
+/// Written by hand: a fixed-window counter is all that is needed, and a per-process limit is
+/// the intent (each instance behind a load balancer protects itself).
+pub struct RateLimiter {
+    max: u32,
+    window: Duration,
+    hits: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+impl RateLimiter {
+    pub fn new(max: u32, window: Duration) -> RateLimiter {
+        RateLimiter {
+            max,
+            window,
+            hits: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts a hit; false when the address is over its limit in the current window.
+    pub fn allow(&self, ip: IpAddr) -> bool {
+        let now = Instant::now();
+        let Ok(mut hits) = self.hits.lock() else { return true };
+        if hits.len() > 100_000 {
+            hits.retain(|_, (start, _)| now.duration_since(*start) < self.window);
+        }
+        let entry = hits.entry(ip).or_insert((now, 0));
+        if now.duration_since(entry.0) >= self.window {
+            *entry = (now, 0);
+        }
+        entry.1 += 1;
+        entry.1 <= self.max
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limit_counts_per_address() {
+        let limiter = RateLimiter::new(2, Duration::from_secs(60));
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        assert!(limiter.allow(a) && limiter.allow(a));
+        assert!(!limiter.allow(a));
+        assert!(limiter.allow(b));
+    }
+}

@@ -1,0 +1,260 @@
+//! HTTP: a thin actix-web layer around the schema. `/graphql` (GET GraphiQL, POST API),
+//! `/healthz`, `/readyz`; request ids, a body size limit, graceful shutdown.
+
+use crate::config::Settings;
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServerHandle, ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::middleware::{Next, from_fn};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
+use sea_orm::DatabaseConnection;
+use std::net::TcpListener;
+use std::sync::Arc;
+use tracing_actix_web::{RequestId, TracingLogger};
+use voxtur_core::auth::{PrincipalCache, authenticate};
+use voxtur_core::db::{self, StatementCounter};
+use voxtur_core::error::ApiError;
+use voxtur_graphql::{VoxturSchema, loaders::Loaders};
+
+pub struct AppState {
+    pub schema: VoxturSchema,
+    pub db: DatabaseConnection,
+    pub principals: Arc<PrincipalCache>,
+    pub parsed: voxtur_graphql::parsed::ParsedQueries,
+    pub max_body_bytes: usize,
+}
+
+/// A built, bound, not yet running server. Binding happens in `build`, so port 0 works for tests.
+/// How often sliding segment windows are re-evaluated.
+const SEGMENT_WINDOW_CHECK: std::time::Duration = std::time::Duration::from_secs(60);
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    statements: StatementCounter,
+    db: DatabaseConnection,
+    principals: Arc<PrincipalCache>,
+}
+
+impl Application {
+    pub async fn build(settings: &Settings) -> Result<Application, StartError> {
+        let (db, statements) = db::connect(&settings.database).await?;
+        let pending = db::pending_migrations(&db).await?;
+        if pending > 0 {
+            return Err(StartError::Pending(pending));
+        }
+        let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))?;
+        let port = listener.local_addr()?.port();
+        let ingestor = web::Data::new(voxtur_core::events::ingest::Ingestor::new(db.clone()));
+        let principals = Arc::new(PrincipalCache::default());
+        let state = web::Data::new(AppState {
+            schema: voxtur_graphql::build(db.clone(), principals.clone(), &settings.graphql),
+            db: db.clone(),
+            principals: principals.clone(),
+            parsed: Default::default(),
+            max_body_bytes: settings.server.max_body_bytes,
+        });
+        let mut server = actix_web::HttpServer::new(move || {
+            actix_web::App::new()
+                .app_data(state.clone())
+                .app_data(ingestor.clone())
+                .wrap(from_fn(request_id_header))
+                .wrap(TracingLogger::default())
+                .route("/graphql", web::post().to(graphql_post))
+                .route("/graphql", web::get().to(graphiql))
+                .route("/healthz", web::get().to(healthz))
+                .route("/readyz", web::get().to(readyz))
+                .configure(crate::http::events::routes)
+                .configure(crate::http::web::routes)
+                .configure(crate::http::exports::routes)
+        })
+        .shutdown_timeout(settings.server.shutdown_timeout_secs)
+        .listen(listener)?;
+        if settings.server.workers > 0 {
+            server = server.workers(settings.server.workers);
+        }
+        Ok(Application {
+            port,
+            server: server.run(),
+            statements,
+            db,
+            principals,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Statements run so far on this server's pool.
+    pub fn statements(&self) -> StatementCounter {
+        self.statements.clone()
+    }
+
+    pub fn db(&self) -> DatabaseConnection {
+        self.db.clone()
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until SIGTERM / SIGINT (actix handles both), letting in-flight requests finish.
+    /// Meanwhile, every minute, segments with a sliding window ("in the last 30 days") are
+    /// re-evaluated so contacts leave as the window passes. Several servers may do it at once:
+    /// evaluations of one segment take turns and the later finds nothing left to change.
+    /// API keys are cached only while this runs (see [`PrincipalCache`]).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let revocations = tokio::spawn(self.principals.clone().follow_revocations(self.db.clone()));
+        let db = self.db.clone();
+        let windows = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SEGMENT_WINDOW_CHECK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(error) = voxtur_core::segments::expire_windows(&db).await {
+                    tracing::error!(error = %error.for_operator(), "segment windows not re-evaluated");
+                }
+            }
+        });
+        let checkpoints = tokio::spawn(voxtur_core::db::checkpoint_continuously(self.db.clone()));
+        let result = self.server.await;
+        checkpoints.abort();
+        windows.abort();
+        revocations.abort();
+        result
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("database: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    #[error("{0} migration(s) pending: run `voxtur migrate` first")]
+    Pending(usize),
+    #[error("network: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+async fn request_id_header(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let id = req.extensions().get::<RequestId>().map(|id| id.to_string());
+    let mut response = next.call(req).await?;
+    if let Some(value) = id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static("x-request-id"), value);
+    }
+    Ok(response)
+}
+
+/// A GraphQL-shaped error body for failures before the schema runs.
+pub(crate) fn error_response(status: StatusCode, code: &str, message: &str) -> HttpResponse {
+    HttpResponse::build(status).json(serde_json::json!({
+        "errors": [{ "message": message, "extensions": { "code": code } }]
+    }))
+}
+
+async fn graphql_post(req: HttpRequest, mut payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    let limit = state.max_body_bytes;
+    let too_large = || {
+        error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            &format!("request body exceeds {limit} bytes"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return too_large();
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let Ok(chunk) = chunk else {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "BAD_USER_INPUT",
+                "could not read the request body",
+            );
+        };
+        if body.len() + chunk.len() > limit {
+            return too_large();
+        }
+        body.extend_from_slice(&chunk);
+    }
+
+    let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let principal = match authenticate(&state.db, &state.principals, authorization).await {
+        Ok(principal) => principal,
+        Err(ApiError::Unauthenticated) => {
+            return error_response(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHENTICATED",
+                "invalid, unknown or revoked credentials",
+            );
+        }
+        Err(error) => {
+            tracing::error!(?error, "authentication failed");
+            return error_response(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error");
+        }
+    };
+
+    let request: async_graphql::Request = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(error) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "BAD_USER_INPUT",
+                &format!("body is not a GraphQL request in JSON: {error}"),
+            );
+        }
+    };
+    let mut request = request;
+    state.parsed.prepare(&mut request);
+    if let Some(principal) = principal {
+        request = request
+            .data(Loaders::new(state.db.clone(), principal.workspace_id))
+            .data(principal);
+    }
+    let mut response = state.schema.execute(request).await;
+    for error in &mut response.errors {
+        // Parse, validation, limit and input-coercion errors come from the GraphQL engine
+        // without a code; they are all the caller's to fix.
+        let extensions = error.extensions.get_or_insert_with(Default::default);
+        if extensions.get("code").is_none() {
+            extensions.set("code", "BAD_USER_INPUT");
+        }
+    }
+    HttpResponse::Ok().json(response)
+}
+
+async fn graphiql() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(
+        async_graphql::http::GraphiQLSource::build()
+            .endpoint("/graphql")
+            .title("Voxtur GraphQL")
+            .finish(),
+    )
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    match db::ping(&state.db).await {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })),
+        Err(error) => {
+            tracing::warn!(%error, "database not reachable");
+            HttpResponse::ServiceUnavailable().json(serde_json::json!({ "status": "database unreachable" }))
+        }
+    }
+}
