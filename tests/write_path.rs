@@ -244,3 +244,121 @@ async fn every_entry_point_moves_the_segments_that_depend_on_it() {
     assert_eq!(codes(&data["contactDelete"]), Vec::<String>::new());
     assert_eq!(member_count(&app, &callers).await, 0, "a deletion");
 }
+
+/// A segment saved before filters had a stored format of their own (the client's GraphQL input
+/// as JSON, with its nulls, a single value where a list goes, enum and id names) still loads,
+/// evaluates, and is shown as its filter.
+#[tokio::test]
+async fn segments_saved_in_the_previous_format_still_load() {
+    use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel};
+    let app = TestApp::spawn().await;
+    let company = app.create_company(json!({ "name": "Acme" })).await;
+    app.create_contact(
+        json!({ "email": "lead@example.com", "lifecycleStage": "LEAD", "companyId": company, "tags": ["vip"] }),
+    )
+    .await;
+    app.create_contact(json!({ "email": "customer@example.com", "lifecycleStage": "CUSTOMER" }))
+        .await;
+    let id = segment(&app, "Leads", json!({ "email": { "contains": "nobody" } })).await;
+    let uuid = voxtur_core::ids::decode_as(&id, voxtur_core::ids::NodeKind::Segment).unwrap();
+
+    // As the previous release stored it: `in` given one value, explicit nulls, nested `and`.
+    let old = json!({
+        "and": [
+            { "lifecycleStage": { "in": "LEAD", "neq": null } },
+            { "companyId": { "in": [company] }, "tags": { "hasAny": "vip" } }
+        ],
+        "email": { "startsWith": null, "contains": "example" },
+        "events": null
+    });
+    let model = entities::segment::Entity::find_by_id(uuid)
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut active = model.into_active_model();
+    active.filter = sea_orm::ActiveValue::Set(Some(old.clone()));
+    active.update(&app.db).await.unwrap();
+
+    let data = app
+        .gql(
+            "mutation($id: ID!) { segmentRebuild(id: $id) { segment { memberCount members { nodes { email } } } userErrors { code } } }",
+            json!({ "id": id }),
+        )
+        .await;
+    let rebuilt = &data["segmentRebuild"];
+    assert_eq!(codes(rebuilt), Vec::<String>::new(), "{data}");
+    assert_eq!(
+        rebuilt["segment"]["members"]["nodes"],
+        json!([{ "email": "lead@example.com" }]),
+        "{data}"
+    );
+    // Changes keep it current too: it is parsed on every write.
+    app.create_contact(
+        json!({ "email": "second@example.com", "lifecycleStage": "LEAD", "companyId": company, "tags": ["vip"] }),
+    )
+    .await;
+    assert_eq!(member_count(&app, &id).await, 2);
+    let data = app
+        .gql("query($id: ID!) { segment(id: $id) { filter } }", json!({ "id": id }))
+        .await;
+    assert_eq!(data["segment"]["filter"], old);
+}
+
+/// Every `userErrors` entry names the argument at fault: values within `input` under it, the
+/// operation's other arguments as they are.
+#[tokio::test]
+async fn user_errors_name_the_argument_at_fault() {
+    let app = TestApp::spawn().await;
+    let missing_contact = "Q29udGFjdDowMTkwMDAwMC0wMDAwLTcwMDAtODAwMC0wMDAwMDAwMDAwMDA";
+    let list = app
+        .gql(
+            "mutation { segmentCreate(input: {name: \"List\", kind: STATIC}) { segment { id } } }",
+            json!({}),
+        )
+        .await["segmentCreate"]["segment"]["id"]
+        .clone();
+    let company = app.create_company(json!({ "name": "Acme" })).await;
+    let cases = [
+        (
+            "mutation($id: ID!) { contactUpdate(id: $id, input: {firstName: \"A\"}) { userErrors { code field } } }",
+            json!({ "id": missing_contact }),
+            "contactUpdate",
+            json!([{ "code": "NOT_FOUND", "field": ["id"] }]),
+        ),
+        (
+            "mutation($id: ID!) { companyUpdate(id: $id, input: {domain: \"not a domain\"}) { userErrors { code field } } }",
+            json!({ "id": company }),
+            "companyUpdate",
+            json!([{ "code": "INVALID", "field": ["input", "domain"] }]),
+        ),
+        (
+            "mutation { segmentCreate(input: {name: \"\", kind: STATIC}) { userErrors { code field } } }",
+            json!({}),
+            "segmentCreate",
+            json!([{ "code": "REQUIRED", "field": ["input", "name"] }]),
+        ),
+        (
+            "mutation($id: ID!) { segmentAddMembers(segmentId: $id, contactIds: [\"bm9wZQ\"]) { userErrors { code field } } }",
+            json!({ "id": list }),
+            "segmentAddMembers",
+            json!([{ "code": "NOT_FOUND", "field": ["contactIds", "0"] }]),
+        ),
+        (
+            "mutation($id: ID!) { segmentImportEmails(segmentId: $id, csv: \"email\\nnot-an-email\") { userErrors { code field } } }",
+            json!({ "id": list }),
+            "segmentImportEmails",
+            json!([{ "code": "INVALID_EMAIL", "field": ["csv", "2"] }]),
+        ),
+        (
+            "mutation { contactsUpsert(inputs: [{email: \"a@example.com\"}, {email: \"A@example.com\"}]) { userErrors { code field } } }",
+            json!({}),
+            "contactsUpsert",
+            json!([{ "code": "DUPLICATE_IN_BATCH", "field": ["inputs", "1", "email"] }]),
+        ),
+    ];
+    for (query, variables, field, expected) in cases {
+        let data = app.gql(query, variables).await;
+        assert_eq!(data[field]["userErrors"], expected, "{field}: {data}");
+    }
+}

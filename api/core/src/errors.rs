@@ -35,11 +35,15 @@ pub enum UserErrorCode {
     Cycle,
 }
 
-/// A validation failure in a mutation's input.
+/// A validation failure in an operation's input.
 #[derive(Clone, Debug, PartialEq)]
 pub struct UserError {
-    /// Path to the input field at fault, e.g. `["input", "email"]`.
-    pub field: Option<Vec<String>>,
+    /// The value at fault: a path within the operation's input (`["email"]`,
+    /// `["customFields", "plan"]`), or, where `argument` is set, an argument of the operation
+    /// beside its input (`["id"]`, `["csv", "3"]`). Callers place it in their own terms (the
+    /// GraphQL layer under `input`, the form endpoint on its fields).
+    pub field: Vec<String>,
+    pub argument: bool,
     /// What is wrong, for people.
     pub message: String,
     /// What is wrong, for programs.
@@ -47,20 +51,22 @@ pub struct UserError {
 }
 
 impl UserError {
+    /// An error in a value within the operation's input.
     pub fn new(path: &[&str], code: UserErrorCode, message: impl Into<String>) -> UserError {
         UserError {
-            field: Some(path.iter().map(|p| p.to_string()).collect()),
+            field: path.iter().map(|p| p.to_string()).collect(),
+            argument: false,
             message: message.into(),
             code,
         }
     }
 
-    /// The same error, its path placed under `prefix` (e.g. `["inputs", "3"]`).
-    pub fn under(mut self, prefix: &[String]) -> UserError {
-        let mut path = prefix.to_vec();
-        path.extend(self.field.take().unwrap_or_default());
-        self.field = Some(path);
-        self
+    /// An error in an argument of the operation beside its input (the id of the record).
+    pub fn argument(path: &[&str], code: UserErrorCode, message: impl Into<String>) -> UserError {
+        UserError {
+            argument: true,
+            ..UserError::new(path, code, message)
+        }
     }
 }
 

@@ -1031,12 +1031,15 @@ impl ContactMutation {
                     }
                 }
                 UpsertOutcome::Failed(errors) => {
-                    payload.user_errors.extend(errors.iter().cloned().map(UserError::from));
+                    let at = index.to_string();
+                    let errors: Vec<UserError> =
+                        errors.into_iter().map(|e| UserError::at(e, &["inputs", &at])).collect();
+                    payload.user_errors.extend(errors.iter().cloned());
                     ContactUpsertResult {
                         index,
                         contact: None,
                         created: false,
-                        user_errors: errors.into_iter().map(UserError::from).collect(),
+                        user_errors: errors,
                     }
                 }
             };

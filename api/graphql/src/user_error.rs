@@ -49,18 +49,36 @@ pub struct UserError {
 }
 
 impl UserError {
+    /// An error at a path of the operation's arguments, e.g. `["input", "email"]`.
     pub fn new(path: &[&str], code: UserErrorCode, message: impl Into<String>) -> UserError {
-        voxtur_core::errors::UserError::new(path, code.into(), message).into()
-    }
-}
-
-impl From<voxtur_core::errors::UserError> for UserError {
-    fn from(error: voxtur_core::errors::UserError) -> Self {
         UserError {
-            field: error.field,
+            field: Some(path.iter().map(|p| p.to_string()).collect()),
+            message: message.into(),
+            code,
+        }
+    }
+
+    /// The domain's error, a value within the input placed under `input` (e.g.
+    /// `["inputs", "3"]` for an item of a bulk call).
+    pub fn at(error: voxtur_core::errors::UserError, input: &[&str]) -> UserError {
+        let mut field: Vec<String> = if error.argument {
+            Vec::new()
+        } else {
+            input.iter().map(|p| p.to_string()).collect()
+        };
+        field.extend(error.field);
+        UserError {
+            field: Some(field),
             message: error.message,
             code: error.code.into(),
         }
+    }
+}
+
+/// Mutations take their values in one argument, `input`.
+impl From<voxtur_core::errors::UserError> for UserError {
+    fn from(error: voxtur_core::errors::UserError) -> Self {
+        UserError::at(error, &["input"])
     }
 }
 

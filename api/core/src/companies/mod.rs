@@ -53,7 +53,7 @@ pub fn parse_domain(raw: &str) -> Result<String, String> {
 }
 
 fn not_found(id: &str) -> MutationError {
-    UserError::new(
+    UserError::argument(
         &["id"],
         UserErrorCode::NotFound,
         format!("no company with id `{}` in this workspace", id),
@@ -81,7 +81,7 @@ async fn apply(
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 200 {
             errors.push(UserError::new(
-                &["input", "name"],
+                &["name"],
                 UserErrorCode::Invalid,
                 "name must be 1 to 200 characters",
             ));
@@ -94,7 +94,7 @@ async fn apply(
         Patch::Clear => model.domain = None,
         Patch::Set(raw) => match parse_domain(&raw) {
             Ok(domain) => model.domain = Some(domain),
-            Err(message) => errors.push(UserError::new(&["input", "domain"], UserErrorCode::Invalid, message)),
+            Err(message) => errors.push(UserError::new(&["domain"], UserErrorCode::Invalid, message)),
         },
     }
     match changes.industry {
@@ -104,7 +104,7 @@ async fn apply(
             let industry = industry.trim();
             if industry.chars().count() > 200 {
                 errors.push(UserError::new(
-                    &["input", "industry"],
+                    &["industry"],
                     UserErrorCode::TooLong,
                     "industry is longer than 200 characters",
                 ));
@@ -134,7 +134,7 @@ async fn apply(
             match owner {
                 Some(owner) => model.owner_id = Some(owner.id),
                 None => errors.push(UserError::new(
-                    &["input", "ownerId"],
+                    &["ownerId"],
                     UserErrorCode::NotFound,
                     format!("no user with id `{}` in this workspace", id),
                 )),
@@ -143,7 +143,7 @@ async fn apply(
     }
     if let Some(values) = changes.custom_fields {
         let fields = Definitions::load(db, model.workspace_id, ObjectType::Company).await?;
-        match fields.apply(&model.custom_fields, &values, &["input", "customFields"]) {
+        match fields.apply(&model.custom_fields, &values, &["customFields"]) {
             Ok(merged) => model.custom_fields = merged,
             Err(field_errors) => errors.extend(field_errors),
         }
@@ -167,7 +167,7 @@ async fn apply(
 
 fn taken(domain: &str, other: &str) -> MutationError {
     UserError::new(
-        &["input", "domain"],
+        &["domain"],
         UserErrorCode::Taken,
         format!("company `{other}` already has the domain `{domain}`"),
     )
@@ -187,7 +187,7 @@ pub async fn create(
     changes: CompanyChanges,
 ) -> MutationResult<company::Model> {
     if changes.name.as_deref().is_none_or(|n| n.trim().is_empty()) {
-        return Err(UserError::new(&["input", "name"], UserErrorCode::Required, "name is required").into());
+        return Err(UserError::new(&["name"], UserErrorCode::Required, "name is required").into());
     }
     let now = crate::now();
     let blank = company::Model {

@@ -434,17 +434,12 @@ pub fn blank_as(workspace_id: Uuid, id: Uuid, now: chrono::DateTime<chrono::Utc>
     }
 }
 
-fn prefixed(errors: Vec<UserError>, prefix: &[String]) -> Vec<UserError> {
-    errors.into_iter().map(|e| e.under(prefix)).collect()
-}
-
-fn taken(email: &str, prefix: &[String]) -> UserError {
+fn taken(email: &str) -> UserError {
     UserError::new(
         &["email"],
         UserErrorCode::Taken,
         format!("another contact already has the email `{email}`"),
     )
-    .under(prefix)
 }
 
 /// One attempt at writing an upsert, in one transaction: the matched rows are locked (in id
@@ -483,7 +478,6 @@ async fn write_upsert<C: ConnectionTrait + TransactionTrait>(
     let mut tag_sets = Vec::new();
     for (index, item) in items.iter().enumerate() {
         let Some(email) = &emails[index] else { continue };
-        let prefix = ["inputs".to_owned(), index.to_string()];
         let (base, is_new) = match existing.get(email) {
             Some(row) => (row.clone(), false),
             None => (blank(workspace_id), true),
@@ -504,7 +498,7 @@ async fn write_upsert<C: ConnectionTrait + TransactionTrait>(
                     outcomes[index] = Some(UpsertOutcome::Updated(model));
                 }
             }
-            Err(errors) => outcomes[index] = Some(UpsertOutcome::Failed(prefixed(errors, &prefix))),
+            Err(errors) => outcomes[index] = Some(UpsertOutcome::Failed(errors)),
         }
     }
 
@@ -600,20 +594,19 @@ pub async fn create(
     workspace_id: Uuid,
     changes: ContactChanges,
 ) -> MutationResult<contact::Model> {
-    let prefix = ["input".to_owned()];
     let fields = load_fields(db, workspace_id, changes.custom_fields.is_some()).await?;
     let refs = References::load(db, workspace_id, std::iter::once(&changes)).await?;
-    let (model, tags) = apply(blank(workspace_id), &changes, &refs, &fields).map_err(|e| prefixed(e, &prefix))?;
+    let (model, tags) = apply(blank(workspace_id), &changes, &refs, &fields)?;
     if let Some(email) = &model.email
         && email_in_use(db, workspace_id, email, model.id).await?
     {
-        return Err(taken(email, &prefix).into());
+        return Err(taken(email).into());
     }
     let txn = crate::db::begin_write(db).await?;
     let inserted = match contact::ActiveModel::from(model.clone()).reset_all().insert(&txn).await {
         Ok(row) => row,
         Err(e) if is_unique_violation(&e) => {
-            return Err(taken(model.email.as_deref().unwrap_or_default(), &prefix).into());
+            return Err(taken(model.email.as_deref().unwrap_or_default()).into());
         }
         Err(e) => return Err(e.into()),
     };
@@ -655,7 +648,7 @@ async fn find_for_update(
 }
 
 fn not_found(id: &str) -> MutationError {
-    UserError::new(
+    UserError::argument(
         &["id"],
         UserErrorCode::NotFound,
         format!("no contact with id `{}` in this workspace", id),
@@ -669,7 +662,6 @@ pub async fn update(
     id: &str,
     changes: ContactChanges,
 ) -> MutationResult<contact::Model> {
-    let prefix = ["input".to_owned()];
     let uuid = decode_as(id, NodeKind::Contact).ok_or_else(|| not_found(id))?;
     let fields = load_fields(db, workspace_id, changes.custom_fields.is_some()).await?;
     let refs = References::load(db, workspace_id, std::iter::once(&changes)).await?;
@@ -679,17 +671,17 @@ pub async fn update(
     let existing = find_for_update(&txn, workspace_id, uuid)
         .await?
         .ok_or_else(|| not_found(id))?;
-    let (mut model, tags) = apply(existing, &changes, &refs, &fields).map_err(|e| prefixed(e, &prefix))?;
+    let (mut model, tags) = apply(existing, &changes, &refs, &fields)?;
     model.updated_at = crate::now();
     if let Some(email) = &model.email
         && email_in_use(&txn, workspace_id, email, model.id).await?
     {
-        return Err(taken(email, &prefix).into());
+        return Err(taken(email).into());
     }
     let updated = match contact::ActiveModel::from(model.clone()).reset_all().update(&txn).await {
         Ok(row) => row,
         Err(e) if is_unique_violation(&e) => {
-            return Err(taken(model.email.as_deref().unwrap_or_default(), &prefix).into());
+            return Err(taken(model.email.as_deref().unwrap_or_default()).into());
         }
         Err(e) => return Err(e.into()),
     };
@@ -777,7 +769,7 @@ pub async fn upsert_in<C: ConnectionTrait + TransactionTrait>(
     items: Vec<ContactChanges>,
 ) -> MutationResult<(Vec<UpsertOutcome>, Changes)> {
     if items.len() > MAX_UPSERT {
-        return Err(UserError::new(
+        return Err(UserError::argument(
             &["inputs"],
             UserErrorCode::TooMany,
             format!(
@@ -795,10 +787,7 @@ pub async fn upsert_in<C: ConnectionTrait + TransactionTrait>(
     let mut emails: Vec<Option<String>> = vec![None; items.len()];
     let mut first_index: HashMap<String, usize> = HashMap::new();
     for (index, item) in items.iter().enumerate() {
-        let prefix = ["inputs".to_owned(), index.to_string()];
-        let fail = |code, message: String| {
-            UpsertOutcome::Failed(vec![UserError::new(&["email"], code, message).under(&prefix)])
-        };
+        let fail = |code, message: String| UpsertOutcome::Failed(vec![UserError::new(&["email"], code, message)]);
         match &item.email {
             Patch::Set(raw) => match parse_email(raw) {
                 Ok(email) => {
@@ -834,7 +823,7 @@ pub async fn upsert_in<C: ConnectionTrait + TransactionTrait>(
                 tokio::time::sleep(std::time::Duration::from_millis(5 << attempt)).await;
             }
             Err(e) if is_unique_violation(&e) => {
-                return Err(UserError::new(
+                return Err(UserError::argument(
                     &["inputs"],
                     UserErrorCode::Taken,
                     "concurrent requests keep creating some of these emails; retry the call",

@@ -407,7 +407,7 @@ pub async fn define(
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if !key_ok {
         errors.push(UserError::new(
-            &["input", "key"],
+            &["key"],
             UserErrorCode::Invalid,
             "key must start with a lower-case letter and use only a-z, 0-9 and _ (at most 63 characters)",
         ));
@@ -415,7 +415,7 @@ pub async fn define(
     let label = input.label.trim().to_owned();
     if label.is_empty() || label.chars().count() > 200 {
         errors.push(UserError::new(
-            &["input", "label"],
+            &["label"],
             UserErrorCode::Invalid,
             "label must be 1 to 200 characters",
         ));
@@ -429,13 +429,13 @@ pub async fn define(
         let option = option.trim().to_owned();
         if option.is_empty() || option.chars().count() > MAX_OPTION_LEN {
             errors.push(UserError::new(
-                &["input", "options"],
+                &["options"],
                 UserErrorCode::Invalid,
                 format!("each option must be 1 to {MAX_OPTION_LEN} characters"),
             ));
         } else if options.contains(&option) {
             errors.push(UserError::new(
-                &["input", "options"],
+                &["options"],
                 UserErrorCode::Invalid,
                 format!("option `{option}` is listed twice"),
             ));
@@ -445,21 +445,21 @@ pub async fn define(
     }
     if options.len() > MAX_OPTIONS {
         errors.push(UserError::new(
-            &["input", "options"],
+            &["options"],
             UserErrorCode::TooMany,
             format!("at most {MAX_OPTIONS} options"),
         ));
     }
     if is_select && options.is_empty() {
         errors.push(UserError::new(
-            &["input", "options"],
+            &["options"],
             UserErrorCode::Required,
             "select fields need at least one option",
         ));
     }
     if !is_select && !options.is_empty() {
         errors.push(UserError::new(
-            &["input", "options"],
+            &["options"],
             UserErrorCode::Invalid,
             "only select fields take options",
         ));
@@ -479,7 +479,7 @@ pub async fn define(
         Some(existing) => {
             if existing.field_type != input.field_type {
                 return Err(UserError::new(
-                    &["input", "type"],
+                    &["type"],
                     UserErrorCode::Immutable,
                     format!(
                         "`{key}` is already a {:?} field; a field's type cannot change (define a new key instead)",
@@ -491,7 +491,7 @@ pub async fn define(
             for removed in options_of(&existing).iter().filter(|o| !options.contains(o)) {
                 if sql.option_in_use(db, workspace_id, &existing, removed).await? {
                     return Err(UserError::new(
-                        &["input", "options"],
+                        &["options"],
                         UserErrorCode::Invalid,
                         format!("option `{removed}` is still used by some records; change them before removing it"),
                     )
@@ -512,7 +512,7 @@ pub async fn define(
                 .await?;
             if count >= MAX_DEFINITIONS_PER_OBJECT as u64 {
                 return Err(UserError::new(
-                    &["input", "key"],
+                    &["key"],
                     UserErrorCode::TooMany,
                     format!("at most {MAX_DEFINITIONS_PER_OBJECT} custom fields per object"),
                 )

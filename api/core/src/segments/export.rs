@@ -102,7 +102,7 @@ pub async fn page(
 /// Starts an export job of a segment's members; it runs in the background of this server.
 pub async fn start(db: &DatabaseConnection, workspace_id: Uuid, segment_id: Uuid) -> MutationResult<export_job::Model> {
     let Some(segment) = super::find(db, workspace_id, segment_id).await? else {
-        return Err(UserError::new(
+        return Err(UserError::argument(
             &["segmentId"],
             UserErrorCode::NotFound,
             "no such segment in this workspace",

@@ -76,7 +76,7 @@ async fn require(
     field: &[&str],
 ) -> MutationResult<segment::Model> {
     find(db, workspace_id, id).await?.ok_or_else(|| {
-        UserError::new(
+        UserError::argument(
             field,
             UserErrorCode::NotFound,
             format!("no segment {} in this workspace", NodeKind::Segment.encode(id)),
@@ -93,7 +93,7 @@ async fn check_filter(
     own_id: Option<Uuid>,
     filter: &ContactFilter,
 ) -> MutationResult<()> {
-    let invalid = |message: String| UserError::new(&["input", "filter"], UserErrorCode::Invalid, message);
+    let invalid = |message: String| UserError::new(&["filter"], UserErrorCode::Invalid, message);
     let ctx = FilterContext::load(db, workspace_id, Some(filter))
         .await
         .map_err(|e| invalid(e.message()))?;
@@ -110,7 +110,7 @@ async fn check_filter(
             && frontier.contains(&own)
         {
             return Err(UserError::new(
-                &["input", "filter", "segments"],
+                &["filter", "segments"],
                 UserErrorCode::Cycle,
                 "this filter would make the segment contain itself through segment membership",
             )
@@ -125,7 +125,7 @@ async fn check_filter(
             let found: HashSet<Uuid> = rows.iter().map(|r| r.id).collect();
             if let Some(missing) = frontier.iter().find(|id| !found.contains(id)) {
                 return Err(UserError::new(
-                    &["input", "filter", "segments"],
+                    &["filter", "segments"],
                     UserErrorCode::NotFound,
                     format!("no segment {} in this workspace", NodeKind::Segment.encode(*missing)),
                 )
@@ -148,10 +148,10 @@ async fn check_filter(
 fn check_name(name: &str) -> MutationResult<String> {
     let name = name.trim();
     if name.is_empty() {
-        return Err(UserError::new(&["input", "name"], UserErrorCode::Required, "a segment needs a name").into());
+        return Err(UserError::new(&["name"], UserErrorCode::Required, "a segment needs a name").into());
     }
     if name.chars().count() > 200 {
-        return Err(UserError::new(&["input", "name"], UserErrorCode::TooLong, "at most 200 characters").into());
+        return Err(UserError::new(&["name"], UserErrorCode::TooLong, "at most 200 characters").into());
     }
     Ok(name.to_owned())
 }
@@ -170,7 +170,7 @@ async fn check_name_free(
     }
     if query.one(db).await?.is_some() {
         return Err(UserError::new(
-            &["input", "name"],
+            &["name"],
             UserErrorCode::Taken,
             format!("a segment named \"{name}\" already exists"),
         )
@@ -190,16 +190,13 @@ pub async fn create<C: ConnectionTrait + TransactionTrait>(
     let filter = match (dynamic, changes.filter) {
         (true, Some(filter)) => Some(filter),
         (true, None) => {
-            return Err(UserError::new(
-                &["input", "filter"],
-                UserErrorCode::Required,
-                "a dynamic segment needs a filter",
-            )
-            .into());
+            return Err(
+                UserError::new(&["filter"], UserErrorCode::Required, "a dynamic segment needs a filter").into(),
+            );
         }
         (false, Some(_)) => {
             return Err(UserError::new(
-                &["input", "filter"],
+                &["filter"],
                 UserErrorCode::Invalid,
                 "a static segment (marketing list) has no filter; add members instead",
             )
@@ -257,7 +254,7 @@ pub async fn update<C: ConnectionTrait + TransactionTrait>(
     if let Some(filter) = changes.filter {
         if model.kind != DYNAMIC {
             return Err(UserError::new(
-                &["input", "filter"],
+                &["filter"],
                 UserErrorCode::Invalid,
                 "a static segment (marketing list) has no filter; add members instead",
             )
@@ -286,7 +283,7 @@ pub async fn delete(db: &impl ConnectionTrait, workspace_id: Uuid, id: Uuid) -> 
         .await?
     {
         if stored_filter(&other)?.is_some_and(|f| f.segment_ids().unwrap_or_default().contains(&id)) {
-            return Err(UserError::new(
+            return Err(UserError::argument(
                 &["id"],
                 UserErrorCode::Invalid,
                 format!("segment \"{}\" refers to this one; change its filter first", other.name),
@@ -576,14 +573,14 @@ async fn lock_static(db: &impl ConnectionTrait, workspace_id: Uuid, id: Uuid) ->
         query = query.lock(LockType::Update);
     }
     let segment = query.one(db).await?.ok_or_else(|| {
-        UserError::new(
+        UserError::argument(
             &["segmentId"],
             UserErrorCode::NotFound,
             format!("no segment {} in this workspace", NodeKind::Segment.encode(id)),
         )
     })?;
     if segment.kind != STATIC {
-        return Err(UserError::new(
+        return Err(UserError::argument(
             &["segmentId"],
             UserErrorCode::Invalid,
             "members of a dynamic segment follow its filter; add or remove them in a static segment",
@@ -607,7 +604,7 @@ async fn select_members(
     match members {
         Members::Ids(ids) => {
             if ids.len() > MAX_MEMBERS_PER_CALL {
-                return Err(UserError::new(
+                return Err(UserError::argument(
                     &["contactIds"],
                     UserErrorCode::TooMany,
                     format!("at most {MAX_MEMBERS_PER_CALL} contacts per call (got {})", ids.len()),
@@ -629,7 +626,7 @@ async fn select_members(
                 .enumerate()
                 .filter(|(_, id)| !found.contains(id))
                 .map(|(i, id)| {
-                    UserError::new(
+                    UserError::argument(
                         &["contactIds", &i.to_string()],
                         UserErrorCode::NotFound,
                         format!("no contact {} in this workspace", NodeKind::Contact.encode(*id)),
@@ -782,7 +779,7 @@ pub fn parse_email_csv(text: &str) -> Result<Vec<String>, Vec<UserError>> {
         let record = match record {
             Ok(r) => r,
             Err(e) => {
-                errors.push(UserError::new(
+                errors.push(UserError::argument(
                     &["csv", &(row + 1).to_string()],
                     UserErrorCode::Invalid,
                     e.to_string(),
@@ -804,7 +801,7 @@ pub fn parse_email_csv(text: &str) -> Result<Vec<String>, Vec<UserError>> {
         }
         match crate::contacts::parse_email(value) {
             Ok(email) => emails.push(email),
-            Err(message) => errors.push(UserError::new(
+            Err(message) => errors.push(UserError::argument(
                 &["csv", &(row + 1).to_string()],
                 UserErrorCode::InvalidEmail,
                 format!("row {}: {message}", row + 1),
@@ -824,7 +821,7 @@ pub async fn import_emails<C: ConnectionTrait + TransactionTrait>(
 ) -> MutationResult<(u64, Vec<String>)> {
     let emails = parse_email_csv(csv_text)?;
     if emails.len() > 100_000 {
-        return Err(UserError::new(&["csv"], UserErrorCode::TooMany, "at most 100,000 rows per import").into());
+        return Err(UserError::argument(&["csv"], UserErrorCode::TooMany, "at most 100,000 rows per import").into());
     }
     lock_static(db, workspace_id, id).await?;
     let mut ids = Vec::new();

@@ -75,7 +75,7 @@ fn channel_kind(channel: &str) -> Option<ChannelKind> {
     })
 }
 
-/// Checks a definition. Error paths start at `["input", ...]`.
+/// Checks a definition. Error paths are within the form's input (`["fields", "2", "key"]`).
 pub fn validate_definition(
     fields: &[FormField],
     consents: &[FormConsent],
@@ -86,14 +86,10 @@ pub fn validate_definition(
     let mut email_fields = 0;
     for (i, field) in fields.iter().enumerate() {
         let index = i.to_string();
-        let path = |name: &'static str| ["input", "fields", index.as_str(), name].map(str::to_owned);
+        let path = |name: &'static str| ["fields", index.as_str(), name].map(str::to_owned);
         let err = |name: &'static str, code, message: String| {
             let p = path(name);
-            UserError::new(
-                &[p[0].as_str(), p[1].as_str(), p[2].as_str(), p[3].as_str()],
-                code,
-                message,
-            )
+            UserError::new(&[p[0].as_str(), p[1].as_str(), p[2].as_str()], code, message)
         };
         let key_ok = !field.key.is_empty()
             && field.key.len() <= 63
@@ -204,7 +200,7 @@ pub fn validate_definition(
     }
     if email_fields != 1 {
         errors.push(UserError::new(
-            &["input", "fields"],
+            &["fields"],
             UserErrorCode::Required,
             "a form needs exactly one required EMAIL field mapped to email",
         ));
@@ -214,7 +210,7 @@ pub fn validate_definition(
         let index = i.to_string();
         if channel_kind(&consent.channel).is_none() || channels.contains(&consent.channel) {
             errors.push(UserError::new(
-                &["input", "consents", index.as_str(), "channel"],
+                &["consents", index.as_str(), "channel"],
                 UserErrorCode::Invalid,
                 "one checkbox per channel",
             ));
@@ -222,7 +218,7 @@ pub fn validate_definition(
         channels.push(consent.channel.clone());
         if consent.label.trim().is_empty() {
             errors.push(UserError::new(
-                &["input", "consents", index.as_str(), "label"],
+                &["consents", index.as_str(), "label"],
                 UserErrorCode::Required,
                 "a consent checkbox needs its wording",
             ));
@@ -430,14 +426,14 @@ pub async fn submit(
     })
 }
 
-/// Maps contact validation errors (paths like `["inputs","0","customFields","plan"]`) back to
-/// the form fields that carried those values.
+/// Maps contact validation errors (paths within the contact's changes, like
+/// `["customFields", "plan"]`) to the form fields that carried those values.
 fn field_errors(fields: &[FormField], errors: Vec<UserError>) -> FieldErrors {
     let mut out = FieldErrors::new();
     for error in errors {
-        let path = error.field.unwrap_or_default();
-        let target = match path.get(2).map(String::as_str) {
-            Some("customFields") => path.get(3).map(|k| format!("custom:{k}")),
+        let path = error.field;
+        let target = match path.first().map(String::as_str) {
+            Some("customFields") => path.get(1).map(|k| format!("custom:{k}")),
             Some(property) => Some(property.to_owned()),
             None => None,
         };

@@ -32,7 +32,7 @@ fn check_name(name: &str, errors: &mut Vec<UserError>) -> String {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 200 {
         errors.push(UserError::new(
-            &["input", "name"],
+            &["name"],
             UserErrorCode::Invalid,
             "name must be 1 to 200 characters",
         ));
@@ -52,11 +52,7 @@ pub async fn create_user(
     let email = match parse_email(email) {
         Ok(email) => email,
         Err(message) => {
-            errors.push(UserError::new(
-                &["input", "email"],
-                UserErrorCode::InvalidEmail,
-                message,
-            ));
+            errors.push(UserError::new(&["email"], UserErrorCode::InvalidEmail, message));
             String::new()
         }
     };
@@ -70,7 +66,7 @@ pub async fn create_user(
         .await?;
     if clash.is_some() {
         return Err(UserError::new(
-            &["input", "email"],
+            &["email"],
             UserErrorCode::Taken,
             format!("a member with `{email}` already exists"),
         )
@@ -107,7 +103,7 @@ pub async fn update_user(
         None => None,
     };
     let user =
-        user.ok_or_else(|| UserError::new(&["id"], UserErrorCode::NotFound, "no such user in this workspace"))?;
+        user.ok_or_else(|| UserError::argument(&["id"], UserErrorCode::NotFound, "no such user in this workspace"))?;
     let mut errors = Vec::new();
     let mut active: app_user::ActiveModel = user.into();
     if let Some(name) = name {
@@ -123,7 +119,7 @@ pub async fn update_user(
     Ok(active.update(db).await?)
 }
 
-/// Resolves member ids to users of this workspace; unknown ids are errors at `["input", "memberIds", i]`.
+/// Resolves member ids to users of this workspace; unknown ids are errors at `["memberIds", i]` of the input.
 async fn members(db: &DatabaseConnection, workspace_id: Uuid, ids: &[String]) -> MutationResult<Vec<Uuid>> {
     let wanted: Vec<Option<Uuid>> = ids.iter().map(|id| decode_as(id, NodeKind::User)).collect();
     let found: HashSet<Uuid> = app_user::Entity::find()
@@ -141,7 +137,7 @@ async fn members(db: &DatabaseConnection, workspace_id: Uuid, ids: &[String]) ->
             Some(u) if !result.contains(&u) => result.push(u),
             Some(_) => {}
             None => errors.push(UserError::new(
-                &["input", "memberIds", &index.to_string()],
+                &["memberIds", &index.to_string()],
                 UserErrorCode::NotFound,
                 "no such user in this workspace",
             )),
@@ -168,24 +164,23 @@ pub async fn save_team(
         return Err(errors.into());
     }
     let members = members(db, workspace_id, member_ids).await?;
-    let existing =
-        match id {
-            Some(id) => {
-                let found = match decode_as(id, NodeKind::Team) {
-                    Some(uuid) => {
-                        team::Entity::find_by_id(uuid)
-                            .filter(team::Column::WorkspaceId.eq(workspace_id))
-                            .one(db)
-                            .await?
-                    }
-                    None => None,
-                };
-                Some(found.ok_or_else(|| {
-                    UserError::new(&["id"], UserErrorCode::NotFound, "no such team in this workspace")
-                })?)
-            }
-            None => None,
-        };
+    let existing = match id {
+        Some(id) => {
+            let found = match decode_as(id, NodeKind::Team) {
+                Some(uuid) => {
+                    team::Entity::find_by_id(uuid)
+                        .filter(team::Column::WorkspaceId.eq(workspace_id))
+                        .one(db)
+                        .await?
+                }
+                None => None,
+            };
+            Some(found.ok_or_else(|| {
+                UserError::argument(&["id"], UserErrorCode::NotFound, "no such team in this workspace")
+            })?)
+        }
+        None => None,
+    };
     let clash = team::Entity::find()
         .filter(team::Column::WorkspaceId.eq(workspace_id))
         .filter(team::Column::Name.eq(name.clone()))
@@ -193,7 +188,7 @@ pub async fn save_team(
         .await?;
     if clash.is_some_and(|t| Some(t.id) != existing.as_ref().map(|e| e.id)) {
         return Err(UserError::new(
-            &["input", "name"],
+            &["name"],
             UserErrorCode::Taken,
             format!("a team named `{name}` already exists"),
         )
