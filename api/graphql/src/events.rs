@@ -8,16 +8,16 @@ use crate::loaders::load_failed;
 use crate::relay::NodeId;
 use crate::relay::{NodeKind, connection, connection_cost, decode_as};
 use crate::request;
-use crate::user_error::{UserError, UserErrorCode};
+use crate::user_error::{UserError, UserErrorCode, into_payload};
 use async_graphql::{Context, Enum, ID, InputObject, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use entities::{contact, event, write_key};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Select};
 use std::sync::Arc;
 use uuid::Uuid;
 use voxtur_core::auth::{PrincipalCache, Scope};
-use voxtur_core::events::identity::merge;
-use voxtur_core::events::{insert_events, record_activity, write_keys};
+use voxtur_core::events::record::EventRecord;
+use voxtur_core::events::write_keys;
 use voxtur_core::listing::{Direction, PageArgs, SortSpec, timestamp_key};
 
 /// What happened. Standard types carry known meaning; anything else is `CUSTOM` with a name.
@@ -330,92 +330,20 @@ impl EventMutation {
         #[graphql(desc = "The event.")] input: EventRecordInput,
     ) -> async_graphql::Result<EventRecordPayload> {
         let r = request(ctx)?;
-        let ws = r.principal.workspace_id;
-        let failed = |errors| {
-            Ok(EventRecordPayload {
-                event: None,
-                user_errors: errors,
-            })
-        };
-        let Some(contact) = voxtur_core::contacts::find(r.db, ws, &input.contact_id).await? else {
-            return failed(fail(
-                &["input", "contactId"],
-                UserErrorCode::NotFound,
-                "no such contact in this workspace",
-            ));
-        };
-        let name = input.name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
-        if input.event_type == EventType::Custom && name.is_none() {
-            return failed(fail(
-                &["input", "name"],
-                UserErrorCode::Required,
-                "custom events need a name",
-            ));
-        }
-        if name.as_ref().is_some_and(|n| n.chars().count() > 300) {
-            return failed(fail(
-                &["input", "name"],
-                UserErrorCode::TooLong,
-                "name is longer than 300 characters",
-            ));
-        }
-        let now = voxtur_core::now();
-        let occurred_at = input.occurred_at.unwrap_or(now);
-        if occurred_at > now + chrono::Duration::days(1) {
-            return failed(fail(
-                &["input", "occurredAt"],
-                UserErrorCode::Invalid,
-                "occurredAt is more than a day in the future",
-            ));
-        }
-        let properties = input.properties.map(|p| p.0).unwrap_or_else(|| serde_json::json!({}));
-        if !properties.is_object() {
-            return failed(fail(
-                &["input", "properties"],
-                UserErrorCode::WrongType,
-                "properties must be an object",
-            ));
-        }
-        use chrono::SubsecRound;
-        let model = event::Model {
-            id: Uuid::now_v7(),
-            workspace_id: ws,
-            contact_id: contact.id,
-            event_type: input.event_type.as_str().to_owned(),
-            name,
-            occurred_at: occurred_at.trunc_subsecs(6),
-            received_at: now,
-            source: "backoffice".into(),
-            channel: input.channel.map(|c| c.as_str().to_owned()),
+        let record = EventRecord {
+            contact_id: input.contact_id.0,
+            event_type: input.event_type.into(),
+            name: input.name,
+            occurred_at: input.occurred_at,
+            channel: input.channel.map(Into::into),
             campaign: input.campaign,
-            utm_source: None,
-            utm_medium: None,
-            utm_campaign: None,
-            utm_term: None,
-            utm_content: None,
-            properties,
-            message_id: None,
+            properties: input.properties.map(|p| p.0),
         };
-        let txn = voxtur_core::db::begin_write(r.db).await?;
-        // Locked as ingestion locks it, so a contact deleted or merged away meanwhile is not
-        // given an event (no foreign key checks that on PostgreSQL; see migration 6).
-        if !voxtur_core::events::lock_contacts(&txn, &[contact.id], &Default::default()).await? {
-            return failed(fail(
-                &["input", "contactId"],
-                UserErrorCode::NotFound,
-                "no such contact in this workspace",
-            ));
-        }
-        let stored = insert_events(&txn, vec![model.clone()]).await?;
-        record_activity(&txn, &stored).await?;
-        let mut changes = voxtur_core::writes::Changes::new(ws);
-        for event in &stored {
-            changes.event(event.contact_id, event.event_type.clone());
-        }
-        voxtur_core::writes::commit(r.db, txn, changes).await?;
+        let (event, user_errors) =
+            into_payload(voxtur_core::events::record::record(r.db, r.principal.workspace_id, record).await)?;
         Ok(EventRecordPayload {
-            event: Some(Event(model)),
-            user_errors: Vec::new(),
+            event: event.map(Event),
+            user_errors,
         })
     }
 
@@ -430,22 +358,15 @@ impl EventMutation {
         #[graphql(desc = "The contact merged into it and removed.")] loser_id: ID,
     ) -> async_graphql::Result<ContactMergePayload> {
         let r = request(ctx)?;
-        let ws = r.principal.workspace_id;
-        let failed = |errors| {
-            Ok(ContactMergePayload {
-                contact: None,
-                events_moved: 0,
-                user_errors: errors,
-            })
-        };
-        let merged = match voxtur_core::db::retry_transient(|| merge_once(r.db, ws, &winner_id, &loser_id)).await? {
-            Ok(merged) => merged,
-            Err(errors) => return failed(errors),
-        };
+        let merged =
+            voxtur_core::events::record::merge_contacts(r.db, r.principal.workspace_id, &winner_id, &loser_id).await;
+        let (merged, user_errors) = into_payload(merged)?;
         Ok(ContactMergePayload {
-            contact: Some(Contact::from(merged.contact)),
-            events_moved: i32::try_from(merged.events_moved).unwrap_or(i32::MAX),
-            user_errors: Vec::new(),
+            events_moved: merged
+                .as_ref()
+                .map_or(0, |m| i32::try_from(m.events_moved).unwrap_or(i32::MAX)),
+            contact: merged.map(|m| Contact::from(m.contact)),
+            user_errors,
         })
     }
 
@@ -528,58 +449,6 @@ impl EventMutation {
             },
         })
     }
-}
-
-/// One attempt of `contactMerge`: the merge, or what is wrong with the ids.
-async fn merge_once(
-    db: &sea_orm::DatabaseConnection,
-    ws: Uuid,
-    winner_id: &ID,
-    loser_id: &ID,
-) -> Result<Result<voxtur_core::events::identity::Merged, Vec<UserError>>, sea_orm::DbErr> {
-    let txn = voxtur_core::db::begin_write(db).await?;
-    // Both rows locked for update (in id order, as every writer locks contacts) and read
-    // under the lock: a concurrent batch may have merged either away or changed it.
-    let ids: Vec<Uuid> = [winner_id, loser_id]
-        .into_iter()
-        .filter_map(|id| decode_as(id, NodeKind::Contact))
-        .collect();
-    let mut query = contact::Entity::find()
-        .filter(contact::Column::WorkspaceId.eq(ws))
-        .filter(contact::Column::Id.is_in(ids))
-        .order_by_asc(contact::Column::Id);
-    if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
-        query = query.lock(sea_orm::sea_query::LockType::Update);
-    }
-    let rows = query.all(&txn).await?;
-    let row = |id: &ID| decode_as(id, NodeKind::Contact).and_then(|uuid| rows.iter().find(|r| r.id == uuid).cloned());
-    let (Some(winner), Some(loser)) = (row(winner_id), row(loser_id)) else {
-        let field = if row(winner_id).is_none() {
-            "winnerId"
-        } else {
-            "loserId"
-        };
-        return Ok(Err(fail(
-            &[field],
-            UserErrorCode::NotFound,
-            "no such contact in this workspace",
-        )));
-    };
-    if winner.id == loser.id {
-        return Ok(Err(fail(
-            &["loserId"],
-            UserErrorCode::Invalid,
-            "a contact cannot be merged into itself",
-        )));
-    }
-    let merged = merge(&txn, &winner, &loser, "manual").await?;
-    let mut changes = voxtur_core::writes::Changes::new(ws);
-    changes.contacts_merged.push(voxtur_core::writes::Merge {
-        into: winner.id,
-        from: loser.id,
-    });
-    voxtur_core::writes::commit(db, txn, changes).await?;
-    Ok(Ok(merged))
 }
 
 /// The first page of a contact's timeline; batched across a list of contacts.

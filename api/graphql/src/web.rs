@@ -3,18 +3,17 @@
 use crate::contacts::Channel;
 use crate::guards::ScopeGuard;
 use crate::relay::NodeId;
-use crate::relay::{NodeKind, decode_as};
+use crate::relay::NodeKind;
 use crate::request;
-use crate::user_error::{UserError, UserErrorCode};
+use crate::user_error::{UserError, into_payload};
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use entities::{form, landing_page, tracked_link};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, SqlErr};
-use uuid::Uuid;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use voxtur_core::auth::Scope;
-use voxtur_core::web::forms::{FieldKind, FormConsent, FormField, consents_of, fields_of, validate_definition};
-use voxtur_core::web::links::{new_code, parse_target};
-use voxtur_core::web::pages::{sanitize, valid_slug};
+use voxtur_core::web::forms::{FieldKind, FormConsent, FormDefinition, FormField, consents_of, fields_of};
+use voxtur_core::web::links::LinkTarget;
+use voxtur_core::web::pages::PageContent;
 
 /// The kind of input a form field is.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
@@ -321,10 +320,6 @@ impl WebQuery {
     }
 }
 
-fn error(path: &[&str], code: UserErrorCode, message: impl Into<String>) -> Vec<UserError> {
-    vec![UserError::new(path, code, message)]
-}
-
 #[derive(Default)]
 pub struct WebMutation;
 
@@ -336,103 +331,44 @@ impl WebMutation {
         input: FormInput,
     ) -> async_graphql::Result<FormPayload> {
         let r = request(ctx)?;
-        let ws = r.principal.workspace_id;
-        let failed = |user_errors| {
-            Ok(FormPayload {
-                form: None,
-                user_errors,
-            })
-        };
-        let fields: Vec<FormField> = input
-            .fields
-            .into_iter()
-            .map(|f| FormField {
-                key: f.key.trim().to_owned(),
-                label: f.label.trim().to_owned(),
-                kind: FieldKind::from(f.field_type),
-                maps_to: f.maps_to.map(|m| m.trim().to_owned()).filter(|m| !m.is_empty()),
-                required: f.required,
-                options: f.options,
-            })
-            .collect();
-        let consents: Vec<FormConsent> = input
-            .consents
-            .into_iter()
-            .map(|c| FormConsent {
-                channel: c.channel.as_str().to_owned(),
-                label: c.label.trim().to_owned(),
-                required: c.required,
-            })
-            .collect();
-        let mut errors: Vec<UserError> = validate_definition(
-            &fields,
-            &consents,
-            &voxtur_core::web::forms::definitions(r.db, ws).await?,
-        )
-        .into_iter()
-        .map(UserError::from)
-        .collect();
-        let name = input.name.trim().to_owned();
-        if name.is_empty() || name.chars().count() > 200 {
-            errors.push(UserError::new(
-                &["input", "name"],
-                UserErrorCode::Invalid,
-                "name must be 1 to 200 characters",
-            ));
-        }
-        if let Some(url) = &input.redirect_url
-            && let Err(message) = parse_target(url)
-        {
-            errors.push(UserError::new(
-                &["input", "redirectUrl"],
-                UserErrorCode::Invalid,
-                message,
-            ));
-        }
-        if !errors.is_empty() {
-            return failed(errors);
-        }
-        let now = voxtur_core::now();
-        let existing = match &id {
-            Some(id) => match decode_as(id, NodeKind::Form) {
-                Some(uuid) => {
-                    form::Entity::find_by_id(uuid)
-                        .filter(form::Column::WorkspaceId.eq(ws))
-                        .one(r.db)
-                        .await?
-                }
-                None => None,
-            },
-            None => None,
-        };
-        if id.is_some() && existing.is_none() {
-            return failed(error(
-                &["id"],
-                UserErrorCode::NotFound,
-                "no such form in this workspace",
-            ));
-        }
-        let model = form::Model {
-            id: existing.as_ref().map_or_else(Uuid::now_v7, |e| e.id),
-            workspace_id: ws,
-            name,
-            fields: serde_json::to_value(&fields)?,
-            consents: serde_json::to_value(&consents)?,
+        let definition = FormDefinition {
+            name: input.name,
+            fields: input
+                .fields
+                .into_iter()
+                .map(|f| FormField {
+                    key: f.key,
+                    label: f.label,
+                    kind: FieldKind::from(f.field_type),
+                    maps_to: f.maps_to,
+                    required: f.required,
+                    options: f.options,
+                })
+                .collect(),
+            consents: input
+                .consents
+                .into_iter()
+                .map(|c| FormConsent {
+                    channel: c.channel.as_str().to_owned(),
+                    label: c.label,
+                    required: c.required,
+                })
+                .collect(),
             success_message: input.success_message,
-            redirect_url: input.redirect_url.map(|u| u.trim().to_owned()),
+            redirect_url: input.redirect_url,
             notify_owner: input.notify_owner,
-            created_at: existing.as_ref().map_or(now, |e| e.created_at),
-            updated_at: now,
         };
-        let active = form::ActiveModel::from(model).reset_all();
-        let saved = if existing.is_some() {
-            active.update(r.db).await?
-        } else {
-            active.insert(r.db).await?
-        };
+        let saved = voxtur_core::web::forms::save(
+            r.db,
+            r.principal.workspace_id,
+            id.as_ref().map(|id| id.as_str()),
+            definition,
+        )
+        .await;
+        let (form, user_errors) = into_payload(saved)?;
         Ok(FormPayload {
-            form: Some(Form(saved)),
-            user_errors: Vec::new(),
+            form: form.map(Form),
+            user_errors,
         })
     }
 
@@ -443,109 +379,25 @@ impl WebMutation {
         input: LandingPageInput,
     ) -> async_graphql::Result<LandingPagePayload> {
         let r = request(ctx)?;
-        let ws = r.principal.workspace_id;
-        let failed = |user_errors| {
-            Ok(LandingPagePayload {
-                landing_page: None,
-                user_errors,
-            })
-        };
-        let slug = input.slug.trim().to_owned();
-        if !valid_slug(&slug) {
-            return failed(error(
-                &["input", "slug"],
-                UserErrorCode::Invalid,
-                "slug uses lower-case letters, digits and dashes (1 to 100)",
-            ));
-        }
-        let title = input.title.trim().to_owned();
-        if title.is_empty() || title.chars().count() > 300 {
-            return failed(error(
-                &["input", "title"],
-                UserErrorCode::Invalid,
-                "title must be 1 to 300 characters",
-            ));
-        }
-        if input.body_html.len() > 512 * 1024 {
-            return failed(error(
-                &["input", "bodyHtml"],
-                UserErrorCode::TooLong,
-                "body is larger than 512 KB",
-            ));
-        }
-        let form_id = match &input.form_id {
-            Some(form_id) => {
-                let found = match decode_as(form_id, NodeKind::Form) {
-                    Some(uuid) => {
-                        form::Entity::find_by_id(uuid)
-                            .filter(form::Column::WorkspaceId.eq(ws))
-                            .one(r.db)
-                            .await?
-                    }
-                    None => None,
-                };
-                match found {
-                    Some(f) => Some(f.id),
-                    None => {
-                        return failed(error(
-                            &["input", "formId"],
-                            UserErrorCode::NotFound,
-                            "no such form in this workspace",
-                        ));
-                    }
-                }
-            }
-            None => None,
-        };
-        let existing = match &id {
-            Some(id) => match decode_as(id, NodeKind::LandingPage) {
-                Some(uuid) => {
-                    landing_page::Entity::find_by_id(uuid)
-                        .filter(landing_page::Column::WorkspaceId.eq(ws))
-                        .one(r.db)
-                        .await?
-                }
-                None => None,
-            },
-            None => None,
-        };
-        if id.is_some() && existing.is_none() {
-            return failed(error(
-                &["id"],
-                UserErrorCode::NotFound,
-                "no such landing page in this workspace",
-            ));
-        }
-        let now = voxtur_core::now();
-        let model = landing_page::Model {
-            id: existing.as_ref().map_or_else(Uuid::now_v7, |e| e.id),
-            workspace_id: ws,
-            slug: slug.clone(),
-            title,
-            body_html: sanitize(&input.body_html),
-            form_id,
+        let content = PageContent {
+            slug: input.slug,
+            title: input.title,
+            body_html: input.body_html,
+            form_id: input.form_id.map(|id| id.0),
             published: input.published,
-            created_at: existing.as_ref().map_or(now, |e| e.created_at),
-            updated_at: now,
         };
-        let active = landing_page::ActiveModel::from(model).reset_all();
-        let saved = if existing.is_some() {
-            active.update(r.db).await
-        } else {
-            active.insert(r.db).await
-        };
-        match saved {
-            Ok(page) => Ok(LandingPagePayload {
-                landing_page: Some(LandingPage(page)),
-                user_errors: Vec::new(),
-            }),
-            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => failed(error(
-                &["input", "slug"],
-                UserErrorCode::Taken,
-                format!("another page already uses the slug `{slug}`"),
-            )),
-            Err(e) => Err(voxtur_core::error::ApiError::from(e).into()),
-        }
+        let saved = voxtur_core::web::pages::save(
+            r.db,
+            r.principal.workspace_id,
+            id.as_ref().map(|id| id.as_str()),
+            content,
+        )
+        .await;
+        let (page, user_errors) = into_payload(saved)?;
+        Ok(LandingPagePayload {
+            landing_page: page.map(LandingPage),
+            user_errors,
+        })
     }
 }
 
@@ -601,43 +453,18 @@ impl WebMutation {
         #[graphql(desc = "The link.")] input: TrackedLinkInput,
     ) -> async_graphql::Result<TrackedLinkPayload> {
         let r = request(ctx)?;
-        let target = match parse_target(&input.target_url) {
-            Ok(url) => url,
-            Err(message) => {
-                return Ok(TrackedLinkPayload {
-                    tracked_link: None,
-                    user_errors: error(&["input", "targetUrl"], UserErrorCode::Invalid, message),
-                });
-            }
+        let link = LinkTarget {
+            target_url: input.target_url,
+            campaign: input.campaign,
+            utm_source: input.utm_source,
+            utm_medium: input.utm_medium,
+            utm_campaign: input.utm_campaign,
         };
-        let trim = |v: Option<String>| {
-            v.map(|s| s.trim().chars().take(300).collect::<String>())
-                .filter(|s| !s.is_empty())
-        };
-        for attempt in 0..5 {
-            let model = tracked_link::Model {
-                id: Uuid::now_v7(),
-                workspace_id: r.principal.workspace_id,
-                code: new_code(),
-                target_url: target.to_string(),
-                campaign: trim(input.campaign.clone()),
-                utm_source: trim(input.utm_source.clone()),
-                utm_medium: trim(input.utm_medium.clone()),
-                utm_campaign: trim(input.utm_campaign.clone()),
-                created_at: voxtur_core::now(),
-            };
-            match tracked_link::ActiveModel::from(model).reset_all().insert(r.db).await {
-                Ok(link) => {
-                    return Ok(TrackedLinkPayload {
-                        tracked_link: Some(TrackedLink(link)),
-                        user_errors: Vec::new(),
-                    });
-                }
-                // A code collision (62^8 codes): draw another.
-                Err(e) if attempt < 4 && matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => continue,
-                Err(e) => return Err(voxtur_core::error::ApiError::from(e).into()),
-            }
-        }
-        Err(voxtur_core::error::ApiError::Internal("could not draw a free link code".into()).into())
+        let (link, user_errors) =
+            into_payload(voxtur_core::web::links::create(r.db, r.principal.workspace_id, link).await)?;
+        Ok(TrackedLinkPayload {
+            tracked_link: link.map(TrackedLink),
+            user_errors,
+        })
     }
 }

@@ -4,6 +4,7 @@
 pub mod filter;
 pub mod identity;
 pub mod ingest;
+pub mod record;
 pub mod tally;
 pub mod write_keys;
 

@@ -5,9 +5,11 @@
 use crate::Patch;
 use crate::contacts::{self, ChannelKind, ContactChanges, UpsertOutcome, parse_email};
 use crate::custom_fields::Definitions;
-use crate::errors::{MutationError, UserError, UserErrorCode};
+use crate::error::ApiError;
+use crate::errors::{MutationError, MutationResult, UserError, UserErrorCode};
 use crate::events::identity::merge;
 use crate::events::{insert_events, record_activity};
+use crate::ids::{NodeKind, decode_as};
 use crate::writes::{Changes, Merge};
 use entities::enums::{ConsentStatus, CustomFieldType, ObjectType};
 use entities::{contact, contact_identity, event, form, notification};
@@ -493,4 +495,99 @@ async fn adopt_visitor(
 /// Loads the contact custom field definitions a form definition may refer to.
 pub async fn definitions(db: &DatabaseConnection, workspace_id: Uuid) -> crate::error::ApiResult<Definitions> {
     Definitions::load(db, workspace_id, ObjectType::Contact).await
+}
+
+/// A form's definition as a create or update gives it.
+#[derive(Debug, Clone)]
+pub struct FormDefinition {
+    pub name: String,
+    pub fields: Vec<FormField>,
+    pub consents: Vec<FormConsent>,
+    pub success_message: Option<String>,
+    pub redirect_url: Option<String>,
+    pub notify_owner: bool,
+}
+
+const MAX_FORM_NAME_LEN: usize = 200;
+
+/// Creates a form (`id` none) or replaces one's definition.
+pub async fn save(
+    db: &DatabaseConnection,
+    workspace_id: Uuid,
+    id: Option<&str>,
+    definition: FormDefinition,
+) -> MutationResult<form::Model> {
+    let fields: Vec<FormField> = definition
+        .fields
+        .into_iter()
+        .map(|f| FormField {
+            key: f.key.trim().to_owned(),
+            label: f.label.trim().to_owned(),
+            maps_to: f.maps_to.map(|m| m.trim().to_owned()).filter(|m| !m.is_empty()),
+            ..f
+        })
+        .collect();
+    let consents: Vec<FormConsent> = definition
+        .consents
+        .into_iter()
+        .map(|c| FormConsent {
+            label: c.label.trim().to_owned(),
+            ..c
+        })
+        .collect();
+    let mut errors = validate_definition(&fields, &consents, &definitions(db, workspace_id).await?);
+    let name = definition.name.trim().to_owned();
+    if name.is_empty() || name.chars().count() > MAX_FORM_NAME_LEN {
+        errors.push(UserError::new(
+            &["name"],
+            UserErrorCode::Invalid,
+            format!("name must be 1 to {MAX_FORM_NAME_LEN} characters"),
+        ));
+    }
+    if let Some(url) = &definition.redirect_url
+        && let Err(message) = super::links::parse_target(url)
+    {
+        errors.push(UserError::new(&["redirectUrl"], UserErrorCode::Invalid, message));
+    }
+    if !errors.is_empty() {
+        return Err(errors.into());
+    }
+    let existing =
+        match id {
+            Some(id) => Some(find(db, workspace_id, id).await?.ok_or_else(|| {
+                UserError::argument(&["id"], UserErrorCode::NotFound, "no such form in this workspace")
+            })?),
+            None => None,
+        };
+    let now = crate::now();
+    let to_json = |value: serde_json::Result<Json>| value.map_err(|e| ApiError::Internal(Box::new(e)));
+    let model = form::Model {
+        id: existing.as_ref().map_or_else(Uuid::now_v7, |e| e.id),
+        workspace_id,
+        name,
+        fields: to_json(serde_json::to_value(&fields))?,
+        consents: to_json(serde_json::to_value(&consents))?,
+        success_message: definition.success_message,
+        redirect_url: definition.redirect_url.map(|u| u.trim().to_owned()),
+        notify_owner: definition.notify_owner,
+        created_at: existing.as_ref().map_or(now, |e| e.created_at),
+        updated_at: now,
+    };
+    let active = form::ActiveModel::from(model).reset_all();
+    Ok(if existing.is_some() {
+        active.update(db).await?
+    } else {
+        active.insert(db).await?
+    })
+}
+
+/// A form of the workspace by global id.
+pub async fn find(db: &DatabaseConnection, workspace_id: Uuid, id: &str) -> Result<Option<form::Model>, DbErr> {
+    let Some(uuid) = decode_as(id, NodeKind::Form) else {
+        return Ok(None);
+    };
+    form::Entity::find_by_id(uuid)
+        .filter(form::Column::WorkspaceId.eq(workspace_id))
+        .one(db)
+        .await
 }

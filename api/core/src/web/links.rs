@@ -1,6 +1,11 @@
 //! Tracked links: a short code that redirects (302) to an http(s) target and records the click.
 
+use crate::error::ApiError;
+use crate::errors::{MutationResult, UserError, UserErrorCode};
+use entities::tracked_link;
 use rand::RngExt;
+use sea_orm::{ActiveModelTrait, DatabaseConnection, SqlErr};
+use uuid::Uuid;
 
 /// Accepts only absolute http and https URLs with a host.
 pub fn parse_target(raw: &str) -> Result<url::Url, String> {
@@ -67,4 +72,51 @@ mod tests {
         assert_eq!(url, "https://x.com/p?utm_source=own&utm_campaign=fall");
         assert_eq!(new_code().len(), 8);
     }
+}
+
+/// A tracked link to create.
+#[derive(Debug, Clone)]
+pub struct LinkTarget {
+    /// http or https only.
+    pub target_url: String,
+    pub campaign: Option<String>,
+    /// UTM parameters added to the target where it has none.
+    pub utm_source: Option<String>,
+    pub utm_medium: Option<String>,
+    pub utm_campaign: Option<String>,
+}
+
+/// Creates a tracked link with a new short code.
+pub async fn create(
+    db: &DatabaseConnection,
+    workspace_id: Uuid,
+    link: LinkTarget,
+) -> MutationResult<tracked_link::Model> {
+    let target =
+        parse_target(&link.target_url).map_err(|m| UserError::new(&["targetUrl"], UserErrorCode::Invalid, m))?;
+    let trim = |v: &Option<String>| {
+        v.as_deref()
+            .map(|s| s.trim().chars().take(300).collect::<String>())
+            .filter(|s| !s.is_empty())
+    };
+    for attempt in 0..5 {
+        let model = tracked_link::Model {
+            id: Uuid::now_v7(),
+            workspace_id,
+            code: new_code(),
+            target_url: target.to_string(),
+            campaign: trim(&link.campaign),
+            utm_source: trim(&link.utm_source),
+            utm_medium: trim(&link.utm_medium),
+            utm_campaign: trim(&link.utm_campaign),
+            created_at: crate::now(),
+        };
+        match tracked_link::ActiveModel::from(model).reset_all().insert(db).await {
+            Ok(link) => return Ok(link),
+            // A code collision (62^8 codes): draw another.
+            Err(e) if attempt < 4 && matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::Internal("could not draw a free link code".into()).into())
 }

@@ -2,7 +2,11 @@
 //! URLs), rendered with an optional embedded form.
 
 use super::forms::{FieldKind, HONEYPOT, consents_of, fields_of};
+use crate::errors::{MutationResult, UserError, UserErrorCode};
+use crate::ids::{NodeKind, decode_as};
 use entities::{form, landing_page};
+use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, SqlErr};
+use uuid::Uuid;
 
 /// Cleans author HTML for publishing.
 pub fn sanitize(html: &str) -> String {
@@ -124,5 +128,104 @@ mod tests {
         assert!(!valid_slug("Spring Sale"));
         assert!(!valid_slug(""));
         assert!(!valid_slug("-x"));
+    }
+}
+
+/// A landing page as a create or update gives it.
+#[derive(Debug, Clone)]
+pub struct PageContent {
+    pub slug: String,
+    pub title: String,
+    /// Sanitized before it is stored.
+    pub body_html: String,
+    /// The global id of a form to embed.
+    pub form_id: Option<String>,
+    pub published: bool,
+}
+
+const MAX_TITLE_LEN: usize = 300;
+const MAX_BODY_BYTES: usize = 512 * 1024;
+
+/// Creates a landing page (`id` none) or replaces one's content.
+pub async fn save(
+    db: &DatabaseConnection,
+    workspace_id: Uuid,
+    id: Option<&str>,
+    content: PageContent,
+) -> MutationResult<landing_page::Model> {
+    let slug = content.slug.trim().to_owned();
+    if !valid_slug(&slug) {
+        return Err(UserError::new(
+            &["slug"],
+            UserErrorCode::Invalid,
+            "slug uses lower-case letters, digits and dashes (1 to 100)",
+        )
+        .into());
+    }
+    let title = content.title.trim().to_owned();
+    if title.is_empty() || title.chars().count() > MAX_TITLE_LEN {
+        return Err(UserError::new(
+            &["title"],
+            UserErrorCode::Invalid,
+            format!("title must be 1 to {MAX_TITLE_LEN} characters"),
+        )
+        .into());
+    }
+    if content.body_html.len() > MAX_BODY_BYTES {
+        return Err(UserError::new(&["bodyHtml"], UserErrorCode::TooLong, "body is larger than 512 KB").into());
+    }
+    let form_id = match &content.form_id {
+        Some(form_id) => Some(
+            super::forms::find(db, workspace_id, form_id)
+                .await?
+                .ok_or_else(|| UserError::new(&["formId"], UserErrorCode::NotFound, "no such form in this workspace"))?
+                .id,
+        ),
+        None => None,
+    };
+    let existing = match id.and_then(|id| decode_as(id, NodeKind::LandingPage)) {
+        Some(uuid) => {
+            landing_page::Entity::find_by_id(uuid)
+                .filter(landing_page::Column::WorkspaceId.eq(workspace_id))
+                .one(db)
+                .await?
+        }
+        None => None,
+    };
+    if id.is_some() && existing.is_none() {
+        return Err(UserError::argument(
+            &["id"],
+            UserErrorCode::NotFound,
+            "no such landing page in this workspace",
+        )
+        .into());
+    }
+    let now = crate::now();
+    let model = landing_page::Model {
+        id: existing.as_ref().map_or_else(Uuid::now_v7, |e| e.id),
+        workspace_id,
+        slug: slug.clone(),
+        title,
+        body_html: sanitize(&content.body_html),
+        form_id,
+        published: content.published,
+        created_at: existing.as_ref().map_or(now, |e| e.created_at),
+        updated_at: now,
+    };
+    let active = landing_page::ActiveModel::from(model).reset_all();
+    let saved = if existing.is_some() {
+        active.update(db).await
+    } else {
+        active.insert(db).await
+    };
+    match saved {
+        Ok(page) => Ok(page),
+        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => Err(UserError::new(
+            &["slug"],
+            UserErrorCode::Taken,
+            format!("another page already uses the slug `{slug}`"),
+        )
+        .into()),
+        Err(e) => Err(e.into()),
     }
 }
