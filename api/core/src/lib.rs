@@ -13,6 +13,7 @@ pub mod ids;
 pub mod names;
 pub mod patch;
 pub mod segments;
+pub mod values;
 pub mod web;
 pub mod workspaces;
 pub mod writes;

@@ -707,7 +707,7 @@ impl ContactQuery {
         #[graphql(desc = "Email address.")] email: String,
     ) -> async_graphql::Result<Option<Contact>> {
         let r = request(ctx)?;
-        let Ok(email) = voxtur_core::contacts::parse_email(&email) else {
+        let Ok(email) = voxtur_core::values::parse_email(&email) else {
             return Ok(None);
         };
         Ok(contact::Entity::find()

@@ -7,6 +7,7 @@ use crate::custom_fields::Definitions;
 use crate::error::ApiResult;
 use crate::errors::{MutationError, MutationResult, UserError, UserErrorCode};
 use crate::ids::{NodeKind, decode_as};
+use crate::values::{PhoneError, parse_email, parse_phone};
 use crate::writes::Changes;
 use entities::enums::{ConsentStatus, LifecycleStage, ObjectType};
 use entities::{app_user, company, contact, contact_tag, deleted_contact};
@@ -122,21 +123,6 @@ pub struct ContactChanges {
     pub utm_content: Patch<String>,
     /// A JSON object of custom field values; `null` values remove a field.
     pub custom_fields: Option<serde_json::Value>,
-}
-
-/// Normalises an email address: trimmed, lower-cased, and checked.
-pub fn parse_email(raw: &str) -> Result<String, String> {
-    let email = raw.trim().to_lowercase();
-    let valid = email.len() <= 254
-        && email_address::EmailAddress::is_valid(&email)
-        && email.rsplit_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
-        });
-    if valid {
-        Ok(email)
-    } else {
-        Err(format!("`{}` is not a valid email address", raw.trim()))
-    }
 }
 
 /// Ids that changes refer to and that exist in the workspace, fetched once per call.
@@ -298,15 +284,20 @@ fn apply(
         MAX_NAME_LEN,
         &mut errors,
     );
-    text_change(&mut model.phone, &changes.phone, "phone", 50, &mut errors);
-    if let Some(phone) = &model.phone
-        && !phone.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c))
-    {
-        errors.push(UserError::new(
-            &["phone"],
-            UserErrorCode::Invalid,
-            "phone may hold only digits, spaces and + - ( ) .",
-        ));
+    match &changes.phone {
+        Patch::Keep => {}
+        Patch::Clear => model.phone = None,
+        Patch::Set(raw) if raw.trim().is_empty() => model.phone = None,
+        Patch::Set(raw) => match parse_phone(raw) {
+            Ok(phone) => model.phone = Some(phone),
+            Err(error) => {
+                let code = match error {
+                    PhoneError::Invalid => UserErrorCode::Invalid,
+                    PhoneError::TooLong => UserErrorCode::TooLong,
+                };
+                errors.push(UserError::new(&["phone"], code, error.to_string()));
+            }
+        },
     }
     text_change(&mut model.source, &changes.source, "source", MAX_TEXT_LEN, &mut errors);
     text_change(

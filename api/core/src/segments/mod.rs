@@ -799,7 +799,7 @@ pub fn parse_email_csv(text: &str) -> Result<Vec<String>, Vec<UserError>> {
         if value.is_empty() {
             continue;
         }
-        match crate::contacts::parse_email(value) {
+        match crate::values::parse_email(value) {
             Ok(email) => emails.push(email),
             Err(message) => errors.push(UserError::argument(
                 &["csv", &(row + 1).to_string()],

@@ -3,13 +3,14 @@
 //! `form_submitted` with every value, all in one transaction.
 
 use crate::Patch;
-use crate::contacts::{self, ChannelKind, ContactChanges, UpsertOutcome, parse_email};
+use crate::contacts::{self, ChannelKind, ContactChanges, UpsertOutcome};
 use crate::custom_fields::Definitions;
 use crate::error::ApiError;
 use crate::errors::{MutationError, MutationResult, UserError, UserErrorCode};
 use crate::events::identity::merge;
 use crate::events::{insert_events, record_activity};
 use crate::ids::{NodeKind, decode_as};
+use crate::values::{parse_email, parse_phone};
 use crate::writes::{Changes, Merge};
 use entities::enums::{ConsentStatus, CustomFieldType, ObjectType};
 use entities::{contact, contact_identity, event, form, notification};
@@ -309,10 +310,9 @@ pub async fn submit(
         }
         let typed = match field.kind {
             FieldKind::Email => parse_email(&value).map(Json::String),
-            FieldKind::Phone if value.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c)) => {
-                Ok(Json::String(value.clone()))
-            }
-            FieldKind::Phone => Err("is not a phone number".to_owned()),
+            FieldKind::Phone => parse_phone(&value)
+                .map(Json::String)
+                .map_err(|_| "is not a phone number".to_owned()),
             FieldKind::Number => value
                 .parse::<f64>()
                 .ok()

@@ -1,9 +1,9 @@
 //! Workspaces (tenants), their members and teams.
 
-use crate::contacts::parse_email;
 use crate::error::ApiResult;
 use crate::errors::{MutationResult, UserError, UserErrorCode};
 use crate::ids::{NodeKind, decode_as};
+use crate::values::parse_email;
 use entities::enums::Role;
 use entities::{app_user, team, team_member, workspace};
 use sea_orm::{
