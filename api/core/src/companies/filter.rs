@@ -17,18 +17,12 @@ use entities::enums::CompanySize;
 #[serde(rename_all = "camelCase")]
 pub struct IdFilter {
     /// Equal to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eq: Option<String>,
     /// One of (at most 1,000 ids).
     #[serde(rename = "in")]
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "voxtur_store::json::one_or_many"
-    )]
+    #[serde(default, deserialize_with = "voxtur_store::json::one_or_many")]
     pub in_list: Option<Vec<String>>,
     /// `true`: no reference; `false`: has one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub is_null: Option<bool>,
 }
 
@@ -66,52 +60,32 @@ impl IdFilter {
 #[serde(rename_all = "camelCase")]
 pub struct CompanyFilter {
     /// All of these filters hold.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "voxtur_store::json::one_or_many"
-    )]
+    #[serde(default, deserialize_with = "voxtur_store::json::one_or_many")]
     pub and: Option<Vec<CompanyFilter>>,
     /// At least one of these filters holds.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "voxtur_store::json::one_or_many"
-    )]
+    #[serde(default, deserialize_with = "voxtur_store::json::one_or_many")]
     pub or: Option<Vec<CompanyFilter>>,
     /// This filter does not hold.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not: Option<Box<CompanyFilter>>,
     /// The company's id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<IdFilter>,
     /// Name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<StringFilter>,
     /// Web domain (stored lower-cased).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<StringFilter>,
     /// Industry.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub industry: Option<StringFilter>,
     /// Size band is one of these.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::names::option_list")]
+    #[serde(default, with = "crate::names::option_list")]
     pub size: Option<Vec<CompanySize>>,
     /// The owning user's id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner_id: Option<IdFilter>,
     /// When the company was created.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<DateTimeFilter>,
     /// When the company last changed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<DateTimeFilter>,
     /// Custom field conditions; every entry must hold.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "voxtur_store::json::one_or_many"
-    )]
+    #[serde(default, deserialize_with = "voxtur_store::json::one_or_many")]
     pub custom_fields: Option<Vec<CustomFieldFilter>>,
 }
 

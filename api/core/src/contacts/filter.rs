@@ -65,103 +65,62 @@ impl FilterContext {
 #[serde(rename_all = "camelCase")]
 pub struct ContactFilter {
     /// All of these filters hold.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "voxtur_store::json::one_or_many"
-    )]
+    #[serde(default, deserialize_with = "voxtur_store::json::one_or_many")]
     pub and: Option<Vec<ContactFilter>>,
     /// At least one of these filters holds.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "voxtur_store::json::one_or_many"
-    )]
+    #[serde(default, deserialize_with = "voxtur_store::json::one_or_many")]
     pub or: Option<Vec<ContactFilter>>,
     /// This filter does not hold.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not: Option<Box<ContactFilter>>,
     /// The contact's id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<IdFilter>,
     /// Email address (stored lower-cased; `eq` and `in` match case-insensitively).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<StringFilter>,
     /// First name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_name: Option<StringFilter>,
     /// Last name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_name: Option<StringFilter>,
     /// Phone number.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone: Option<StringFilter>,
     /// Lifecycle stage.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifecycle_stage: Option<LifecycleStageFilter>,
     /// The contact's company matches this filter.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub company: Option<CompanyFilter>,
     /// The contact's company id (`isNull: true` for contacts without a company).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub company_id: Option<IdFilter>,
     /// The owning user's id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner_id: Option<IdFilter>,
     /// Tags.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<TagFilter>,
     /// Consent per channel; every entry must hold.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "voxtur_store::json::one_or_many"
-    )]
+    #[serde(default, deserialize_with = "voxtur_store::json::one_or_many")]
     pub consent: Option<Vec<ChannelConsentFilter>>,
     /// Where the contact came from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<StringFilter>,
     /// UTM source of the first touch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub utm_source: Option<StringFilter>,
     /// UTM medium of the first touch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub utm_medium: Option<StringFilter>,
     /// UTM campaign of the first touch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub utm_campaign: Option<StringFilter>,
     /// When the contact was created.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<DateTimeFilter>,
     /// When the contact last changed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<DateTimeFilter>,
     /// Custom field conditions; every entry must hold.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "voxtur_store::json::one_or_many"
-    )]
+    #[serde(default, deserialize_with = "voxtur_store::json::one_or_many")]
     pub custom_fields: Option<Vec<CustomFieldFilter>>,
     /// Anonymous visitor profiles. The `contacts` list leaves them out unless this is given
     /// (`true`: only anonymous profiles; `false`: only identified contacts).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anonymous: Option<bool>,
     /// Time of the earliest recorded event.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_seen_at: Option<DateTimeFilter>,
     /// Time of the latest recorded event.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_activity_at: Option<DateTimeFilter>,
     /// Behaviour: what the contact did, counted over its events; every entry must hold.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "voxtur_store::json::one_or_many"
-    )]
+    #[serde(default, deserialize_with = "voxtur_store::json::one_or_many")]
     pub events: Option<Vec<EventCondition>>,
     /// Membership of segments.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segments: Option<SegmentMembershipFilter>,
 }
 
@@ -170,17 +129,17 @@ pub struct ContactFilter {
 #[serde(rename_all = "camelCase")]
 pub struct LifecycleStageFilter {
     /// Equal to.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::names::option")]
+    #[serde(default, with = "crate::names::option")]
     pub eq: Option<LifecycleStage>,
     /// Not equal to.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::names::option")]
+    #[serde(default, with = "crate::names::option")]
     pub neq: Option<LifecycleStage>,
     /// One of.
     #[serde(rename = "in")]
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::names::option_list")]
+    #[serde(default, with = "crate::names::option_list")]
     pub in_list: Option<Vec<LifecycleStage>>,
     /// None of.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::names::option_list")]
+    #[serde(default, with = "crate::names::option_list")]
     pub not_in: Option<Vec<LifecycleStage>>,
 }
 
@@ -189,25 +148,13 @@ pub struct LifecycleStageFilter {
 #[serde(rename_all = "camelCase")]
 pub struct TagFilter {
     /// Has at least one of these tags.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "voxtur_store::json::one_or_many"
-    )]
+    #[serde(default, deserialize_with = "voxtur_store::json::one_or_many")]
     pub has_any: Option<Vec<String>>,
     /// Has every one of these tags.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "voxtur_store::json::one_or_many"
-    )]
+    #[serde(default, deserialize_with = "voxtur_store::json::one_or_many")]
     pub has_all: Option<Vec<String>>,
     /// Has none of these tags.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "voxtur_store::json::one_or_many"
-    )]
+    #[serde(default, deserialize_with = "voxtur_store::json::one_or_many")]
     pub has_none: Option<Vec<String>>,
 }
 
@@ -218,13 +165,11 @@ pub struct ChannelConsentFilter {
     /// The channel.
     pub channel: Channel,
     /// Consent status is one of these.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::names::option_list")]
+    #[serde(default, with = "crate::names::option_list")]
     pub status: Option<Vec<ConsentStatus>>,
     /// The do-not-contact flag equals this.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub do_not_contact: Option<bool>,
     /// `true`: consent granted and not flagged do-not-contact; `false`: the opposite.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contactable: Option<bool>,
 }
 

@@ -260,50 +260,30 @@ pub struct CustomFieldFilter {
     /// The custom field's key.
     pub key: String,
     /// Equal to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eq: Option<Json>,
     /// Not equal to (records without a value do not match).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub neq: Option<Json>,
     /// Greater than (numbers, dates, text).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gt: Option<Json>,
     /// Greater than or equal to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gte: Option<Json>,
     /// Less than.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lt: Option<Json>,
     /// Less than or equal to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lte: Option<Json>,
     /// Equal to one of (at most 1,000 values).
     #[serde(rename = "in")]
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "voxtur_store::json::one_or_many"
-    )]
+    #[serde(default, deserialize_with = "voxtur_store::json::one_or_many")]
     pub in_list: Option<Vec<Json>>,
     /// Text fields: contains this text, case-insensitive.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contains: Option<String>,
     /// Multi-select fields: holds at least one of these options.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "voxtur_store::json::one_or_many"
-    )]
+    #[serde(default, deserialize_with = "voxtur_store::json::one_or_many")]
     pub has_any: Option<Vec<String>>,
     /// Multi-select fields: holds all of these options.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "voxtur_store::json::one_or_many"
-    )]
+    #[serde(default, deserialize_with = "voxtur_store::json::one_or_many")]
     pub has_all: Option<Vec<String>>,
     /// `true`: no value; `false`: has a value.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub is_null: Option<bool>,
 }
 

@@ -29,33 +29,22 @@ pub struct EventCondition {
     #[serde(rename = "type")]
     pub event_type: EventType,
     /// The event's name (custom events, page names).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Conditions on the event's properties; every entry must hold for an event to count.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "voxtur_store::json::one_or_many"
-    )]
+    #[serde(default, deserialize_with = "voxtur_store::json::one_or_many")]
     pub properties: Option<Vec<PropertyCondition>>,
     /// At least this many matching events (1 or more).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at_least: Option<i32>,
     /// At most this many (`atMost: 0` means "never").
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at_most: Option<i32>,
     /// Exactly this many (`exactly: 0` means "never").
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exactly: Option<i32>,
     /// Only events of the last this many days (1 to 3,650), counted back from the moment the
     /// segment is evaluated: contacts leave as the window passes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub within_last_days: Option<i32>,
     /// Only events at or after this time.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<DateTime<Utc>>,
     /// Only events before this time.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<DateTime<Utc>>,
 }
 
@@ -66,22 +55,16 @@ pub struct PropertyCondition {
     /// The property's key.
     pub key: String,
     /// Equal to this JSON value.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eq: Option<serde_json::Value>,
     /// Not equal to (events without the property do not match).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub neq: Option<serde_json::Value>,
     /// Greater than (numbers or text).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gt: Option<serde_json::Value>,
     /// Greater than or equal to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gte: Option<serde_json::Value>,
     /// Less than.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lt: Option<serde_json::Value>,
     /// Less than or equal to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lte: Option<serde_json::Value>,
 }
 
@@ -370,21 +353,13 @@ impl PropertyCondition {
 }
 
 /// Conditions on a contact's timeline.
-#[derive(serde::Serialize, serde::Deserialize, Default, Clone, Debug, PartialEq, Eq, Hash)]
-#[serde(rename_all = "camelCase")]
+#[derive(Default, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TimelineFilter {
     /// Only these types.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "voxtur_store::json::one_or_many"
-    )]
     pub types: Option<Vec<EventType>>,
     /// At or after this time.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<DateTime<Utc>>,
     /// Before this time.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<DateTime<Utc>>,
 }
 
@@ -411,40 +386,23 @@ impl TimelineFilter {
 }
 
 /// Conditions on events across the workspace.
-#[derive(serde::Serialize, serde::Deserialize, Default, Clone, Debug)]
-#[serde(rename_all = "camelCase")]
+#[derive(Default, Clone, Debug)]
 pub struct EventFilter {
     /// Only these types.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "voxtur_store::json::one_or_many"
-    )]
     pub types: Option<Vec<EventType>>,
     /// Only events of this contact.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contact_id: Option<String>,
     /// When it happened.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub occurred_at: Option<DateTimeFilter>,
     /// The custom event's or page's name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<StringFilter>,
     /// The source.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<StringFilter>,
     /// Only these channels.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "voxtur_store::json::one_or_many"
-    )]
     pub channels: Option<Vec<Channel>>,
     /// The attributed campaign.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub campaign: Option<StringFilter>,
     /// UTM source.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub utm_source: Option<StringFilter>,
 }
 

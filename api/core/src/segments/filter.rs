@@ -16,18 +16,10 @@ use uuid::Uuid;
 pub struct SegmentMembershipFilter {
     /// In at least one of these segments.
     #[serde(rename = "in")]
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "voxtur_store::json::one_or_many"
-    )]
+    #[serde(default, deserialize_with = "voxtur_store::json::one_or_many")]
     pub in_list: Option<Vec<String>>,
     /// In none of these segments.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "voxtur_store::json::one_or_many"
-    )]
+    #[serde(default, deserialize_with = "voxtur_store::json::one_or_many")]
     pub not_in: Option<Vec<String>>,
 }
 

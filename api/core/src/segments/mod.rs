@@ -49,8 +49,22 @@ pub struct Evaluation {
     pub exited: u64,
 }
 
+/// A filter as stored: its serde form without the fields it leaves out (`null`s).
 fn filter_json(filter: &ContactFilter) -> ApiResult<serde_json::Value> {
-    serde_json::to_value(filter).map_err(|e| ApiError::Internal(Box::new(e)))
+    fn without_nulls(value: serde_json::Value) -> serde_json::Value {
+        match value {
+            serde_json::Value::Object(map) => map
+                .into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, without_nulls(v)))
+                .collect(),
+            serde_json::Value::Array(items) => items.into_iter().map(without_nulls).collect(),
+            other => other,
+        }
+    }
+    serde_json::to_value(filter)
+        .map(without_nulls)
+        .map_err(|e| ApiError::Internal(Box::new(e)))
 }
 
 /// The stored filter of a dynamic segment: a `ContactFilter` in its serde form, whose names are

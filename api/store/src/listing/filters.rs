@@ -54,40 +54,25 @@ fn values<T: Clone + Into<Value>>(list: &[T]) -> Vec<Value> {
 #[serde(rename_all = "camelCase")]
 pub struct StringFilter {
     /// Equal to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eq: Option<String>,
     /// Not equal to (rows where the field is null do not match).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub neq: Option<String>,
     /// Equal to one of (at most 1,000 values).
     #[serde(rename = "in")]
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "crate::json::one_or_many"
-    )]
+    #[serde(default, deserialize_with = "crate::json::one_or_many")]
     pub in_list: Option<Vec<String>>,
     /// Equal to none of (at most 1,000 values).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "crate::json::one_or_many"
-    )]
+    #[serde(default, deserialize_with = "crate::json::one_or_many")]
     pub not_in: Option<Vec<String>>,
     /// SQL LIKE pattern, case-sensitive: `%` any run of characters, `_` one character.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub like: Option<String>,
     /// SQL LIKE pattern, case-insensitive.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ilike: Option<String>,
     /// Starts with this text, case-insensitive (wildcards match literally).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub starts_with: Option<String>,
     /// Contains this text, case-insensitive (wildcards match literally).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contains: Option<String>,
     /// `true`: the field is empty; `false`: it has a value.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub is_null: Option<bool>,
 }
 
@@ -143,22 +128,16 @@ impl StringFilter {
 #[serde(rename_all = "camelCase")]
 pub struct DateTimeFilter {
     /// Equal to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eq: Option<DateTime<Utc>>,
     /// Strictly after.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gt: Option<DateTime<Utc>>,
     /// At or after.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gte: Option<DateTime<Utc>>,
     /// Strictly before.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lt: Option<DateTime<Utc>>,
     /// At or before.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lte: Option<DateTime<Utc>>,
     /// `true`: the field is empty; `false`: it has a value.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub is_null: Option<bool>,
 }
 
@@ -189,7 +168,6 @@ impl DateTimeFilter {
 #[serde(rename_all = "camelCase")]
 pub struct BooleanFilter {
     /// Equal to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eq: Option<bool>,
 }
 
