@@ -2,6 +2,7 @@
 //! `/healthz`, `/readyz`; request ids, a body size limit, graceful shutdown.
 
 use crate::config::Settings;
+use crate::http::{AppState, error_response};
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServerHandle, ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
@@ -16,15 +17,7 @@ use tracing_actix_web::{RequestId, TracingLogger};
 use voxtur_core::auth::{PrincipalCache, authenticate};
 use voxtur_core::db::{self, StatementCounter};
 use voxtur_core::error::ApiError;
-use voxtur_graphql::{VoxturSchema, loaders::Loaders};
-
-pub struct AppState {
-    pub schema: VoxturSchema,
-    pub db: DatabaseConnection,
-    pub principals: Arc<PrincipalCache>,
-    pub parsed: voxtur_graphql::parsed::ParsedQueries,
-    pub max_body_bytes: usize,
-}
+use voxtur_graphql::loaders::Loaders;
 
 /// A built, bound, not yet running server. Binding happens in `build`, so port 0 works for tests.
 /// How often sliding segment windows are re-evaluated.
@@ -152,12 +145,6 @@ async fn request_id_header(
     Ok(response)
 }
 
-/// A GraphQL-shaped error body for failures before the schema runs.
-pub(crate) fn error_response(status: StatusCode, code: &str, message: &str) -> HttpResponse {
-    HttpResponse::build(status).json(serde_json::json!({
-        "errors": [{ "message": message, "extensions": { "code": code } }]
-    }))
-}
 
 async fn graphql_post(req: HttpRequest, mut payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
     let limit = state.max_body_bytes;

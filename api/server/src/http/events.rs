@@ -6,7 +6,7 @@
 // Handlers short-circuit with the finished error response; boxing it would only add noise.
 #![allow(clippy::result_large_err)]
 
-use crate::server::AppState;
+use super::AppState;
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};

@@ -1,7 +1,7 @@
 //! `GET /exports/{id}`: an export job's CSV, streamed chunk by chunk, to the same credentials
 //! (an API key of the workspace with `contacts:read`).
 
-use crate::server::{AppState, error_response};
+use super::{AppState, error_response};
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use entities::{export_chunk, export_job};

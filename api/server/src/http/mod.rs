@@ -3,3 +3,26 @@
 pub mod events;
 pub mod exports;
 pub mod web;
+
+use actix_web::HttpResponse;
+use actix_web::http::StatusCode;
+use sea_orm::DatabaseConnection;
+use std::sync::Arc;
+use voxtur_core::auth::PrincipalCache;
+use voxtur_graphql::VoxturSchema;
+
+/// What every handler may read: built once per server, shared by its workers.
+pub struct AppState {
+    pub schema: VoxturSchema,
+    pub db: DatabaseConnection,
+    pub principals: Arc<PrincipalCache>,
+    pub parsed: voxtur_graphql::parsed::ParsedQueries,
+    pub max_body_bytes: usize,
+}
+
+/// A GraphQL-shaped error body for failures before the schema runs.
+pub(crate) fn error_response(status: StatusCode, code: &str, message: &str) -> HttpResponse {
+    HttpResponse::build(status).json(serde_json::json!({
+        "errors": [{ "message": message, "extensions": { "code": code } }]
+    }))
+}

@@ -4,7 +4,7 @@
 // Handlers short-circuit with the finished error response; boxing it would only add noise.
 #![allow(clippy::result_large_err)]
 
-use crate::server::AppState;
+use super::AppState;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use entities::{form, landing_page, tracked_link};
