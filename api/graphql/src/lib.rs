@@ -256,7 +256,6 @@ pub fn build(db: DatabaseConnection, principals: Arc<PrincipalCache>, limits: &G
         .limit_complexity(limits.max_complexity)
         .limit_recursive_depth(64)
         .limit_directives(16)
-        .extension(errors::ErrorCodes)
         .finish()
 }
 

@@ -212,6 +212,7 @@ async fn graphql_post(req: HttpRequest, mut payload: web::Payload, state: web::D
             .data(principal);
     }
     let mut response = state.schema.execute(request).await;
+    voxtur_graphql::errors::set_codes(&mut response);
     for error in &mut response.errors {
         // Parse, validation, limit and input-coercion errors come from the GraphQL engine
         // without a code; they are all the caller's to fix.
