@@ -145,7 +145,6 @@ async fn request_id_header(
     Ok(response)
 }
 
-
 async fn graphql_post(req: HttpRequest, mut payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
     let limit = state.max_body_bytes;
     let too_large = || {
