@@ -39,6 +39,7 @@ pub type VoxturSchema = Schema<Query, Mutation, EmptySubscription>;
 
 /// Limits a query must keep, checked before anything executes.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GraphqlSettings {
     pub max_depth: usize,
     pub max_complexity: usize,

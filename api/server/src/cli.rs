@@ -5,7 +5,7 @@ use crate::server::Application;
 use crate::telemetry;
 use clap::{Parser, Subcommand};
 use entities::workspace;
-use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait};
+use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait, QueryOrder};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use uuid::Uuid;
@@ -29,8 +29,11 @@ Configuration, later sources overriding earlier ones:
        VOXTUR__GRAPHQL__MAX_DEPTH, VOXTUR__GRAPHQL__MAX_COMPLEXITY
        VOXTUR__LOG__FORMAT              pretty | json
        VOXTUR__LOG__FILTER              e.g. info,voxtur=debug (RUST_LOG overrides)
-     and DATABASE_URL, the conventional name, for the database URL
-  4. command-line flags (--database-url, --host, --port)";
+     and DATABASE_URL, the conventional name, for the database URL (it wins over
+     VOXTUR__DATABASE__URL)
+  4. command-line flags (--database-url, --host, --port)
+An unknown setting (a misspelt key in the file or a VOXTUR__ variable) stops the start with
+its name and the closest known one.";
 
 #[derive(Parser)]
 #[command(name = "voxtur", version, about = "Voxtur marketing-CRM GraphQL API server", after_long_help = CONFIG_HELP)]
@@ -148,6 +151,8 @@ enum WorkspaceCommand {
         /// Name of the workspace.
         name: String,
     },
+    /// List the workspaces: id, creation time and name, oldest first.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -246,6 +251,21 @@ async fn run(command: Option<Command>, mut settings: Settings) -> Result<(), Str
                 .await
                 .map_err(|e| e.for_operator())?;
             println!("{}", ws.id);
+            Ok(())
+        }
+        Command::Workspace {
+            command: WorkspaceCommand::List,
+        } => {
+            let db = connect(&settings).await?;
+            db::migrate(&db).await.map_err(|e| format!("migration failed: {e}"))?;
+            let all = workspace::Entity::find()
+                .order_by_asc(workspace::Column::CreatedAt)
+                .all(&db)
+                .await
+                .map_err(|e| e.to_string())?;
+            for ws in all {
+                println!("{}\t{}\t{}", ws.id, ws.created_at.format("%Y-%m-%dT%H:%M:%SZ"), ws.name);
+            }
             Ok(())
         }
         Command::ApiKey {
@@ -387,7 +407,7 @@ async fn first_start(db: &DatabaseConnection) -> Result<(), String> {
         .map_err(|e| e.for_operator())?;
     println!("Created workspace \"Default\" ({}).", ws.id);
     println!("Admin API key, shown only now; keep it safe:\n\n  {}\n", issued.secret);
-    println!("Use it as the header  Authorization: Bearer {}", issued.secret);
+    println!("Send it in the header  Authorization: Bearer <the key above>");
     Ok(())
 }
 

@@ -1,5 +1,12 @@
-//! Settings, layered: built-in defaults, then an optional TOML file, then environment variables
-//! (`VOXTUR__SECTION__KEY`, plus the conventional `DATABASE_URL`), then command-line flags.
+//! Settings, layered; each source overrides the ones before it:
+//! 1. built-in defaults;
+//! 2. a TOML file (`--config FILE`, else `voxtur.toml` in the working directory if it exists);
+//! 3. environment variables `VOXTUR__SECTION__KEY` (e.g. `VOXTUR__SERVER__PORT=9090`);
+//! 4. `DATABASE_URL`, the conventional name, over `VOXTUR__DATABASE__URL`;
+//! 5. command-line flags (`--database-url`, `serve --host/--port`).
+//!
+//! An unknown setting, in the file or the environment, is refused at start with its name and
+//! the closest known one: a misspelt setting silently ignored is a setting not applied.
 
 use figment::{
     Figment,
@@ -11,6 +18,7 @@ pub use voxtur_graphql::GraphqlSettings;
 pub use voxtur_store::db::DatabaseSettings;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Settings {
     pub database: DatabaseSettings,
     pub server: ServerSettings,
@@ -19,6 +27,7 @@ pub struct Settings {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ServerSettings {
     pub host: String,
     pub port: u16,
@@ -31,6 +40,7 @@ pub struct ServerSettings {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LogSettings {
     /// `pretty` for people, `json` for log collectors.
     pub format: LogFormat,
@@ -75,7 +85,7 @@ impl Default for Settings {
 impl Settings {
     /// Loads the layered settings. `file` is optional; when absent, `voxtur.toml` in the working
     /// directory is read if it exists.
-    pub fn load(file: Option<&Path>) -> Result<Settings, Box<figment::Error>> {
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Settings::default()));
         figment = match file {
             Some(path) => figment.merge(Toml::file_exact(path)),
@@ -85,8 +95,78 @@ impl Settings {
         if let Ok(url) = std::env::var("DATABASE_URL") {
             figment = figment.merge(Serialized::default("database.url", url));
         }
-        figment.extract().map_err(Box::new)
+        figment.extract().map_err(ConfigError::from)
     }
+}
+
+/// Why the settings could not be read, for an operator: which setting, from which source.
+#[derive(Debug)]
+pub struct ConfigError(String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl From<figment::Error> for ConfigError {
+    fn from(error: figment::Error) -> Self {
+        let explained: Vec<String> = error.into_iter().map(|e| explain(&e)).collect();
+        ConfigError(explained.join("; "))
+    }
+}
+
+fn explain(error: &figment::Error) -> String {
+    let figment::error::Kind::UnknownField(name, known) = &error.kind else {
+        return error.to_string();
+    };
+    let section: Vec<&str> = error.path.iter().map(String::as_str).filter(|p| p != name).collect();
+    let full = |field: &str| section.iter().copied().chain([field]).collect::<Vec<_>>().join(".");
+    let source = error
+        .metadata
+        .as_ref()
+        .map(|m| {
+            format!(
+                " (from {})",
+                m.source.as_ref().map_or_else(|| m.name.to_string(), |s| s.to_string())
+            )
+        })
+        .unwrap_or_default();
+    let closest = known
+        .iter()
+        .min_by_key(|k| edit_distance(name, k))
+        .filter(|k| edit_distance(name, k) <= name.len().max(2) / 2 + 1);
+    match closest {
+        Some(k) => format!("unknown setting `{}`{source}; did you mean `{}`?", full(name), full(k)),
+        None => format!(
+            "unknown setting `{}`{source}; known here: {}",
+            full(name),
+            known.join(", ")
+        ),
+    }
+}
+
+/// Levenshtein distance, for suggesting the setting meant (a handful of short names; written
+/// here rather than adding a crate).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                diagonal
+            } else {
+                1 + diagonal.min(above).min(row[j])
+            };
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 #[cfg(test)]
@@ -105,6 +185,30 @@ mod tests {
             settings.server.max_body_bytes,
             Settings::default().server.max_body_bytes
         );
+    }
+
+    #[test]
+    fn the_example_file_holds_the_defaults() {
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../voxtur.example.toml");
+        let loaded = Settings::load(Some(Path::new(example))).unwrap();
+        let defaults = Settings::default();
+        assert_eq!(
+            serde_json::to_value(&loaded).unwrap(),
+            serde_json::to_value(&defaults).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_misspelt_setting_is_refused_with_the_closest_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("voxtur.toml");
+        std::fs::write(&path, "[server]\nprot = 1\n").unwrap();
+        let error = Settings::load(Some(&path)).unwrap_err().to_string();
+        assert!(error.contains("unknown setting `server.prot`"), "{error}");
+        assert!(error.contains("did you mean `server.port`?"), "{error}");
+        std::fs::write(&path, "[databse]\nurl = \"x\"\n").unwrap();
+        let error = Settings::load(Some(&path)).unwrap_err().to_string();
+        assert!(error.contains("did you mean `database`?"), "{error}");
     }
 
     #[test]

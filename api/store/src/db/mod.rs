@@ -16,6 +16,7 @@ pub mod sqlite_memory;
 
 /// Where the database is and how many connections to keep.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
     /// `sqlite://FILE?mode=rwc` (embedded default) or `postgres://USER@HOST/DB`.
     pub url: String,
