@@ -949,3 +949,32 @@ async fn batches_grouping_by_one_new_company_name_at_once_make_it_once() {
         assert_eq!(data["contactByEmail"]["company"]["name"], "Hooli", "u{b}: {data}");
     }
 }
+
+/// RudderStack's SDKs send identify traits in `context.traits`: they reach the contact as
+/// `traits` do, and the message's own traits win where both name one.
+#[tokio::test]
+async fn traits_in_the_context_identify_as_traits_do() {
+    let app = TestApp::spawn().await;
+    let key = app.write_key().await;
+    let (status, body) = app
+        .track(
+            "/v1/identify",
+            &key,
+            json!({ "userId": "r-1", "anonymousId": "a-r1", "messageId": "r-msg-1",
+                    "context": { "traits": { "email": "Rudder@Example.com", "firstName": "Context", "lastName": "Stack" }, "library": { "name": "rudder-sdk-python" } },
+                    "traits": { "firstName": "Own" } }),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    let data = app
+        .gql(
+            "{ contacts(filter: {email: {eq: \"rudder@example.com\"}}) { nodes { firstName lastName } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        data["contacts"]["nodes"],
+        json!([{ "firstName": "Own", "lastName": "Stack" }]),
+        "{data}"
+    );
+}

@@ -51,3 +51,27 @@ async fn every_type_field_and_argument_has_a_description() {
     }
     assert!(missing.is_empty(), "undescribed: {missing:?}");
 }
+
+/// GraphQL tools open with the standard introspection query (graphql-js's and graphql-core's
+/// `getIntrospectionQuery`; this is graphql-core 3.2's, with descriptions). It nests deeper than
+/// the API's depth limit, so introspection is counted apart: it passes whatever the limit, and
+/// a query as deep through the API is still refused.
+#[tokio::test]
+async fn the_standard_introspection_query_passes_whatever_the_depth_limit() {
+    let app = TestApp::spawn_with(|settings| settings.graphql.max_depth = 6).await;
+    let query = include_str!("fixtures/introspection.graphql");
+    let (_, body) = app.gql_as(Some(&app.key), query, json!({})).await;
+    assert!(body.get("errors").is_none(), "{body}");
+    let types = body["data"]["__schema"]["types"].as_array().unwrap();
+    assert!(types.iter().any(|t| t["name"] == "Contact"), "{body}");
+    assert_eq!(body["data"]["__schema"]["queryType"]["name"], "Query");
+
+    let deep = "{ contacts { nodes { company { contacts { nodes { company { contacts { nodes { id } } } } } } } } }";
+    let (code, message) = app.gql_error(deep, json!({})).await;
+    assert_eq!(code, "BAD_USER_INPUT");
+    assert!(message.contains("nested too deep"), "{message}");
+    // Mixing introspection with API fields keeps the API's limit.
+    let mixed = "{ __typename contacts { nodes { company { contacts { nodes { company { contacts { nodes { id } } } } } } } } }";
+    let (_, message) = app.gql_error(mixed, json!({})).await;
+    assert!(message.contains("nested too deep"), "{message}");
+}

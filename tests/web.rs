@@ -347,3 +347,45 @@ async fn tracked_links_redirect_and_record_clicks() {
     assert!(response.text().await.unwrap().contains("does not exist"));
     app.assert_tallies_match_events().await;
 }
+
+/// A public form cannot plant a formula in a marketer's spreadsheet: exported cells that a
+/// spreadsheet would run get a leading `'`; phone numbers and numbers stay as they are.
+#[tokio::test]
+async fn exports_quote_what_a_spreadsheet_would_run() {
+    let app = TestApp::spawn().await;
+    let data = app
+        .gql(
+            FORM,
+            json!({ "i": { "name": "Contact us", "fields": [
+                { "key": "email", "label": "Email", "type": "EMAIL", "mapsTo": "email", "required": true },
+                { "key": "first", "label": "First name", "type": "TEXT", "mapsTo": "firstName" },
+                { "key": "phone", "label": "Phone", "type": "PHONE", "mapsTo": "phone" }
+            ] } }),
+        )
+        .await;
+    let path = data["formCreate"]["form"]["submitPath"].as_str().unwrap().to_owned();
+    let response = browser()
+        .post(format!("{}{path}", app.address))
+        .json(&json!({ "email": "mallory@example.com", "first": "=HYPERLINK(\"http://evil.example\",\"Click\")", "phone": "+49 30 1234" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    let data = app
+        .gql(
+            "mutation { segmentCreate(input: {name: \"All\", filter: {email: {isNull: false}}}) { segment { id } } }",
+            json!({}),
+        )
+        .await;
+    let id = data["segmentCreate"]["segment"]["id"].as_str().unwrap();
+    let segment = voxtur_core::ids::decode_as(id, voxtur_core::ids::NodeKind::Segment).unwrap();
+    let (csv, _, rows) = voxtur_core::segments::export::page(&app.db, app.workspace_id, segment, None)
+        .await
+        .unwrap();
+    assert_eq!(rows, 1);
+    assert!(
+        csv.contains(r#""'=HYPERLINK(""http://evil.example"",""Click"")""#),
+        "{csv}"
+    );
+    assert!(csv.contains(",+49 30 1234,"), "{csv}");
+}

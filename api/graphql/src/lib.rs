@@ -249,15 +249,57 @@ pub fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
 }
 
 /// The served schema: limits are checked before anything executes.
-pub fn build(db: DatabaseConnection, principals: Arc<PrincipalCache>, limits: &GraphqlSettings) -> VoxturSchema {
-    builder()
-        .data(db)
-        .data(principals)
-        .limit_depth(limits.max_depth)
-        .limit_complexity(limits.max_complexity)
-        .limit_recursive_depth(64)
-        .limit_directives(16)
-        .finish()
+pub fn build(db: DatabaseConnection, principals: Arc<PrincipalCache>, limits: &GraphqlSettings) -> Schemas {
+    let schema = |max_depth: usize| {
+        builder()
+            .data(db.clone())
+            .data(principals.clone())
+            .limit_depth(max_depth)
+            .limit_complexity(limits.max_complexity)
+            .limit_recursive_depth(64)
+            .limit_directives(16)
+            .finish()
+    };
+    Schemas {
+        api: schema(limits.max_depth),
+        introspection: schema(INTROSPECTION_DEPTH.max(limits.max_depth)),
+    }
+}
+
+/// The standard introspection query of GraphQL tools (graphql-js's and graphql-core's
+/// `getIntrospectionQuery`, which GraphiQL sends on opening) nests 15 levels through `ofType`;
+/// newer ones nest deeper. Introspection reads only the schema, and the complexity limit still
+/// bounds it, so its depth is counted apart from the API's.
+const INTROSPECTION_DEPTH: usize = 32;
+
+/// The schema, twice: with the API's depth limit, and with the introspection depth for
+/// requests that only introspect.
+pub struct Schemas {
+    pub api: VoxturSchema,
+    pub introspection: VoxturSchema,
+}
+
+impl Schemas {
+    /// The schema that executes `request`: the introspection one when every operation selects
+    /// only `__schema`, `__type` or `__typename`.
+    pub fn for_request(&self, request: &mut async_graphql::Request) -> &VoxturSchema {
+        use async_graphql::parser::types::Selection;
+        let Ok(document) = request.parsed_query() else {
+            return &self.api;
+        };
+        let only_introspection = document.operations.iter().all(|(_, operation)| {
+            let items = &operation.node.selection_set.node.items;
+            !items.is_empty()
+                && items
+                    .iter()
+                    .all(|item| matches!(&item.node, Selection::Field(f) if f.node.name.node.starts_with("__")))
+        });
+        if only_introspection {
+            &self.introspection
+        } else {
+            &self.api
+        }
+    }
 }
 
 /// The schema as SDL, sorted, as committed in `schema.graphql`.

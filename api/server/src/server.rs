@@ -43,7 +43,7 @@ impl Application {
         let ingestor = web::Data::new(voxtur_core::events::ingest::Ingestor::new(db.clone()));
         let principals = Arc::new(PrincipalCache::default());
         let state = web::Data::new(AppState {
-            schema: voxtur_graphql::build(db.clone(), principals.clone(), &settings.graphql),
+            schemas: voxtur_graphql::build(db.clone(), principals.clone(), &settings.graphql),
             db: db.clone(),
             principals: principals.clone(),
             parsed: Default::default(),
@@ -210,7 +210,8 @@ async fn graphql_post(req: HttpRequest, mut payload: web::Payload, state: web::D
             .data(Loaders::new(state.db.clone(), principal.workspace_id))
             .data(principal);
     }
-    let mut response = state.schema.execute(request).await;
+    let schema = state.schemas.for_request(&mut request);
+    let mut response = schema.execute(request).await;
     voxtur_graphql::errors::set_codes(&mut response);
     for error in &mut response.errors {
         // Parse, validation, limit and input-coercion errors come from the GraphQL engine

@@ -77,17 +77,16 @@ pub async fn page(
     if after.is_none() {
         out.write_record(HEADER).map_err(csv_error)?;
     }
+    let text = |value: Option<&String>| value.map_or_else(String::new, |v| spreadsheet_safe(v));
     for c in &contacts {
         out.write_record([
             NodeKind::Contact.encode(c.id),
-            c.email.clone().unwrap_or_default(),
-            c.first_name.clone().unwrap_or_default(),
-            c.last_name.clone().unwrap_or_default(),
-            c.phone.clone().unwrap_or_default(),
+            text(c.email.as_ref()),
+            text(c.first_name.as_ref()),
+            text(c.last_name.as_ref()),
+            text(c.phone.as_ref()),
             c.lifecycle_stage.to_value(),
-            c.company_id
-                .and_then(|id| companies.get(&id).cloned())
-                .unwrap_or_default(),
+            text(c.company_id.and_then(|id| companies.get(&id))),
             c.owner_id.map(|id| NodeKind::User.encode(id)).unwrap_or_default(),
             c.created_at.to_rfc3339(),
             c.last_activity_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
@@ -171,4 +170,50 @@ async fn run(db: &DatabaseConnection, workspace_id: Uuid, segment_id: Uuid, job_
         after = last;
     }
     Ok(())
+}
+
+/// A text cell a spreadsheet will not run as a formula (OWASP's CSV injection advice): a cell
+/// starting with `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'`, except a
+/// number or a phone number that only starts with `+` or `-` (`+49 30 1234`, `-5`), which no
+/// spreadsheet reads as a formula and which the quote would spoil.
+pub fn spreadsheet_safe(cell: &str) -> String {
+    let Some(first) = cell.chars().next() else {
+        return String::new();
+    };
+    let number_like = matches!(first, '+' | '-')
+        && cell.len() > 1
+        && cell[1..].chars().all(|c| c.is_ascii_digit() || " ().-".contains(c))
+        && cell[1..].chars().any(|c| c.is_ascii_digit());
+    if matches!(first, '=' | '+' | '-' | '@' | '\t' | '\r') && !number_like {
+        format!("'{cell}")
+    } else {
+        cell.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spreadsheet_safe;
+
+    #[test]
+    fn formulas_are_quoted_and_numbers_left_alone() {
+        for (cell, expected) in [
+            (
+                "=HYPERLINK(\"http://evil\", \"x\")",
+                "'=HYPERLINK(\"http://evil\", \"x\")",
+            ),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("+cmd|' /C calc'!A0", "'+cmd|' /C calc'!A0"),
+            ("-2+3", "'-2+3"),
+            ("\t=1", "'\t=1"),
+            ("\r=1", "'\r=1"),
+            ("+49 (30) 1234-56", "+49 (30) 1234-56"),
+            ("-5", "-5"),
+            ("-", "'-"),
+            ("Ann", "Ann"),
+            ("", ""),
+        ] {
+            assert_eq!(spreadsheet_safe(cell), expected, "{cell:?}");
+        }
+    }
 }

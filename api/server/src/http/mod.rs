@@ -9,11 +9,11 @@ use actix_web::http::StatusCode;
 use sea_orm::DatabaseConnection;
 use std::sync::Arc;
 use voxtur_core::auth::PrincipalCache;
-use voxtur_graphql::VoxturSchema;
+use voxtur_graphql::Schemas;
 
 /// What every handler may read: built once per server, shared by its workers.
 pub struct AppState {
-    pub schema: VoxturSchema,
+    pub schemas: Schemas,
     pub db: DatabaseConnection,
     pub principals: Arc<PrincipalCache>,
     pub parsed: voxtur_graphql::parsed::ParsedQueries,

@@ -141,6 +141,8 @@ pub fn parse(
         ));
     }
     use chrono::SubsecRound;
+    let context = object_field(&mut raw, "context")?;
+    let traits = with_context_traits(object_field(&mut raw, "traits")?, &context);
     Ok(Message {
         kind,
         user_id,
@@ -152,7 +154,20 @@ pub fn parse(
         event,
         name,
         properties: object_field(&mut raw, "properties")?,
-        traits: object_field(&mut raw, "traits")?,
-        context: object_field(&mut raw, "context")?,
+        traits,
+        context,
     })
+}
+
+/// RudderStack's SDKs (and analytics.js on some calls) send a user's traits in
+/// `context.traits`; the message's own `traits` win where both name a trait.
+fn with_context_traits(traits: Json, context: &Json) -> Json {
+    let Some(from_context) = context.get("traits").and_then(Json::as_object) else {
+        return traits;
+    };
+    let mut merged = from_context.clone();
+    if let Json::Object(own) = traits {
+        merged.extend(own);
+    }
+    Json::Object(merged)
 }
