@@ -98,3 +98,69 @@ async fn a_query_sent_again_is_checked_and_run_afresh() {
         assert_eq!(body["data"]["contacts"]["nodes"], json!([]), "{body}");
     }
 }
+
+/// Tracking SDKs compress their bodies (RudderStack's gzips by default): gzip and deflate are
+/// inflated, and the size limit counts inflated bytes, so a small body that inflates to more
+/// than a batch may hold is refused, not expanded.
+#[tokio::test]
+async fn compressed_tracking_bodies_are_inflated_within_the_limits() {
+    use flate2::Compression;
+    use flate2::write::{GzEncoder, ZlibEncoder};
+    use std::io::Write;
+    let app = TestApp::spawn().await;
+    let key = app.write_key().await;
+    let send = |encoding: &'static str, body: Vec<u8>| {
+        let url = format!("{}/v1/batch", app.address);
+        let key = key.clone();
+        async move {
+            let response = reqwest::Client::new()
+                .post(url)
+                .basic_auth(key, Some(""))
+                .header("content-type", "application/json")
+                .header("content-encoding", encoding)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            (status, response.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let batch = |id: &str| {
+        serde_json::to_vec(&json!({ "batch": [
+            { "type": "identify", "userId": id, "messageId": format!("{id}-1"), "traits": { "email": format!("{id}@example.com") } },
+            { "type": "track", "userId": id, "messageId": format!("{id}-2"), "event": "Order Completed" }
+        ] }))
+        .unwrap()
+    };
+
+    let mut gzip = GzEncoder::new(Vec::new(), Compression::default());
+    gzip.write_all(&batch("gz")).unwrap();
+    let (status, body) = send("gzip", gzip.finish().unwrap()).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    assert_eq!(body["stored"], 2, "{body}");
+
+    // HTTP's `deflate` is the zlib format (RFC 9110), as browsers and SDKs send it.
+    let mut deflate = ZlibEncoder::new(Vec::new(), Compression::default());
+    deflate.write_all(&batch("df")).unwrap();
+    let (status, body) = send("deflate", deflate.finish().unwrap()).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    assert_eq!(body["stored"], 2, "{body}");
+
+    // 4 MB of padding compresses to a few KB; inflated it passes the 500 KB limit.
+    let mut bomb = GzEncoder::new(Vec::new(), Compression::best());
+    bomb.write_all(br#"{"batch": [], "padding": ""#).unwrap();
+    bomb.write_all(&vec![b'0'; 4 * 1024 * 1024]).unwrap();
+    bomb.write_all(br#""}"#).unwrap();
+    let compressed = bomb.finish().unwrap();
+    assert!(compressed.len() < 20 * 1024, "{}", compressed.len());
+    let (status, body) = send("gzip", compressed).await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["code"], "payload_too_large", "{body}");
+
+    // A body that says gzip but is not: a clear 400, nothing stored.
+    let (status, body) = send("gzip", b"not gzip at all".to_vec()).await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{body}");
+    let data = app.gql("{ contacts { totalCount } }", json!({})).await;
+    assert_eq!(data["contacts"]["totalCount"], 2);
+}

@@ -29,15 +29,25 @@ fn failure(status: StatusCode, code: &str, message: impl Into<String>) -> HttpRe
     HttpResponse::build(status).json(json!({ "success": false, "code": code, "message": message.into() }))
 }
 
-/// Reads the body up to `limit` bytes; over it is a 400, as Segment answers.
-async fn read_body(mut payload: web::Payload, limit: usize, what: &str) -> Result<web::Bytes, HttpResponse> {
+/// Reads the body up to `limit` bytes; over it is a 400, as Segment answers. A body sent with
+/// `Content-Encoding: gzip` or `deflate` (RudderStack's SDKs gzip by default; Segment's may) is
+/// inflated as it streams in, and the limit counts inflated bytes: a small body that inflates
+/// past it is refused once it has, never inflated whole.
+async fn read_body(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+    what: &str,
+) -> Result<web::Bytes, HttpResponse> {
+    let mut payload = actix_web::dev::Decompress::from_headers(payload, req.headers());
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| {
+        let chunk = chunk.map_err(|error| {
+            tracing::debug!(%error, "request body unreadable");
             failure(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
-                "could not read the request body",
+                format!("could not read the request body: {error}"),
             )
         })?;
         if body.len() + chunk.len() > limit {
@@ -122,7 +132,7 @@ async fn single(
         );
     };
     let result = async {
-        let body = read_body(payload, MAX_CALL_BYTES, "a call").await?;
+        let body = read_body(&req, payload, MAX_CALL_BYTES, "a call").await?;
         let raw = parse_json(&body)?;
         let body_key = raw.get("writeKey").and_then(Json::as_str).map(str::to_owned);
         let workspace = authenticate(&req, body_key.as_deref(), &state).await?;
@@ -152,7 +162,7 @@ async fn batch(
     ingestor: web::Data<Ingestor>,
 ) -> HttpResponse {
     let result = async {
-        let body = read_body(payload, MAX_BATCH_BYTES, "a batch").await?;
+        let body = read_body(&req, payload, MAX_BATCH_BYTES, "a batch").await?;
         // Raw messages: their exact sizes come free, and each is parsed once.
         let raw: BatchBody = serde_json::from_slice(&body)
             .map_err(|e| failure(StatusCode::BAD_REQUEST, "invalid_json", format!("body is not a JSON batch: {e}")))?;
