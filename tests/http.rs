@@ -164,3 +164,94 @@ async fn compressed_tracking_bodies_are_inflated_within_the_limits() {
     let data = app.gql("{ contacts { totalCount } }", json!({})).await;
     assert_eq!(data["contacts"]["totalCount"], 2);
 }
+
+/// analytics.js in a browser on another site: `text/plain` bodies with the write key inside, the
+/// one-letter paths, and CORS (a preflight answered, every answer allowing the calling origin).
+#[tokio::test]
+async fn analytics_js_sends_from_any_origin() {
+    let app = TestApp::spawn().await;
+    let key = app.write_key().await;
+    let client = reqwest::Client::new();
+    let origin = "https://shop.example.com";
+
+    let preflight = client
+        .request(reqwest::Method::OPTIONS, format!("{}/v1/t", app.address))
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), StatusCode::NO_CONTENT);
+    assert_eq!(preflight.headers()["access-control-allow-origin"], origin);
+    assert!(
+        preflight.headers()["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("POST")
+    );
+    assert!(
+        preflight.headers()["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .contains("Content-Type")
+    );
+
+    let post = |path: &'static str, body: serde_json::Value| {
+        let request = client
+            .post(format!("{}{path}", app.address))
+            .header("origin", origin)
+            .header("content-type", "text/plain")
+            .body(serde_json::to_vec(&body).unwrap());
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            let allowed = response.headers().get("access-control-allow-origin").cloned();
+            (status, allowed, response.text().await.unwrap())
+        }
+    };
+    for (path, body) in [
+        (
+            "/v1/p",
+            json!({ "writeKey": key, "anonymousId": "browser-1", "messageId": "b-1", "name": "Pricing" }),
+        ),
+        (
+            "/v1/t",
+            json!({ "writeKey": key, "anonymousId": "browser-1", "messageId": "b-2", "event": "Order Completed" }),
+        ),
+        (
+            "/v1/i",
+            json!({ "writeKey": key, "anonymousId": "browser-1", "userId": "js-1", "messageId": "b-3", "traits": { "email": "js@example.com" } }),
+        ),
+        (
+            "/v1/b",
+            json!({ "writeKey": key, "batch": [{ "type": "track", "userId": "js-1", "messageId": "b-4", "event": "Cart Updated" }] }),
+        ),
+    ] {
+        let (status, allowed, text) = post(path, body).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {text}");
+        assert_eq!(allowed.unwrap(), origin, "{path}");
+    }
+    let (status, allowed, _) = post("/v1/x", json!({ "writeKey": key })).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(allowed.unwrap(), origin);
+
+    let data = app
+        .gql(
+            "{ contacts(filter: {email: {eq: \"js@example.com\"}}) { nodes { timeline { nodes { type } } } } }",
+            json!({}),
+        )
+        .await;
+    let mut types: Vec<String> = data["contacts"]["nodes"][0]["timeline"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["type"].as_str().unwrap().to_owned())
+        .collect();
+    types.sort();
+    assert_eq!(
+        types,
+        ["CART_UPDATED", "IDENTIFIED", "ORDER_COMPLETED", "PAGE_VIEWED"],
+        "{data}"
+    );
+}

@@ -1,4 +1,6 @@
-//! The Segment HTTP Tracking API: `POST /v1/{track,identify,page,screen,group,alias,batch}`.
+//! The Segment HTTP Tracking API: `POST /v1/{track,identify,page,screen,group,alias,batch}`, and
+//! analytics.js's short paths (`/v1/t`, `/v1/p`, `/v1/i`, `/v1/g`, `/v1/a`, `/v1/b`), open to
+//! browsers on any origin (CORS).
 //! 200 `{"success": true}` when accepted; 400 with a reason for oversized or malformed calls;
 //! 401 for a missing, wrong or revoked write key. A batch stores its valid messages and lists
 //! the rejected ones by index.
@@ -7,8 +9,12 @@
 #![allow(clippy::result_large_err)]
 
 use super::AppState;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
 use actix_web::http::StatusCode;
-use actix_web::http::header;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::{Next, from_fn};
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -19,10 +25,58 @@ use voxtur_core::events::ingest::{Ingestor, Kind, MAX_BATCH_BYTES, MAX_CALL_BYTE
 use voxtur_core::events::write_keys::workspace_for;
 
 pub fn routes(config: &mut web::ServiceConfig) {
-    config
-        .route("/v1/batch", web::post().to(batch))
-        .route("/v1/import", web::post().to(batch))
-        .route("/v1/{kind}", web::post().to(single));
+    config.service(
+        web::scope("/v1")
+            .wrap(from_fn(cors))
+            .route("/batch", web::post().to(batch))
+            .route("/import", web::post().to(batch))
+            // analytics.js's short paths: /v1/t, /v1/p, /v1/i, /v1/g, /v1/a and /v1/b.
+            .route("/b", web::post().to(batch))
+            .route("/{kind}", web::post().to(single))
+            .route("/{kind}", web::method(Method::OPTIONS).to(preflight)),
+    );
+}
+
+/// Browsers on any site send here (analytics.js posts `text/plain`, a simple request, with the
+/// write key in the body), as they do to Segment: every answer allows the calling origin.
+async fn cors(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    let mut response = next.call(req).await?;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        origin.unwrap_or_else(|| HeaderValue::from_static("*")),
+    );
+    headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+    Ok(response)
+}
+
+/// The preflight of a cross-origin call that sends JSON or an `Authorization` header.
+async fn preflight() -> HttpResponse {
+    HttpResponse::NoContent()
+        .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "POST, OPTIONS"))
+        .insert_header((
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            "Authorization, Content-Type, Content-Encoding",
+        ))
+        .insert_header((header::ACCESS_CONTROL_MAX_AGE, "86400"))
+        .finish()
+}
+
+/// A call's kind from its path, the long names and analytics.js's one-letter ones.
+fn kind_of(path: &str) -> Option<Kind> {
+    let long = match path {
+        "t" => "track",
+        "p" => "page",
+        "i" => "identify",
+        "g" => "group",
+        "a" => "alias",
+        other => other,
+    };
+    Kind::parse(long)
 }
 
 fn failure(status: StatusCode, code: &str, message: impl Into<String>) -> HttpResponse {
@@ -124,7 +178,7 @@ async fn single(
     state: web::Data<AppState>,
     ingestor: web::Data<Ingestor>,
 ) -> HttpResponse {
-    let Some(kind) = Kind::parse(&path) else {
+    let Some(kind) = kind_of(&path) else {
         return failure(
             StatusCode::NOT_FOUND,
             "not_found",
