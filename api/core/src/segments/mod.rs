@@ -8,15 +8,19 @@
 //! `INSERT ... SELECT ... NOT IN`. The same statements re-evaluate a few contacts (a scope), which
 //! is how changes to contacts and arriving events keep membership current.
 
+mod current;
 pub mod export;
 pub mod filter;
+mod lists;
+
+pub use current::{Touched, expire_windows, in_dependency_order, refresh_contacts};
+pub use lists::{Members, add_members, import_emails, parse_email_csv, remove_members};
 
 use crate::Patch;
 use crate::contacts::filter::{ContactFilter, FilterContext};
 use crate::error::{ApiError, ApiResult};
 use crate::errors::{MutationResult, UserError, UserErrorCode};
 use crate::ids::NodeKind;
-use crate::writes::Changes;
 use chrono::{DateTime, Utc};
 use entities::{contact, event, segment, segment_change, segment_member};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, LockType, Query, SelectStatement};
@@ -25,13 +29,13 @@ use sea_orm::{
     TransactionSession, TransactionTrait,
 };
 use serde::Deserialize;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use uuid::Uuid;
 
 pub const DYNAMIC: &str = "dynamic";
 pub const STATIC: &str = "static";
 /// Contacts per statement when adding or removing static members by id.
-const MAX_MEMBERS_PER_CALL: usize = 1_000;
+pub(crate) const MAX_MEMBERS_PER_CALL: usize = 1_000;
 
 /// What a create or update sets; `None` leaves a field as it is.
 #[derive(Default)]
@@ -435,7 +439,7 @@ pub async fn evaluate<C: ConnectionTrait + TransactionTrait>(
 
 /// The time of a membership change: now, but strictly after the segment's last change, since
 /// a change's entries are told apart by it (changes of one segment take turns on its row).
-fn change_time(segment: &segment::Model) -> DateTime<Utc> {
+pub(crate) fn change_time(segment: &segment::Model) -> DateTime<Utc> {
     let now = crate::now();
     segment
         .evaluated_at
@@ -444,7 +448,7 @@ fn change_time(segment: &segment::Model) -> DateTime<Utc> {
 
 /// Moves the cached count and the evaluation time (after evaluating every contact: recounts the
 /// members, and moves the time its sliding windows are up to date).
-async fn finish(
+pub(crate) async fn finish(
     db: &impl ConnectionTrait,
     segment: &segment::Model,
     entered: u64,
@@ -481,7 +485,7 @@ async fn finish(
 /// Records an entry or exit for every contact `contacts` selects (a select of one column,
 /// `contact_id`): a `segment_change` row and a `segment_entered` / `segment_exited` event on the
 /// contact's timeline. Returns how many.
-async fn record_changes(
+pub(crate) async fn record_changes(
     db: &impl ConnectionTrait,
     segment: &segment::Model,
     contacts: &SelectStatement,
@@ -573,157 +577,6 @@ async fn record_changes(
     Ok(count)
 }
 
-/// Which contacts a static-membership change is about.
-pub enum Members {
-    Ids(Vec<Uuid>),
-    /// The contacts matching a filter now (a snapshot; later changes do not follow it).
-    Filter(Box<ContactFilter>),
-}
-
-/// Locks a static segment for a membership change.
-async fn lock_static(db: &impl ConnectionTrait, workspace_id: Uuid, id: Uuid) -> MutationResult<segment::Model> {
-    let mut query = segment::Entity::find_by_id(id).filter(segment::Column::WorkspaceId.eq(workspace_id));
-    if db.get_database_backend() == DbBackend::Postgres {
-        query = query.lock(LockType::Update);
-    }
-    let segment = query.one(db).await?.ok_or_else(|| {
-        UserError::argument(
-            &["segmentId"],
-            UserErrorCode::NotFound,
-            format!("no segment {} in this workspace", NodeKind::Segment.encode(id)),
-        )
-    })?;
-    if segment.kind != STATIC {
-        return Err(UserError::argument(
-            &["segmentId"],
-            UserErrorCode::Invalid,
-            "members of a dynamic segment follow its filter; add or remove them in a static segment",
-        )
-        .into());
-    }
-    Ok(segment)
-}
-
-/// The selected contacts of this workspace, as a select of their ids.
-async fn select_members(
-    db: &impl ConnectionTrait,
-    workspace_id: Uuid,
-    members: &Members,
-) -> MutationResult<SelectStatement> {
-    let mut select = Query::select();
-    select
-        .column((contact::Entity, contact::Column::Id))
-        .from(contact::Entity)
-        .and_where(contact::Column::WorkspaceId.eq(workspace_id));
-    match members {
-        Members::Ids(ids) => {
-            if ids.len() > MAX_MEMBERS_PER_CALL {
-                return Err(UserError::argument(
-                    &["contactIds"],
-                    UserErrorCode::TooMany,
-                    format!("at most {MAX_MEMBERS_PER_CALL} contacts per call (got {})", ids.len()),
-                )
-                .into());
-            }
-            let found: HashSet<Uuid> = contact::Entity::find()
-                .select_only()
-                .column(contact::Column::Id)
-                .filter(contact::Column::WorkspaceId.eq(workspace_id))
-                .filter(contact::Column::Id.is_in(ids.iter().copied()))
-                .into_tuple::<Uuid>()
-                .all(db)
-                .await?
-                .into_iter()
-                .collect();
-            let missing: Vec<UserError> = ids
-                .iter()
-                .enumerate()
-                .filter(|(_, id)| !found.contains(id))
-                .map(|(i, id)| {
-                    UserError::argument(
-                        &["contactIds", &i.to_string()],
-                        UserErrorCode::NotFound,
-                        format!("no contact {} in this workspace", NodeKind::Contact.encode(*id)),
-                    )
-                })
-                .collect();
-            if !missing.is_empty() {
-                return Err(missing.into());
-            }
-            select.and_where(contact::Column::Id.is_in(ids.iter().copied()));
-        }
-        Members::Filter(filter) => {
-            let filter = filter.as_ref();
-            let invalid = |message: String| UserError::new(&["filter"], UserErrorCode::Invalid, message);
-            let ctx = FilterContext::load(db, workspace_id, Some(filter))
-                .await
-                .map_err(|e| invalid(e.message()))?;
-            select.cond_where(filter.condition(&ctx).map_err(|e| invalid(e.message()))?);
-            if filter.anonymous.is_none() {
-                select.and_where(contact::Column::Anonymous.eq(false));
-            }
-        }
-    }
-    Ok(select.to_owned())
-}
-
-/// Adds contacts to a static segment; members already in it stay as they are. Returns how
-/// many entered.
-pub async fn add_members<C: ConnectionTrait + TransactionTrait>(
-    db: &C,
-    workspace_id: Uuid,
-    id: Uuid,
-    members: Members,
-) -> MutationResult<u64> {
-    let txn = crate::db::begin_write(db).await?;
-    let segment = lock_static(&txn, workspace_id, id).await?;
-    let entering = select_members(&txn, workspace_id, &members).await?;
-    let now = change_time(&segment);
-    let entered = insert_members(&txn, &segment, entering, now).await?;
-    finish(&txn, &segment, entered, 0, now, false).await?;
-    let mut changes = Changes::new(workspace_id);
-    if entered > 0 {
-        changes.lists_changed.push(id);
-    }
-    crate::writes::commit(db, txn, changes).await?;
-    Ok(entered)
-}
-
-/// Removes contacts from a static segment. Returns how many left.
-pub async fn remove_members<C: ConnectionTrait + TransactionTrait>(
-    db: &C,
-    workspace_id: Uuid,
-    id: Uuid,
-    members: Members,
-) -> MutationResult<u64> {
-    let txn = crate::db::begin_write(db).await?;
-    let segment = lock_static(&txn, workspace_id, id).await?;
-    let selected = select_members(&txn, workspace_id, &members).await?;
-    let now = change_time(&segment);
-    let mut leaving = Query::select();
-    leaving
-        .column(segment_member::Column::ContactId)
-        .from(segment_member::Entity)
-        .and_where(segment_member::Column::SegmentId.eq(id))
-        .and_where(segment_member::Column::ContactId.in_subquery(selected.clone()));
-    let exited = record_changes(&txn, &segment, &leaving, false, now).await?;
-    if exited > 0 {
-        let delete = Query::delete()
-            .from_table(segment_member::Entity)
-            .and_where(segment_member::Column::SegmentId.eq(id))
-            .and_where(segment_member::Column::ContactId.in_subquery(selected))
-            .to_owned();
-        txn.execute(&delete).await?;
-    }
-    finish(&txn, &segment, 0, exited, now, false).await?;
-    let mut changes = Changes::new(workspace_id);
-    if exited > 0 {
-        changes.lists_changed.push(id);
-    }
-    crate::writes::commit(db, txn, changes).await?;
-    Ok(exited)
-}
-
 /// A correlated test: `contact` is a member of the segment (an index probe per row).
 fn is_member(segment_id: Uuid, contact: Expr) -> Expr {
     let m = Alias::new("m");
@@ -739,7 +592,7 @@ fn is_member(segment_id: Uuid, contact: Expr) -> Expr {
 
 /// Makes members, entered at `now`, of the contacts `candidates` selects (one column, `id`)
 /// that are not members yet, and records their entries. Returns how many entered.
-async fn insert_members(
+pub(crate) async fn insert_members(
     db: &impl ConnectionTrait,
     segment: &segment::Model,
     candidates: SelectStatement,
@@ -778,92 +631,6 @@ async fn insert_members(
     Ok(entered)
 }
 
-/// Parses a CSV of e-mail addresses: one per row, in the column headed `email` when there is a
-/// header, else the first column. Returns the addresses, or the rows that are not addresses.
-pub fn parse_email_csv(text: &str) -> Result<Vec<String>, Vec<UserError>> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(text.as_bytes());
-    let mut column = 0;
-    let mut emails = Vec::new();
-    let mut errors = Vec::new();
-    for (row, record) in reader.records().enumerate() {
-        let record = match record {
-            Ok(r) => r,
-            Err(e) => {
-                errors.push(UserError::argument(
-                    &["csv", &(row + 1).to_string()],
-                    UserErrorCode::Invalid,
-                    e.to_string(),
-                ));
-                continue;
-            }
-        };
-        if row == 0
-            && let Some(i) = record
-                .iter()
-                .position(|h| h.eq_ignore_ascii_case("email") || h.eq_ignore_ascii_case("e-mail"))
-        {
-            column = i;
-            continue;
-        }
-        let value = record.get(column).unwrap_or_default();
-        if value.is_empty() {
-            continue;
-        }
-        match crate::values::parse_email(value) {
-            Ok(email) => emails.push(email),
-            Err(message) => errors.push(UserError::argument(
-                &["csv", &(row + 1).to_string()],
-                UserErrorCode::InvalidEmail,
-                format!("row {}: {message}", row + 1),
-            )),
-        }
-    }
-    if errors.is_empty() { Ok(emails) } else { Err(errors) }
-}
-
-/// Adds the contacts with these e-mails to a static segment. Returns how many entered and the
-/// addresses no contact has (reported, never silently dropped).
-pub async fn import_emails<C: ConnectionTrait + TransactionTrait>(
-    db: &C,
-    workspace_id: Uuid,
-    id: Uuid,
-    csv_text: &str,
-) -> MutationResult<(u64, Vec<String>)> {
-    let emails = parse_email_csv(csv_text)?;
-    if emails.len() > 100_000 {
-        return Err(UserError::argument(&["csv"], UserErrorCode::TooMany, "at most 100,000 rows per import").into());
-    }
-    lock_static(db, workspace_id, id).await?;
-    let mut ids = Vec::new();
-    let mut known = HashSet::new();
-    for chunk in emails.chunks(1_000) {
-        for (contact_id, email) in contact::Entity::find()
-            .select_only()
-            .column(contact::Column::Id)
-            .column(contact::Column::Email)
-            .filter(contact::Column::WorkspaceId.eq(workspace_id))
-            .filter(contact::Column::Email.is_in(chunk.iter().cloned()))
-            .into_tuple::<(Uuid, String)>()
-            .all(db)
-            .await?
-        {
-            ids.push(contact_id);
-            known.insert(email);
-        }
-    }
-    let mut unknown: Vec<String> = emails.into_iter().filter(|e| !known.contains(e)).collect();
-    unknown.dedup();
-    let mut entered = 0;
-    for chunk in ids.chunks(MAX_MEMBERS_PER_CALL) {
-        entered += add_members(db, workspace_id, id, Members::Ids(chunk.to_vec())).await?;
-    }
-    Ok((entered, unknown))
-}
-
 /// Takes a contact about to be deleted (or merged away) out of every segment it is in:
 /// records the exits and keeps the member counts true (the membership rows would otherwise
 /// go silently with the contact). Call inside the deleting transaction, before the delete.
@@ -891,199 +658,4 @@ pub async fn leave_all(db: &impl ConnectionTrait, contact_id: Uuid) -> ApiResult
         finish(db, &segment, 0, exited, now, false).await?;
     }
     Ok(())
-}
-
-/// What a saved write did to contacts, to tell which segments it can move.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Touched {
-    /// Contacts created, changed (fields, tags, company) or merged into: any segment may move
-    /// them.
-    pub changed: Vec<Uuid>,
-    /// Contacts that gained events, with each event's type: only segments that count events of
-    /// that type (or read activity times, or other segments) may move them.
-    pub events: Vec<(Uuid, String)>,
-    /// Static lists whose members changed: the segments naming them are evaluated in full.
-    pub lists: Vec<Uuid>,
-}
-
-impl Touched {
-    pub fn changed(ids: Vec<Uuid>) -> Touched {
-        Touched {
-            changed: ids,
-            events: Vec::new(),
-            lists: Vec::new(),
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.changed.is_empty() && self.events.is_empty() && self.lists.is_empty()
-    }
-
-    /// The contacts a segment with this filter must re-evaluate.
-    fn scope_for(&self, filter: &ContactFilter) -> ApiResult<Vec<Uuid>> {
-        let everything = !filter.segment_ids()?.is_empty() || filter.uses_activity_times();
-        let types = filter.event_types();
-        let mut ids: Vec<Uuid> = self
-            .changed
-            .iter()
-            .copied()
-            .chain(
-                self.events
-                    .iter()
-                    .filter(|(_, t)| everything || types.contains(t.as_str()))
-                    .map(|(id, _)| *id),
-            )
-            .collect();
-        ids.sort();
-        ids.dedup();
-        Ok(ids)
-    }
-}
-
-/// Re-evaluates the workspace's dynamic segments for the contacts a write touched, each segment
-/// only for the contacts it can concern. Segments that name others come after them.
-pub async fn refresh_contacts<C: ConnectionTrait + TransactionTrait>(
-    db: &C,
-    workspace_id: Uuid,
-    touched: &Touched,
-) -> ApiResult<()> {
-    if touched.is_empty() {
-        return Ok(());
-    }
-    // Lists changed, and the segments evaluated in full because they name one.
-    let mut moved: HashSet<Uuid> = touched.lists.iter().copied().collect();
-    for (segment, filter) in in_dependency_order(db, workspace_id).await? {
-        if !moved.is_empty() && filter.segment_ids()?.iter().any(|named| moved.contains(named)) {
-            evaluate(db, segment.id, workspace_id, None).await?;
-            moved.insert(segment.id);
-            continue;
-        }
-        let scope = touched.scope_for(&filter)?;
-        for chunk in scope.chunks(MAX_MEMBERS_PER_CALL) {
-            evaluate(db, segment.id, workspace_id, Some(chunk.to_vec())).await?;
-        }
-    }
-    Ok(())
-}
-
-/// The workspace's dynamic segments, each after every segment its filter names.
-pub async fn in_dependency_order(
-    db: &impl ConnectionTrait,
-    workspace_id: Uuid,
-) -> ApiResult<Vec<(segment::Model, ContactFilter)>> {
-    let segments = segment::Entity::find()
-        .filter(segment::Column::WorkspaceId.eq(workspace_id))
-        .filter(segment::Column::Kind.eq(DYNAMIC))
-        .all(db)
-        .await?;
-    // Each filter is parsed once here and handed on with its segment.
-    let mut pending: Vec<(segment::Model, ContactFilter, Vec<Uuid>)> = Vec::with_capacity(segments.len());
-    for s in segments {
-        if let Some(filter) = stored_filter(&s)? {
-            let refs = filter.segment_ids()?;
-            pending.push((s, filter, refs));
-        }
-    }
-    let dynamic: HashSet<Uuid> = pending.iter().map(|(s, _, _)| s.id).collect();
-    let mut done: HashSet<Uuid> = HashSet::new();
-    let mut ordered = Vec::with_capacity(pending.len());
-    while !pending.is_empty() {
-        let before = pending.len();
-        let (ready, rest): (Vec<_>, Vec<_>) = pending
-            .into_iter()
-            .partition(|(_, _, refs)| refs.iter().all(|r| done.contains(r) || !dynamic.contains(r)));
-        pending = rest;
-        for (s, filter, _) in ready {
-            done.insert(s.id);
-            ordered.push((s, filter));
-        }
-        if pending.len() == before {
-            // Saving refuses cycles; should one exist anyway, evaluate the rest as they come.
-            ordered.extend(pending.drain(..).map(|(s, filter, _)| (s, filter)));
-        }
-    }
-    Ok(ordered)
-}
-
-/// Beyond this many contacts to look at, the minute task evaluates a segment in full.
-const WINDOW_SCOPE_LIMIT: usize = 5_000;
-
-/// Brings sliding windows up to date, so contacts leave (or, under `atMost`, enter) as events
-/// age out of a window. Run by the server every minute. Only the contacts with events that
-/// left a window since the segment's last check are evaluated (a minute's worth of events from
-/// D days ago), then the segments naming a changed one, for the same contacts; a segment never
-/// checked is evaluated in full. Returns how many segment evaluations ran.
-pub async fn expire_windows<C: ConnectionTrait + TransactionTrait>(db: &C) -> ApiResult<u64> {
-    let mut evaluated = 0;
-    let workspaces: Vec<Uuid> = segment::Entity::find()
-        .select_only()
-        .column(segment::Column::WorkspaceId)
-        .distinct()
-        .filter(segment::Column::Kind.eq(DYNAMIC))
-        .into_tuple::<Uuid>()
-        .all(db)
-        .await?;
-    for workspace_id in workspaces {
-        // The contacts each evaluated segment looked at (`None`: all of them).
-        let mut moved: HashMap<Uuid, Option<HashSet<Uuid>>> = HashMap::new();
-        for (segment, filter) in in_dependency_order(db, workspace_id).await? {
-            let mut concerned = false;
-            let mut scope: Option<HashSet<Uuid>> = Some(HashSet::new());
-            for named in filter.segment_ids()? {
-                if let Some(looked_at) = moved.get(&named) {
-                    concerned = true;
-                    match (looked_at, &mut scope) {
-                        (Some(ids), Some(scope)) => scope.extend(ids),
-                        _ => scope = None,
-                    }
-                }
-            }
-            let windows = filter.windowed_events();
-            let checked = crate::now();
-            if !windows.is_empty() {
-                concerned = true;
-                match (segment.windows_checked_at, &mut scope) {
-                    (Some(from), Some(scope)) => {
-                        for window in windows {
-                            if let Some(left) = window.left_window(workspace_id, from, checked) {
-                                let rows = db.query_all(&left).await?;
-                                for row in rows {
-                                    scope.insert(row.try_get_by_index::<Uuid>(0)?);
-                                }
-                            }
-                        }
-                    }
-                    _ => scope = None,
-                }
-            }
-            if !concerned {
-                continue;
-            }
-            if scope.as_ref().is_some_and(|s| s.len() > WINDOW_SCOPE_LIMIT) {
-                scope = None;
-            }
-            match &scope {
-                Some(ids) if ids.is_empty() => {}
-                _ => {
-                    evaluate(
-                        db,
-                        segment.id,
-                        workspace_id,
-                        scope.clone().map(|s| s.into_iter().collect()),
-                    )
-                    .await?;
-                    evaluated += 1;
-                }
-            }
-            if scope.is_some() && segment.windows_checked_at.is_some() {
-                segment::Entity::update_many()
-                    .col_expr(segment::Column::WindowsCheckedAt, Expr::val(checked))
-                    .filter(segment::Column::Id.eq(segment.id))
-                    .exec(db)
-                    .await?;
-            }
-            moved.insert(segment.id, scope);
-        }
-    }
-    Ok(evaluated)
 }
