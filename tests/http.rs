@@ -48,7 +48,48 @@ async fn health_readiness_request_ids_and_graphiql() {
     assert!(ready.headers().get("x-request-id").is_some_and(|v| !v.is_empty()));
     let graphiql = client.get(format!("{}/graphql", app.address)).send().await.unwrap();
     assert_eq!(graphiql.status(), StatusCode::OK);
-    assert!(graphiql.text().await.unwrap().to_lowercase().contains("graphiql"));
+    let page = graphiql.text().await.unwrap();
+    assert!(page.contains("/graphiql/graphiql.min.js"), "{page}");
+    assert!(
+        !page.contains("https://"),
+        "the page loads nothing from elsewhere: {page}"
+    );
+}
+
+/// GraphiQL's assets come from the binary, with the types browsers insist on, gzipped when the
+/// browser accepts it.
+#[tokio::test]
+async fn graphiql_assets_are_served_by_the_server_itself() {
+    let app = TestApp::spawn().await;
+    let client = reqwest::Client::new();
+    for (file, content_type) in [
+        ("graphiql.min.js", "text/javascript"),
+        ("graphiql.min.css", "text/css"),
+        ("react.production.min.js", "text/javascript"),
+        ("react-dom.production.min.js", "text/javascript"),
+    ] {
+        let response = client
+            .get(format!("{}/graphiql/{file}", app.address))
+            .header("accept-encoding", "gzip")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{file}");
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(content_type),
+            "{file}"
+        );
+        assert_eq!(response.headers()["content-encoding"], "gzip", "{file}");
+    }
+    let missing = client
+        .get(format!("{}/graphiql/nope.js", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 }
 
 /// Parsed documents are kept by their text (`graphql::parsed`): sent again, a query must still
@@ -253,5 +294,96 @@ async fn analytics_js_sends_from_any_origin() {
         types,
         ["CART_UPDATED", "IDENTIFIED", "ORDER_COMPLETED", "PAGE_VIEWED"],
         "{data}"
+    );
+}
+
+/// A write key limited to some sites: their browsers send, other sites' browsers are refused
+/// (nothing stored), server libraries (no `Origin`) still send; bad origins are user errors.
+#[tokio::test]
+async fn a_write_key_limited_to_some_sites_refuses_the_others() {
+    let app = TestApp::spawn().await;
+    let created = app
+        .gql(
+            r#"mutation { writeKeyCreate(name: "shop", allowedOrigins: ["https://Shop.Example.com/", "http://localhost:3000"]) {
+                secret writeKey { id allowedOrigins } userErrors { field code } } }"#,
+            json!({}),
+        )
+        .await;
+    let created = &created["writeKeyCreate"];
+    assert_eq!(
+        created["writeKey"]["allowedOrigins"],
+        json!(["https://shop.example.com", "http://localhost:3000"]),
+        "{created}"
+    );
+    let key = created["secret"].as_str().unwrap().to_owned();
+    let key_id = created["writeKey"]["id"].as_str().unwrap().to_owned();
+    let client = reqwest::Client::new();
+    let send = |origin: Option<&'static str>, message_id: &'static str| {
+        let mut request = client
+            .post(format!("{}/v1/t", app.address))
+            .header("content-type", "text/plain")
+            .body(
+                serde_json::to_vec(
+                    &json!({ "writeKey": key, "anonymousId": "v1", "event": "Seen", "messageId": message_id }),
+                )
+                .unwrap(),
+            );
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status(), response.text().await.unwrap())
+        }
+    };
+    let (status, _) = send(Some("https://shop.example.com"), "m1").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = send(Some("https://evil.example"), "m2").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("origin_not_allowed"), "{body}");
+    let (status, _) = send(None, "m3").await;
+    assert_eq!(status, StatusCode::OK);
+    let events = app.gql("{ events { totalCount } }", json!({})).await;
+    assert_eq!(events["events"]["totalCount"], 2, "{events}");
+
+    // Opened to every site: the refused one sends now (the cached key was forgotten).
+    let set = app
+        .gql(
+            r#"mutation($id: ID!) { writeKeySetOrigins(id: $id, allowedOrigins: ["*"]) { writeKey { allowedOrigins } userErrors { field } } }"#,
+            json!({ "id": key_id }),
+        )
+        .await;
+    assert_eq!(
+        set["writeKeySetOrigins"]["writeKey"]["allowedOrigins"],
+        json!(["*"]),
+        "{set}"
+    );
+    let (status, _) = send(Some("https://evil.example"), "m4").await;
+    assert_eq!(status, StatusCode::OK);
+
+    for (origins, field) in [
+        (json!(["ftp://shop.example.com"]), json!(["allowedOrigins", "0"])),
+        (
+            json!(["https://ok.example", "https://shop.example.com/path"]),
+            json!(["allowedOrigins", "1"]),
+        ),
+        (json!(["shop.example.com"]), json!(["allowedOrigins", "0"])),
+    ] {
+        let data = app
+            .gql(
+                "mutation($o: [String!]!) { writeKeyCreate(name: \"bad\", allowedOrigins: $o) { secret userErrors { field code message } } }",
+                json!({ "o": origins }),
+            )
+            .await;
+        let payload = &data["writeKeyCreate"];
+        assert_eq!(payload["secret"], json!(null), "{payload}");
+        assert_eq!(payload["userErrors"][0]["field"], field, "{payload}");
+        assert_eq!(payload["userErrors"][0]["code"], "INVALID", "{payload}");
+    }
+    let keys = app.gql("{ writeKeys { name } }", json!({})).await;
+    assert_eq!(
+        keys["writeKeys"].as_array().unwrap().len(),
+        1,
+        "a refused key is not made: {keys}"
     );
 }

@@ -902,9 +902,8 @@ async fn group_puts_a_contact_in_a_company_found_by_domain_or_else_by_name() {
         { "type": "group", "userId": "bob", "groupId": "g2",
           "traits": { "name": "Initech", "industry": "Software" }, "messageId": "4" },
         { "type": "identify", "userId": "cy", "traits": { "email": "cy@example.com" }, "messageId": "5" },
-        { "type": "group", "userId": "cy", "groupId": "g2", "traits": { "name": "Initech" }, "messageId": "6" },
-        // Neither: the contact keeps no company, the call is still accepted.
-        { "type": "group", "userId": "cy", "groupId": "g3", "traits": {}, "messageId": "7" },
+        // The group id alone: the company bob's call made for g2.
+        { "type": "group", "userId": "cy", "groupId": "g2", "messageId": "6" },
     ]);
     let (status, body) = app.track("/v1/batch", &key, json!({ "batch": batch })).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -921,6 +920,73 @@ async fn group_puts_a_contact_in_a_company_found_by_domain_or_else_by_name() {
     assert_eq!(company("cy@example.com").await, initech);
     let companies = app.gql("{ companies { totalCount } }", json!({})).await;
     assert_eq!(companies["companies"]["totalCount"], 2, "{companies}");
+}
+
+/// `groupId` is the one field the spec requires of a group call: alone, it makes a company known
+/// by it (named by the id), which the first traits with a name then name; without it the call
+/// is refused.
+#[tokio::test]
+async fn group_by_group_id_alone_makes_a_company_named_when_traits_arrive() {
+    let app = TestApp::spawn().await;
+    let key = app.write_key().await;
+    let batch = json!([
+        { "type": "identify", "userId": "dee", "traits": { "email": "dee@example.com" }, "messageId": "1" },
+        { "type": "group", "userId": "dee", "groupId": "acct-42", "messageId": "2",
+          "context": { "traits": { "name": "Dee the user" } } },
+        { "type": "identify", "userId": "eve", "traits": { "email": "eve@example.com" }, "messageId": "3" },
+        { "type": "group", "userId": "eve", "groupId": "acct-42", "messageId": "4" },
+    ]);
+    let (status, body) = app.track("/v1/batch", &key, json!({ "batch": batch })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    const GROUP_OF: &str =
+        r#"query($email: String!) { contactByEmail(email: $email) { company { id name groupId industry } } }"#;
+    let company = |email: &'static str| {
+        let app = &app;
+        async move { app.gql(GROUP_OF, json!({ "email": email })).await["contactByEmail"]["company"].clone() }
+    };
+    let dee = company("dee@example.com").await;
+    assert_eq!(
+        dee["name"], "acct-42",
+        "named by its id, not by the user's traits: {dee}"
+    );
+    assert_eq!(dee["groupId"], "acct-42");
+    assert_eq!(company("eve@example.com").await["id"], dee["id"]);
+
+    let (status, body) = app
+        .track(
+            "/v1/group",
+            &key,
+            json!({ "userId": "dee", "groupId": "acct-42", "traits": { "name": "Globex", "industry": "Energy" } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let named = company("eve@example.com").await;
+    assert_eq!(
+        named,
+        json!({ "id": dee["id"], "name": "Globex", "groupId": "acct-42", "industry": "Energy" })
+    );
+    // A name the company has is kept: later traits do not rename it.
+    let (status, _) = app
+        .track(
+            "/v1/group",
+            &key,
+            json!({ "userId": "dee", "groupId": "acct-42", "traits": { "name": "Other" } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(company("dee@example.com").await["name"], "Globex");
+    let companies = app.gql("{ companies { totalCount } }", json!({})).await;
+    assert_eq!(companies["companies"]["totalCount"], 1, "{companies}");
+
+    let (status, body) = app
+        .track(
+            "/v1/group",
+            &key,
+            json!({ "userId": "dee", "traits": { "name": "No id" } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("groupId"), "{body}");
 }
 
 #[tokio::test]

@@ -334,7 +334,7 @@ async fn a_tally_rebuild_holds_off_writers_of_its_own_workspace_only() {
     let other = voxtur_core::workspaces::create_workspace(&app.db, "Other")
         .await
         .unwrap();
-    let other_key = voxtur_core::events::write_keys::issue(&app.db, other.id, "other")
+    let other_key = voxtur_core::events::write_keys::issue(&app.db, other.id, "other", None)
         .await
         .unwrap()
         .secret;

@@ -13,6 +13,8 @@ pub struct Model {
     pub industry: Option<String>,
     pub size: Option<CompanySize>,
     pub owner_id: Option<Uuid>,
+    /// The `groupId` tracking `group` calls know it by, unique per workspace when present.
+    pub group_key: Option<String>,
     /// Values of custom fields, keyed by field key, validated against `custom_field`.
     pub custom_fields: Json,
     pub created_at: DateTimeUtc,

@@ -8,6 +8,8 @@ pub mod app_user;
 pub mod company;
 pub mod contact;
 pub mod contact_identity;
+pub mod contact_import;
+pub mod contact_import_error;
 pub mod contact_merge;
 pub mod contact_tag;
 pub mod custom_field;

@@ -13,6 +13,9 @@ pub struct Model {
     pub secret_hash: String,
     pub created_at: DateTimeUtc,
     pub revoked_at: Option<DateTimeUtc>,
+    /// Browser origins (`https://shop.example`) allowed to send with this key, as a JSON array;
+    /// `None` allows any origin.
+    pub allowed_origins: Option<Json>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

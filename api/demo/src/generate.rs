@@ -356,6 +356,7 @@ async fn write_companies(
             industry: Some(industry.to_owned()),
             size: Some(*rng.weighted(&sizes)),
             owner_id: Some(users[3 + rng.below(users.len() as u64 - 3) as usize]),
+            group_key: None,
             custom_fields: json!({ "annual_revenue": rng.below(50_000) * 1_000 }),
             created_at,
             updated_at: created_at,

@@ -72,6 +72,7 @@ impl Projectable for company::Entity {
             "industry" => &[C::Industry],
             "size" => &[C::Size],
             "owner" => &[C::OwnerId],
+            "groupId" => &[C::GroupKey],
             "customFields" => &[C::CustomFields],
             "createdAt" => &[C::CreatedAt],
             "updatedAt" => &[C::UpdatedAt],
@@ -89,6 +90,7 @@ impl Projectable for company::Entity {
             industry: None,
             size: None,
             owner_id: None,
+            group_key: None,
             custom_fields: serde_json::Value::Null,
             created_at: DateTime::UNIX_EPOCH,
             updated_at: DateTime::UNIX_EPOCH,
@@ -102,6 +104,7 @@ impl Projectable for company::Entity {
                 C::Industry => m.industry = cell(row, i)?,
                 C::Size => m.size = row.try_get_by_index(i)?,
                 C::OwnerId => m.owner_id = cell(row, i)?,
+                C::GroupKey => m.group_key = cell(row, i)?,
                 C::CustomFields => m.custom_fields = cell(row, i)?,
                 C::CreatedAt => m.created_at = cell(row, i)?,
                 C::UpdatedAt => m.updated_at = cell(row, i)?,
@@ -125,6 +128,10 @@ impl Company {
     /// Web domain, lower-cased; unique in the workspace.
     async fn domain(&self) -> Option<&str> {
         self.0.domain.as_deref()
+    }
+    /// The `groupId` tracking `group` calls know this company by, if any.
+    async fn group_id(&self) -> Option<&str> {
+        self.0.group_key.as_deref()
     }
     /// Industry.
     async fn industry(&self) -> Option<&str> {

@@ -260,6 +260,13 @@ impl WriteKey {
     async fn revoked_at(&self) -> Option<DateTime<Utc>> {
         self.0.revoked_at
     }
+    /// The sites whose browsers may send with this key; `["*"]` for any.
+    async fn allowed_origins(&self) -> Vec<String> {
+        match &self.0.allowed_origins {
+            Some(stored) => write_keys::origins_of(stored),
+            None => vec!["*".to_owned()],
+        }
+    }
 }
 
 /// A back-office interaction to record, e.g. a logged phone call or visit.
@@ -376,21 +383,52 @@ impl EventMutation {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "A name for the key.")] name: String,
+        #[graphql(
+            desc = "The sites (origins such as `https://shop.example`) whose browsers may send with \
+                          this key; omitted or `[\"*\"]`: any site, as with Segment. Calls without an \
+                          `Origin` header (server libraries) are never refused for it."
+        )]
+        allowed_origins: Option<Vec<String>>,
     ) -> async_graphql::Result<WriteKeyPayload> {
         let r = request(ctx)?;
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > 200 {
-            return Ok(WriteKeyPayload {
-                write_key: None,
-                secret: None,
-                user_errors: fail(&["name"], UserErrorCode::Invalid, "name must be 1 to 200 characters"),
-            });
-        }
-        let issued = write_keys::issue(r.db, r.principal.workspace_id, name).await?;
+        let issued = write_keys::create(r.db, r.principal.workspace_id, &name, allowed_origins.as_deref()).await;
+        let (issued, user_errors) = into_payload(issued)?;
         Ok(WriteKeyPayload {
-            write_key: Some(WriteKey(issued.key)),
-            secret: Some(issued.secret),
-            user_errors: Vec::new(),
+            secret: issued.as_ref().map(|i| i.secret.clone()),
+            write_key: issued.map(|i| WriteKey(i.key)),
+            user_errors,
+        })
+    }
+
+    /// Sets the sites whose browsers may send with a write key; `["*"]` for any.
+    #[graphql(guard = "ScopeGuard(Scope::WorkspaceAdmin)")]
+    async fn write_key_set_origins(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The key's id.")] id: ID,
+        #[graphql(desc = "Origins such as `https://shop.example`, or `[\"*\"]` for any.")] allowed_origins: Vec<String>,
+    ) -> async_graphql::Result<WriteKeyPayload> {
+        let r = request(ctx)?;
+        let updated = match write_keys::parse_origins(&allowed_origins, "allowedOrigins") {
+            Err(error) => Err(error.into()),
+            Ok(origins) => match decode_as(&id, NodeKind::WriteKey) {
+                Some(uuid) => {
+                    let cache = ctx.data::<Arc<PrincipalCache>>()?;
+                    write_keys::set_origins(r.db, cache, r.principal.workspace_id, uuid, origins).await
+                }
+                None => Err(voxtur_core::errors::UserError::argument(
+                    &["id"],
+                    voxtur_core::errors::UserErrorCode::NotFound,
+                    "no live write key with this id",
+                )
+                .into()),
+            },
+        };
+        let (key, user_errors) = into_payload(updated)?;
+        Ok(WriteKeyPayload {
+            write_key: key.map(WriteKey),
+            secret: None,
+            user_errors,
         })
     }
 

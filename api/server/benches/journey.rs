@@ -300,7 +300,7 @@ async fn run(args: Args) {
         .await
         .unwrap()
         .secret;
-    let write_key = voxtur_core::events::write_keys::issue(&db, workspace.id, "bench")
+    let write_key = voxtur_core::events::write_keys::issue(&db, workspace.id, "bench", None)
         .await
         .unwrap()
         .secret;

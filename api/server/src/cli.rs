@@ -481,7 +481,7 @@ async fn generate_workspace(db: &DatabaseConnection, options: &GenerateOptions, 
         .await
         .map_err(|e| e.for_operator())?
         .secret;
-    let write_key = voxtur_core::events::write_keys::issue(db, summary.workspace_id, "generated")
+    let write_key = voxtur_core::events::write_keys::issue(db, summary.workspace_id, "generated", None)
         .await
         .map_err(|e| e.for_operator())?
         .secret;

@@ -56,9 +56,9 @@ impl Application {
                 .wrap(from_fn(request_id_header))
                 .wrap(TracingLogger::default())
                 .route("/graphql", web::post().to(graphql_post))
-                .route("/graphql", web::get().to(graphiql))
                 .route("/healthz", web::get().to(healthz))
                 .route("/readyz", web::get().to(readyz))
+                .configure(crate::http::graphiql::routes)
                 .configure(crate::http::events::routes)
                 .configure(crate::http::web::routes)
                 .configure(crate::http::exports::routes)
@@ -222,15 +222,6 @@ async fn graphql_post(req: HttpRequest, mut payload: web::Payload, state: web::D
         }
     }
     HttpResponse::Ok().json(response)
-}
-
-async fn graphiql() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(
-        async_graphql::http::GraphiQLSource::build()
-            .endpoint("/graphql")
-            .title("Voxtur GraphQL")
-            .finish(),
-    )
 }
 
 async fn healthz() -> HttpResponse {

@@ -24,13 +24,15 @@ pub enum Credential {
     /// Authenticates tracking calls only (`events::write_keys`); its principal has no scopes.
     WriteKey {
         id: Uuid,
+        /// The browser origins it accepts calls from; `None` for any.
+        origins: Option<std::sync::Arc<[String]>>,
     },
 }
 
 impl Credential {
     pub fn id(&self) -> Uuid {
         match self {
-            Credential::ApiKey { id } | Credential::WriteKey { id } => *id,
+            Credential::ApiKey { id } | Credential::WriteKey { id, .. } => *id,
         }
     }
 }

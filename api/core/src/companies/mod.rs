@@ -198,6 +198,7 @@ pub async fn create(
         industry: None,
         size: None,
         owner_id: None,
+        group_key: None,
         custom_fields: serde_json::json!({}),
         created_at: now,
         updated_at: now,

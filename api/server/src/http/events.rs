@@ -22,7 +22,7 @@ use futures_util::StreamExt;
 use serde_json::{Value as Json, json};
 use uuid::Uuid;
 use voxtur_core::events::ingest::{Ingestor, Kind, MAX_BATCH_BYTES, MAX_CALL_BYTES, Message, parse};
-use voxtur_core::events::write_keys::workspace_for;
+use voxtur_core::events::write_keys::grant_for;
 
 pub fn routes(config: &mut web::ServiceConfig) {
     config.service(
@@ -38,7 +38,8 @@ pub fn routes(config: &mut web::ServiceConfig) {
 }
 
 /// Browsers on any site send here (analytics.js posts `text/plain`, a simple request, with the
-/// write key in the body), as they do to Segment: every answer allows the calling origin.
+/// write key in the body), as they do to Segment: every answer allows the calling origin, and a
+/// key limited to some sites refuses the others' calls when it reads the key (`authenticate`).
 async fn cors(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -126,7 +127,8 @@ fn parse_json(body: &[u8]) -> Result<Json, HttpResponse> {
     })
 }
 
-/// The write key from basic auth (username) or from `writeKey` in the body.
+/// The write key from basic auth (username) or from `writeKey` in the body, and whether the
+/// calling site (its `Origin`) may use it.
 async fn authenticate(req: &HttpRequest, body_key: Option<&str>, state: &AppState) -> Result<Uuid, HttpResponse> {
     let from_header = req
         .headers()
@@ -146,8 +148,22 @@ async fn authenticate(req: &HttpRequest, body_key: Option<&str>, state: &AppStat
         )
     };
     let Some(key) = key else { return Err(unauthorized()) };
-    match workspace_for(&state.db, &state.principals, &key).await {
-        Ok(Some(workspace)) => Ok(workspace),
+    match grant_for(&state.db, &state.principals, &key).await {
+        Ok(Some(grant)) => {
+            let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok());
+            if grant.allows(origin) {
+                Ok(grant.workspace_id)
+            } else {
+                Err(failure(
+                    StatusCode::FORBIDDEN,
+                    "origin_not_allowed",
+                    format!(
+                        "this write key does not accept calls from {}",
+                        origin.unwrap_or_default()
+                    ),
+                ))
+            }
+        }
         Ok(None) => Err(unauthorized()),
         Err(error) => {
             tracing::error!(?error, "write key lookup failed");

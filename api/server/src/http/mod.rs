@@ -2,6 +2,7 @@
 
 pub mod events;
 pub mod exports;
+pub mod graphiql;
 pub mod web;
 
 use actix_web::HttpResponse;

@@ -41,6 +41,8 @@ pub struct Message {
     pub user_id: Option<String>,
     pub anonymous_id: Option<String>,
     pub previous_id: Option<String>,
+    /// A `group` call's `groupId`: the company's id in the sender's system.
+    pub group_id: Option<String>,
     pub message_id: Option<String>,
     /// The time the sender stamped on the message, as sent (before clock-skew correction).
     pub stamped_at: Option<DateTime<Utc>>,
@@ -106,11 +108,17 @@ pub fn parse(
     let user_id = id_field(&raw, "userId")?;
     let anonymous_id = id_field(&raw, "anonymousId")?;
     let previous_id = id_field(&raw, "previousId")?;
+    let group_id = if kind == Kind::Group {
+        id_field(&raw, "groupId")?
+    } else {
+        None
+    };
     match kind {
         Kind::Alias if user_id.is_none() || previous_id.is_none() => {
             return Err("alias needs both `previousId` and `userId`".into());
         }
         Kind::Alias => {}
+        Kind::Group if group_id.is_none() => return Err("group needs a `groupId`".into()),
         _ if user_id.is_none() && anonymous_id.is_none() => {
             return Err("message needs a `userId` or an `anonymousId`".into());
         }
@@ -142,12 +150,19 @@ pub fn parse(
     }
     use chrono::SubsecRound;
     let context = object_field(&mut raw, "context")?;
-    let traits = with_context_traits(object_field(&mut raw, "traits")?, &context);
+    let traits = object_field(&mut raw, "traits")?;
+    // A group call's traits are the company's; `context.traits` are still the user's.
+    let traits = if kind == Kind::Group {
+        traits
+    } else {
+        with_context_traits(traits, &context)
+    };
     Ok(Message {
         kind,
         user_id,
         anonymous_id,
         previous_id,
+        group_id,
         message_id: id_field(&raw, "messageId")?,
         stamped_at: original,
         occurred_at: occurred_at.trunc_subsecs(6),

@@ -14,7 +14,7 @@ use entities::{company, contact, contact_identity, deleted_contact};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, QueryTrait, Statement,
-    sea_query::{LockType, OnConflict},
+    sea_query::{Expr, LockType, OnConflict},
 };
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
@@ -263,33 +263,81 @@ impl Batch {
         crate::db::lock_for_transaction(db, COMPANY_NAME_LOCKS, &keys, false).await
     }
 
+    /// Links the calling contact to the group's company: the one known by this `groupId`, else
+    /// the one its traits name (by domain, else by name; it takes the group id if it had none),
+    /// else a new one keyed by the group id and named by the traits, or by the id until traits
+    /// with a name arrive.
     pub(super) async fn group(&mut self, db: &impl ConnectionTrait, message: &Message) -> Result<(), DbErr> {
         let contact_id = self.profile(message)?;
-        let Some(key) = company_key(message) else {
+        let Some(group_key) = message.group_id.as_deref() else {
             return Ok(());
         };
         let name = text_trait(&message.traits, &["name"]);
-        let query = company::Entity::find().filter(company::Column::WorkspaceId.eq(self.workspace_id));
-        let (query, domain) = match key {
-            CompanyKey::Domain(domain) => (query.filter(company::Column::Domain.eq(domain.clone())), Some(domain)),
-            CompanyKey::Name(name) => (query.filter(company::Column::Name.eq(name)), None),
-        };
-        let company_id = match query.one(db).await? {
-            Some(found) => found.id,
+        let industry = text_trait(&message.traits, &["industry"]);
+        let in_workspace = || company::Entity::find().filter(company::Column::WorkspaceId.eq(self.workspace_id));
+        let by_group_key = || in_workspace().filter(company::Column::GroupKey.eq(group_key));
+        let company_id = match by_group_key().one(db).await? {
+            Some(known) => {
+                self.name_placeholder(db, &known, name, industry).await?;
+                known.id
+            }
             None => {
-                let model = company::Model {
-                    id: Uuid::now_v7(),
-                    workspace_id: self.workspace_id,
-                    name: name.or_else(|| domain.clone()).unwrap_or_default(),
-                    domain,
-                    industry: text_trait(&message.traits, &["industry"]),
-                    size: None,
-                    owner_id: None,
-                    custom_fields: json!({}),
-                    created_at: self.now,
-                    updated_at: self.now,
+                let traits_key = company_key(message);
+                let (found, domain) = match traits_key {
+                    Some(CompanyKey::Domain(domain)) => (
+                        in_workspace()
+                            .filter(company::Column::Domain.eq(domain.clone()))
+                            .one(db)
+                            .await?,
+                        Some(domain),
+                    ),
+                    Some(CompanyKey::Name(name)) => (
+                        in_workspace().filter(company::Column::Name.eq(name)).one(db).await?,
+                        None,
+                    ),
+                    None => (None, None),
                 };
-                company::ActiveModel::from(model).reset_all().insert(db).await?.id
+                match found {
+                    Some(found) => {
+                        if found.group_key.is_none() {
+                            company::Entity::update_many()
+                                .col_expr(company::Column::GroupKey, Expr::val(group_key).into())
+                                .filter(company::Column::Id.eq(found.id))
+                                .filter(company::Column::GroupKey.is_null())
+                                .exec(db)
+                                .await?;
+                        }
+                        found.id
+                    }
+                    None => {
+                        let model = company::Model {
+                            id: Uuid::now_v7(),
+                            workspace_id: self.workspace_id,
+                            name: name.or_else(|| domain.clone()).unwrap_or_else(|| group_key.to_owned()),
+                            domain,
+                            industry,
+                            size: None,
+                            owner_id: None,
+                            group_key: Some(group_key.to_owned()),
+                            custom_fields: json!({}),
+                            created_at: self.now,
+                            updated_at: self.now,
+                        };
+                        // A concurrent batch may make the same group's company first: then it is ours.
+                        company::Entity::insert(company::ActiveModel::from(model).reset_all())
+                            .on_conflict(
+                                OnConflict::columns([company::Column::WorkspaceId, company::Column::GroupKey])
+                                    .do_nothing()
+                                    .to_owned(),
+                            )
+                            .exec_without_returning(db)
+                            .await?;
+                        let Some(made) = by_group_key().one(db).await? else {
+                            return Err(DbErr::RecordNotFound(format!("company of group {group_key}")));
+                        };
+                        made.id
+                    }
+                }
             }
         };
         let is_stored = self.stored.contains_key(&contact_id);
@@ -303,6 +351,34 @@ impl Batch {
                 self.dirty.insert(contact_id);
             }
         }
+        Ok(())
+    }
+
+    /// A company made from a bare `groupId` is named by the id; the first traits that name it
+    /// give it its name (and an industry it lacks). Names a marketer gave are never overwritten.
+    async fn name_placeholder(
+        &mut self,
+        db: &impl ConnectionTrait,
+        company: &company::Model,
+        name: Option<String>,
+        industry: Option<String>,
+    ) -> Result<(), DbErr> {
+        let rename = name.filter(|_| company.group_key.as_deref() == Some(company.name.as_str()));
+        let industry = industry.filter(|_| company.industry.is_none());
+        if rename.is_none() && industry.is_none() {
+            return Ok(());
+        }
+        let mut update = company::Entity::update_many()
+            .col_expr(company::Column::UpdatedAt, Expr::val(self.now).into())
+            .filter(company::Column::Id.eq(company.id));
+        if let Some(name) = rename {
+            update = update.col_expr(company::Column::Name, Expr::val(name).into());
+        }
+        if let Some(industry) = industry {
+            update = update.col_expr(company::Column::Industry, Expr::val(industry).into());
+        }
+        update.exec(db).await?;
+        self.companies_changed.push(company.id);
         Ok(())
     }
 
@@ -702,6 +778,7 @@ impl Batch {
             .collect();
         changes.contacts_changed.sort();
         changes.contacts_changed.dedup();
+        changes.companies_changed = std::mem::take(&mut self.companies_changed);
         changes.contacts_merged = merged
             .into_iter()
             .map(|m| Merge {

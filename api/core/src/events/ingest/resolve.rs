@@ -46,6 +46,8 @@ pub(super) struct Batch {
     /// How many of the batch's events so far happened at each time (see `record`).
     pub(super) times: HashMap<DateTime<Utc>, i64>,
     pub(super) fields: Definitions,
+    /// Companies a group call named (see `persist::name_placeholder`).
+    pub(super) companies_changed: Vec<Uuid>,
 }
 
 pub(super) const USER_PREFIX: &str = "user:";
@@ -130,6 +132,7 @@ impl Batch {
             events: Vec::new(),
             times: HashMap::new(),
             fields: Definitions::default(),
+            companies_changed: Vec::new(),
         }
     }
 
