@@ -389,3 +389,138 @@ async fn exports_quote_what_a_spreadsheet_would_run() {
     );
     assert!(csv.contains(",+49 30 1234,"), "{csv}");
 }
+
+/// A browser posting a form gets pages back: the landing page again with each problem next to
+/// its field and the values kept (escaped), or the thanks; a program keeps JSON. Pages carry
+/// the default stylesheet, then the page's own CSS.
+#[tokio::test]
+async fn browsers_get_pages_back_and_programs_keep_json() {
+    let app = TestApp::spawn().await;
+    let (form_id, submit_path) = newsletter_form(&app, json!({})).await;
+    let data = app
+        .gql(
+            "mutation($i: LandingPageInput!) { landingPageCreate(input: $i) { landingPage { path css } userErrors { code field } } }",
+            json!({ "i": { "slug": "join", "title": "Join", "formId": form_id, "bodyHtml": "<h1>Join us</h1>",
+                           "css": "main { max-width: 50rem }" } }),
+        )
+        .await;
+    let page_path = data["landingPageCreate"]["landingPage"]["path"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let client = browser();
+    let page = client
+        .get(format!("{}{page_path}", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let default_at = page.find(".vx-field{").expect("the default stylesheet");
+    let own_at = page.find("main { max-width: 50rem }").expect("the page's CSS");
+    assert!(
+        default_at < own_at,
+        "the page's CSS comes after the default, so it wins"
+    );
+    assert!(
+        page.contains(r#"<label for="vx-email">Email</label><input id="vx-email" type="email""#),
+        "{page}"
+    );
+
+    let post = |body: String, accept: &'static str| {
+        client
+            .post(format!("{}{submit_path}", app.address))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("accept", accept)
+            .body(body)
+            .send()
+    };
+    let html_accept = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+    let response = post(
+        format!(
+            "email=not-an-email&first=%22%3E%3Cscript%3Ex()%3C%2Fscript%3E&interest=cars&comment=Hi+there&_page={}",
+            urlencode(&format!("{page_path}?utm_source=fb"))
+        ),
+        html_accept,
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let again = response.text().await.unwrap();
+    assert!(again.contains("<h1>Join us</h1>"), "the landing page again: {again}");
+    assert!(again.contains("main { max-width: 50rem }"));
+    assert!(
+        again.contains(r#"value="not-an-email" autocomplete="email" required aria-invalid="true" aria-describedby="vx-email-error">"#),
+        "{again}"
+    );
+    assert!(again.contains(r#"<p class="vx-error" id="vx-email-error">"#), "{again}");
+    assert!(
+        again.contains(r#"<p class="vx-error" id="vx-consent_email-error">"#),
+        "the consent's error too"
+    );
+    assert!(
+        again.contains("value=\"&quot;&gt;&lt;script&gt;x()&lt;/script&gt;\""),
+        "kept, escaped: {again}"
+    );
+    assert!(!again.contains("<script>x()"));
+    assert!(again.contains(r#"<option value="cars" selected>"#) && again.contains(">Hi there</textarea>"));
+    assert_eq!(app.contact_count().await, 0);
+
+    let response = post(
+        format!(
+            "email=ann%40example.com&consent_email=on&_page={}",
+            urlencode(&page_path)
+        ),
+        html_accept,
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let thanks = response.text().await.unwrap();
+    assert!(
+        thanks.contains("Welcome aboard") && thanks.contains(&format!(r#"<a href="{page_path}">"#)),
+        "{thanks}"
+    );
+    assert_eq!(app.contact_count().await, 1);
+
+    // Not from a landing page: the form on a page of its own. A program asking for JSON: JSON.
+    let response = post("email=nope".into(), html_accept).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let alone = response.text().await.unwrap();
+    assert!(
+        alone.contains("<h1>Newsletter</h1>") && alone.contains("vx-email-error"),
+        "{alone}"
+    );
+    let response = post("email=nope".into(), "application/json").await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let json: Value = response.json().await.unwrap();
+    assert_eq!(json["success"], false);
+    assert!(json["errors"]["email"].is_string(), "{json}");
+    let response = client
+        .post(format!("{}/forms/not-a-form", app.address))
+        .header("accept", html_accept)
+        .body("")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert!(response.text().await.unwrap().contains("<h1>Not found</h1>"));
+
+    let data = app
+        .gql(
+            "mutation($i: LandingPageInput!) { landingPageCreate(input: $i) { userErrors { code field } } }",
+            json!({ "i": { "slug": "evil", "title": "x", "bodyHtml": "", "css": "</style><script>x()</script>" } }),
+        )
+        .await;
+    assert_eq!(
+        data["landingPageCreate"]["userErrors"],
+        json!([{ "code": "INVALID", "field": ["input", "css"] }])
+    );
+}

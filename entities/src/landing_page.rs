@@ -13,6 +13,8 @@ pub struct Model {
     pub body_html: String,
     pub form_id: Option<Uuid>,
     pub published: bool,
+    /// The page's own CSS, after the default stylesheet.
+    pub css: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

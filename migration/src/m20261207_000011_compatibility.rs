@@ -3,6 +3,7 @@
 //!   array; null accepts any origin, as Segment does);
 //! - `company.group_key`: the `groupId` of tracking `group` calls, unique per workspace, so a
 //!   call naming only its group finds (or makes) one company, named when traits arrive;
+//! - `landing_page.css`: a page's own stylesheet, after the default one;
 //! - `contact_import` and `contact_import_error`: a CSV file staged for import, the job that
 //!   imports it with its progress, and one row per problem found in the file.
 
@@ -46,6 +47,14 @@ impl MigrationTrait for Migration {
                     .col("workspace_id")
                     .col("group_key")
                     .unique()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table("landing_page")
+                    .add_column(text_null("css"))
                     .to_owned(),
             )
             .await?;

@@ -184,6 +184,10 @@ impl LandingPage {
     async fn published(&self) -> bool {
         self.0.published
     }
+    /// The page's own CSS, applied after the default stylesheet.
+    async fn css(&self) -> Option<&str> {
+        self.0.css.as_deref()
+    }
     /// The public path of the page.
     async fn path(&self) -> String {
         format!("/p/{}/{}", self.0.workspace_id, self.0.slug)
@@ -204,6 +208,8 @@ pub struct LandingPageInput {
     /// Serve it publicly.
     #[graphql(default = true)]
     pub published: bool,
+    /// The page's own CSS, applied after the default stylesheet (so it overrides it); no `<`.
+    pub css: Option<String>,
 }
 
 /// A short link that redirects and records the click.
@@ -385,6 +391,7 @@ impl WebMutation {
             body_html: input.body_html,
             form_id: input.form_id.map(|id| id.0),
             published: input.published,
+            css: input.css,
         };
         let saved = voxtur_core::web::pages::save(
             r.db,

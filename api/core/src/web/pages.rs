@@ -1,11 +1,12 @@
 //! Landing pages: HTML sanitized on save (ammonia: no scripts, event handlers or `javascript:`
 //! URLs), rendered with an optional embedded form.
 
-use super::forms::{FieldKind, HONEYPOT, consents_of, fields_of};
+use super::forms::{FieldErrors, FieldKind, HONEYPOT, consents_of, fields_of};
 use crate::errors::{MutationResult, UserError, UserErrorCode};
 use crate::ids::{NodeKind, decode_as};
 use entities::{form, landing_page};
 use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, SqlErr};
+use serde_json::{Map, Value as Json};
 use uuid::Uuid;
 
 /// Cleans author HTML for publishing.
@@ -39,44 +40,165 @@ fn esc(text: &str) -> String {
     out
 }
 
-/// The HTML of an embedded form, posting to the public submission endpoint.
-pub fn render_form(form: &form::Model, return_to: &str) -> String {
+/// The default look of public pages: readable type, one field per row with its label above it,
+/// a visible button, and nothing wider than a phone's screen. A page's own CSS comes after it
+/// and so overrides it.
+pub const DEFAULT_STYLESHEET: &str = "\
+*,*::before,*::after{box-sizing:border-box}\
+html{-webkit-text-size-adjust:100%}\
+body{margin:0;background:#f6f7f9;color:#1d2430;font:17px/1.55 system-ui,-apple-system,'Segoe UI',Roboto,'Helvetica Neue',Arial,sans-serif}\
+main{max-width:40rem;margin:0 auto;padding:2rem 1.25rem 3rem;background:#fff;min-height:100vh}\
+h1,h2,h3{line-height:1.25;margin:1.5rem 0 .75rem}h1{font-size:2rem;margin-top:0}\
+img,video,iframe{max-width:100%;height:auto}a{color:#1f5fd6}\
+p,ul,ol{margin:0 0 1rem}\
+.vx-form{margin-top:2rem;display:flex;flex-direction:column;gap:1.1rem}\
+.vx-field{display:flex;flex-direction:column;gap:.35rem}\
+.vx-field>label{font-weight:600}\
+.vx-field input,.vx-field select,.vx-field textarea{width:100%;min-height:2.75rem;padding:.55rem .75rem;font:inherit;color:inherit;background:#fff;border:1px solid #9aa3b2;border-radius:6px}\
+.vx-field textarea{min-height:7rem;resize:vertical}\
+.vx-field input:focus,.vx-field select:focus,.vx-field textarea:focus{outline:3px solid #9cc0ff;border-color:#1f5fd6}\
+.vx-check{display:flex;gap:.6rem;align-items:flex-start;font-weight:400}\
+.vx-check input{width:1.25rem;height:1.25rem;min-height:0;margin:.2rem 0 0;flex:none}\
+.vx-field [aria-invalid=true]{border-color:#c62828;background:#fff6f6}\
+.vx-error{margin:0;color:#b71c1c;font-size:.95rem}\
+.vx-errors{padding:.75rem 1rem;border-left:4px solid #c62828;background:#fff6f6}\
+.vx-form button{align-self:flex-start;min-height:2.9rem;padding:.7rem 1.6rem;font:inherit;font-weight:600;color:#fff;background:#1f5fd6;border:0;border-radius:6px;cursor:pointer}\
+.vx-form button:hover{background:#184db0}\
+.vx-message{font-size:1.15rem}\
+@media (max-width:30rem){main{padding:1.25rem 1rem 2rem}.vx-form button{align-self:stretch}}";
+
+/// What a submission that failed sends back to the form: the values as sent and the problems
+/// found, each shown next to its field.
+pub struct FormState<'a> {
+    pub values: &'a Map<String, Json>,
+    pub errors: &'a FieldErrors,
+}
+
+impl FormState<'_> {
+    fn value(&self, key: &str) -> String {
+        match self.values.get(key) {
+            Some(Json::String(s)) => s.clone(),
+            Some(Json::Null) | None => String::new(),
+            Some(other) => other.to_string(),
+        }
+    }
+
+    fn checked(&self, key: &str) -> bool {
+        matches!(self.values.get(key), Some(Json::Bool(true)))
+            || matches!(
+                self.values.get(key).and_then(Json::as_str),
+                Some("true" | "on" | "1" | "yes")
+            )
+    }
+}
+
+/// The HTML of an embedded form, posting to the public submission endpoint; with `state`, the
+/// values a visitor sent and the problems found in them.
+pub fn render_form(form: &form::Model, return_to: &str, state: Option<&FormState>) -> String {
     let mut html = format!(r#"<form class="vx-form" method="post" action="/forms/{}">"#, form.id);
-    for field in fields_of(form) {
+    let fields = fields_of(form);
+    let consents = consents_of(form);
+    let error_of = |key: &str| state.and_then(|s| s.errors.get(key));
+    // Problems no field shows (none today, but a form's fields may change between its render
+    // and its submission): listed above the fields rather than lost.
+    if let Some(state) = state {
+        let known = |key: &String| {
+            fields.iter().any(|f| &f.key == key) || consents.iter().any(|c| *key == format!("consent_{}", c.channel))
+        };
+        html.push_str(r#"<div class="vx-errors" role="alert"><p>Some fields need attention.</p>"#);
+        for (key, message) in state.errors.iter().filter(|(key, _)| !known(key)) {
+            html.push_str(&format!(r#"<p class="vx-error">{}: {}</p>"#, esc(key), esc(message)));
+        }
+        html.push_str("</div>");
+    }
+    for field in &fields {
+        let id = format!("vx-{}", esc(&field.key));
         let name = esc(&field.key);
-        let label = esc(&field.label);
-        let required = if field.required { " required" } else { "" };
+        let value = state.map(|s| s.value(&field.key)).unwrap_or_default();
+        let error = error_of(&field.key);
+        let mut attributes = String::new();
+        if field.required {
+            attributes.push_str(" required");
+        }
+        if error.is_some() {
+            attributes.push_str(&format!(r#" aria-invalid="true" aria-describedby="{id}-error""#));
+        }
         let input = match field.kind {
-            FieldKind::Textarea => format!(r#"<textarea name="{name}"{required}></textarea>"#),
+            FieldKind::Textarea => format!(
+                r#"<textarea id="{id}" name="{name}"{attributes}>{}</textarea>"#,
+                esc(&value)
+            ),
             FieldKind::Select => {
                 let options: String = field
                     .options
                     .iter()
-                    .map(|o| format!(r#"<option value="{0}">{0}</option>"#, esc(o)))
+                    .map(|o| {
+                        let selected = if *o == value { " selected" } else { "" };
+                        format!(r#"<option value="{0}"{selected}>{0}</option>"#, esc(o))
+                    })
                     .collect();
-                format!(r#"<select name="{name}"{required}>{options}</select>"#)
+                format!(r#"<select id="{id}" name="{name}"{attributes}>{options}</select>"#)
             }
-            FieldKind::Checkbox => format!(r#"<input type="checkbox" name="{name}" value="true"{required}>"#),
-            kind => {
-                let input_type = match kind {
-                    FieldKind::Email => "email",
-                    FieldKind::Phone => "tel",
-                    FieldKind::Number => "number",
-                    FieldKind::Date => "date",
-                    _ => "text",
+            FieldKind::Checkbox => {
+                let checked = if state.is_some_and(|s| s.checked(&field.key)) {
+                    " checked"
+                } else {
+                    ""
                 };
-                format!(r#"<input type="{input_type}" name="{name}"{required}>"#)
+                format!(r#"<input id="{id}" type="checkbox" name="{name}" value="true"{checked}{attributes}>"#)
+            }
+            kind => {
+                let (input_type, autocomplete) = match kind {
+                    FieldKind::Email => ("email", r#" autocomplete="email""#),
+                    FieldKind::Phone => ("tel", r#" autocomplete="tel""#),
+                    FieldKind::Number => ("number", ""),
+                    FieldKind::Date => ("date", ""),
+                    _ => ("text", ""),
+                };
+                format!(
+                    r#"<input id="{id}" type="{input_type}" name="{name}" value="{}"{autocomplete}{attributes}>"#,
+                    esc(&value)
+                )
             }
         };
-        html.push_str(&format!("<label>{label} {input}</label>"));
+        let label = esc(&field.label);
+        if field.kind == FieldKind::Checkbox {
+            html.push_str(&format!(
+                r#"<div class="vx-field"><label class="vx-check" for="{id}">{input} {label}</label>"#
+            ));
+        } else {
+            html.push_str(&format!(
+                r#"<div class="vx-field"><label for="{id}">{label}</label>{input}"#
+            ));
+        }
+        if let Some(error) = error {
+            html.push_str(&format!(r#"<p class="vx-error" id="{id}-error">{}</p>"#, esc(error)));
+        }
+        html.push_str("</div>");
     }
-    for consent in consents_of(form) {
-        let required = if consent.required { " required" } else { "" };
+    for consent in &consents {
+        let key = format!("consent_{}", consent.channel);
+        let id = format!("vx-{}", esc(&key));
+        let error = error_of(&key);
+        let mut attributes = String::new();
+        if consent.required {
+            attributes.push_str(" required");
+        }
+        if state.is_some_and(|s| s.checked(&key)) {
+            attributes.push_str(" checked");
+        }
+        if error.is_some() {
+            attributes.push_str(&format!(r#" aria-invalid="true" aria-describedby="{id}-error""#));
+        }
         html.push_str(&format!(
-            r#"<label><input type="checkbox" name="consent_{}" value="true"{required}> {}</label>"#,
-            esc(&consent.channel),
+            r#"<div class="vx-field"><label class="vx-check" for="{id}"><input id="{id}" type="checkbox" name="{}" value="true"{attributes}> {}</label>"#,
+            esc(&key),
             esc(&consent.label)
         ));
+        if let Some(error) = error {
+            html.push_str(&format!(r#"<p class="vx-error" id="{id}-error">{}</p>"#, esc(error)));
+        }
+        html.push_str("</div>");
     }
     html.push_str(&format!(
         r#"<input type="text" name="{HONEYPOT}" value="" tabindex="-1" autocomplete="off" style="position:absolute;left:-10000px" aria-hidden="true"><input type="hidden" name="_page" value="{}"><button type="submit">Send</button></form>"#,
@@ -85,22 +207,71 @@ pub fn render_form(form: &form::Model, return_to: &str) -> String {
     html
 }
 
-pub fn render_page(page: &landing_page::Model, form: Option<&form::Model>, path: &str) -> String {
-    let form_html = form.map(|f| render_form(f, path)).unwrap_or_default();
+/// A whole public page: the default stylesheet, then the page's own CSS.
+fn document(title: &str, css: Option<&str>, main: &str) -> String {
     format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title></head><body><main>{}{}</main></body></html>",
-        esc(&page.title),
-        page.body_html,
-        form_html
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title><style>{DEFAULT_STYLESHEET}</style>{}</head><body><main>{main}</main></body></html>",
+        esc(title),
+        css.map(|css| format!("<style>{css}</style>")).unwrap_or_default(),
     )
 }
 
-pub fn not_found_page(what: &str) -> String {
-    format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Not found</title></head><body><h1>Not found</h1><p>{}</p></body></html>",
-        esc(what)
+/// A landing page with its form; with `state`, the form as a failed submission left it.
+pub fn render_page(
+    page: &landing_page::Model,
+    form: Option<&form::Model>,
+    path: &str,
+    state: Option<&FormState>,
+) -> String {
+    let form_html = form.map(|f| render_form(f, path, state)).unwrap_or_default();
+    document(
+        &page.title,
+        page.css.as_deref(),
+        &format!("{}{form_html}", page.body_html),
     )
 }
+
+/// A form on a page of its own, for a failed submission that came from no landing page.
+pub fn render_form_page(form: &form::Model, return_to: &str, state: &FormState) -> String {
+    let main = format!(
+        "<h1>{}</h1>{}",
+        esc(&form.name),
+        render_form(form, return_to, Some(state))
+    );
+    document(&form.name, None, &main)
+}
+
+/// A short message on a page of its own (a form's thanks, an error), with a link back to
+/// `back` when it is a path on this server.
+pub fn message_page(title: &str, message: &str, back: Option<&str>) -> String {
+    let back = back
+        .filter(|path| path.starts_with('/') && !path.starts_with("//") && !path.starts_with("/\\"))
+        .map(|path| format!(r#"<p><a href="{}">Back</a></p>"#, esc(path)))
+        .unwrap_or_default();
+    let main = format!(
+        r#"<h1>{}</h1><p class="vx-message" role="status">{}</p>{back}"#,
+        esc(title),
+        esc(message)
+    );
+    document(title, None, &main)
+}
+
+pub fn not_found_page(what: &str) -> String {
+    message_page("Not found", what, None)
+}
+
+/// Checks a page's own CSS: it goes inside a `<style>` element, so it may not close it (no `<`).
+pub fn valid_css(css: &str) -> Result<(), &'static str> {
+    if css.len() > MAX_CSS_BYTES {
+        return Err("css is larger than 64 KB");
+    }
+    if css.contains('<') {
+        return Err("css may not contain `<`");
+    }
+    Ok(())
+}
+
+const MAX_CSS_BYTES: usize = 64 * 1024;
 
 #[cfg(test)]
 mod tests {
@@ -141,6 +312,8 @@ pub struct PageContent {
     /// The global id of a form to embed.
     pub form_id: Option<String>,
     pub published: bool,
+    /// CSS after the default stylesheet (so it overrides it); `None` for none.
+    pub css: Option<String>,
 }
 
 const MAX_TITLE_LEN: usize = 300;
@@ -173,6 +346,11 @@ pub async fn save(
     }
     if content.body_html.len() > MAX_BODY_BYTES {
         return Err(UserError::new(&["bodyHtml"], UserErrorCode::TooLong, "body is larger than 512 KB").into());
+    }
+    if let Some(css) = &content.css
+        && let Err(message) = valid_css(css)
+    {
+        return Err(UserError::new(&["css"], UserErrorCode::Invalid, message).into());
     }
     let form_id = match &content.form_id {
         Some(form_id) => Some(
@@ -209,6 +387,7 @@ pub async fn save(
         body_html: sanitize(&content.body_html),
         form_id,
         published: content.published,
+        css: content.css.filter(|css| !css.trim().is_empty()),
         created_at: existing.as_ref().map_or(now, |e| e.created_at),
         updated_at: now,
     };

@@ -5,7 +5,7 @@
 #![allow(clippy::result_large_err)]
 
 use super::AppState;
-use actix_web::http::header;
+use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use entities::{form, landing_page, tracked_link};
 use futures_util::StreamExt;
@@ -17,8 +17,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 use voxtur_core::events::ingest::{Ingestor, Kind, parse};
-use voxtur_core::web::forms::{SubmitError, Submitted, submit};
-use voxtur_core::web::pages::{not_found_page, render_page};
+use voxtur_core::web::forms::{FieldErrors, SubmitError, Submitted, submit};
+use voxtur_core::web::pages::{FormState, message_page, not_found_page, render_form_page, render_page};
 
 const MAX_FORM_BYTES: usize = 64 * 1024;
 
@@ -99,7 +99,7 @@ async fn landing_page_view(
     let (workspace, slug) = path.into_inner();
     let missing = || {
         html(
-            actix_web::http::StatusCode::NOT_FOUND,
+            StatusCode::NOT_FOUND,
             not_found_page("There is no page at this address."),
         )
     };
@@ -117,10 +117,7 @@ async fn landing_page_view(
         Ok(None) => return missing(),
         Err(error) => {
             tracing::error!(%error, "landing page lookup failed");
-            return html(
-                actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
-                not_found_page("Please try again."),
-            );
+            return html(StatusCode::INTERNAL_SERVER_ERROR, not_found_page("Please try again."));
         }
     };
     let form = match page.form_id {
@@ -145,7 +142,7 @@ async fn landing_page_view(
         "" => req.path().to_owned(),
         query => format!("{}?{query}", req.path()),
     };
-    response.body(render_page(&page, form.as_ref(), &full_path))
+    response.body(render_page(&page, form.as_ref(), &full_path, None))
 }
 
 async fn link_click(
@@ -154,12 +151,7 @@ async fn link_click(
     state: web::Data<AppState>,
     ingestor: web::Data<Ingestor>,
 ) -> HttpResponse {
-    let missing = || {
-        html(
-            actix_web::http::StatusCode::NOT_FOUND,
-            not_found_page("This link does not exist."),
-        )
-    };
+    let missing = || html(StatusCode::NOT_FOUND, not_found_page("This link does not exist."));
     let code = code.into_inner();
     if code.len() > 32 {
         return missing();
@@ -173,10 +165,7 @@ async fn link_click(
         Ok(None) => return missing(),
         Err(error) => {
             tracing::error!(%error, "link lookup failed");
-            return html(
-                actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
-                not_found_page("Please try again."),
-            );
+            return html(StatusCode::INTERNAL_SERVER_ERROR, not_found_page("Please try again."));
         }
     };
     let (visitor_id, new_visitor) = visitor(&req);
@@ -203,15 +192,41 @@ async fn link_click(
     response.finish()
 }
 
-async fn read_body(mut payload: web::Payload) -> Result<web::Bytes, HttpResponse> {
+/// Whether to answer a submission with a page: a browser posting the form (urlencoded, or
+/// asking for HTML) gets one; a program sending JSON, or asking for it, keeps JSON.
+fn wants_html(req: &HttpRequest, urlencoded: bool) -> bool {
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    accept.contains("text/html") || (urlencoded && !accept.contains("application/json"))
+}
+
+/// A failure before the form could be read, as a page or as JSON.
+fn refusal(browser: bool, status: StatusCode, message: &str) -> HttpResponse {
+    if browser {
+        let title = if status == StatusCode::NOT_FOUND {
+            "Not found"
+        } else {
+            "Not sent"
+        };
+        html(status, message_page(title, message, None))
+    } else {
+        HttpResponse::build(status).json(json!({ "success": false, "message": message }))
+    }
+}
+
+async fn read_body(mut payload: web::Payload, browser: bool) -> Result<web::Bytes, HttpResponse> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| {
-            HttpResponse::BadRequest().json(json!({ "success": false, "message": "could not read the body" }))
-        })?;
+        let chunk = chunk.map_err(|_| refusal(browser, StatusCode::BAD_REQUEST, "could not read the submission"))?;
         if body.len() + chunk.len() > MAX_FORM_BYTES {
-            return Err(HttpResponse::PayloadTooLarge()
-                .json(json!({ "success": false, "message": "the submission is too large" })));
+            return Err(refusal(
+                browser,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the submission is too large",
+            ));
         }
         body.extend_from_slice(&chunk);
     }
@@ -226,33 +241,52 @@ async fn form_submit(
     ingestor: web::Data<Ingestor>,
     limiter: web::Data<RateLimiter>,
 ) -> HttpResponse {
+    let urlencoded = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+    let browser = wants_html(&req, urlencoded);
     let result = async {
-        let not_found = || HttpResponse::NotFound().json(json!({ "success": false, "message": "no such form" }));
+        let not_found = || refusal(browser, StatusCode::NOT_FOUND, "There is no such form.");
         let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
         if let Some(ip) = req.peer_addr().map(|a| a.ip())
             && !limiter.allow(ip)
         {
-            return Err(HttpResponse::TooManyRequests()
-                .insert_header((header::RETRY_AFTER, "60"))
-                .json(json!({ "success": false, "message": "too many submissions from this address; try again in a minute" })));
+            let mut response = refusal(
+                browser,
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many submissions from this address; try again in a minute",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("60"));
+            return Err(response);
         }
         let form = form::Entity::find_by_id(id).one(&state.db).await.map_err(|error| {
             tracing::error!(%error, "form lookup failed");
-            HttpResponse::InternalServerError().json(json!({ "success": false, "message": "internal error" }))
+            refusal(
+                browser,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error; please try again",
+            )
         })?;
         let form = form.ok_or_else(not_found)?;
-        let body = read_body(payload).await?;
-        let urlencoded = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+        let body = read_body(payload, browser).await?;
         let values: Map<String, Json> = if urlencoded {
-            url::form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), Json::String(v.into_owned()))).collect()
+            url::form_urlencoded::parse(&body)
+                .map(|(k, v)| (k.into_owned(), Json::String(v.into_owned())))
+                .collect()
         } else {
             match serde_json::from_slice::<Json>(&body) {
                 Ok(Json::Object(values)) => values,
-                _ => return Err(HttpResponse::BadRequest().json(json!({ "success": false, "message": "send a JSON object of field values, or a urlencoded form" }))),
+                _ => {
+                    return Err(refusal(
+                        browser,
+                        StatusCode::BAD_REQUEST,
+                        "send a JSON object of field values, or a urlencoded form",
+                    ));
+                }
             }
         };
         let (visitor_id, _) = visitor(&req);
@@ -260,7 +294,12 @@ async fn form_submit(
             .get("_page")
             .and_then(Json::as_str)
             .and_then(|p| p.split_once('?'))
-            .map(|(_, q)| url::form_urlencoded::parse(q.as_bytes()).filter(|(k, _)| k.starts_with("utm_")).map(|(k, v)| (k.into_owned(), Json::String(v.into_owned()))).collect::<Map<_, _>>())
+            .map(|(_, q)| {
+                url::form_urlencoded::parse(q.as_bytes())
+                    .filter(|(k, _)| k.starts_with("utm_"))
+                    .map(|(k, v)| (k.into_owned(), Json::String(v.into_owned())))
+                    .collect::<Map<_, _>>()
+            })
             .unwrap_or_default();
         let mut page = Json::Object(page_utm);
         if let (Some(path), Some(object)) = (values.get("_page"), page.as_object_mut()) {
@@ -268,30 +307,80 @@ async fn form_submit(
         }
         let _writer = ingestor.exclusive().await;
         match submit(&state.db, &form, &values, Some(&visitor_id), page).await {
-            Ok(Submitted::Saved { .. }) | Ok(Submitted::Ignored) => Ok(form),
-            Err(SubmitError::Invalid(errors)) => Err(HttpResponse::UnprocessableEntity().json(json!({ "success": false, "message": "some fields need attention", "errors": errors }))),
+            Ok(Submitted::Saved { .. }) | Ok(Submitted::Ignored) => Ok((form, values)),
+            Err(SubmitError::Invalid(errors)) if browser => Err(form_again(&state, &form, &values, &errors).await),
+            Err(SubmitError::Invalid(errors)) => Err(HttpResponse::UnprocessableEntity()
+                .json(json!({ "success": false, "message": "some fields need attention", "errors": errors }))),
             Err(SubmitError::Db(error)) => {
                 tracing::error!(%error, "form submission failed");
-                Err(HttpResponse::InternalServerError().json(json!({ "success": false, "message": "internal error; please try again" })))
+                Err(refusal(
+                    browser,
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error; please try again",
+                ))
             }
         }
-        .map(|form| (form, urlencoded))
     }
     .await;
-    match result {
-        Ok((form, urlencoded)) => match (&form.redirect_url, urlencoded) {
-            // A browser posting the form goes on to the configured page.
-            (Some(target), true) => HttpResponse::SeeOther()
-                .insert_header((header::LOCATION, target.clone()))
-                .finish(),
-            _ => HttpResponse::Ok().json(json!({
-                "success": true,
-                "message": form.success_message.clone().unwrap_or_else(|| "Thank you!".into()),
-                "redirectUrl": form.redirect_url,
-            })),
-        },
-        Err(response) => response,
+    let (form, values) = match result {
+        Ok(saved) => saved,
+        Err(response) => return response,
+    };
+    let message = form.success_message.clone().unwrap_or_else(|| "Thank you!".into());
+    match (&form.redirect_url, browser) {
+        // A browser posting the form goes on to the configured page.
+        (Some(target), true) => HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, target.clone()))
+            .finish(),
+        (None, true) => html(
+            StatusCode::OK,
+            message_page(&form.name, &message, values.get("_page").and_then(Json::as_str)),
+        ),
+        _ => HttpResponse::Ok().json(json!({
+            "success": true,
+            "message": message,
+            "redirectUrl": form.redirect_url,
+        })),
     }
+}
+
+/// A browser's invalid submission: the landing page it came from (or the form on a page of its
+/// own), the form holding the values sent and each problem next to its field.
+async fn form_again(
+    state: &AppState,
+    form: &form::Model,
+    values: &Map<String, Json>,
+    errors: &FieldErrors,
+) -> HttpResponse {
+    let return_to = values.get("_page").and_then(Json::as_str).unwrap_or_default();
+    let form_state = FormState { values, errors };
+    let page = match landing_page_slug(return_to, form.workspace_id) {
+        Some(slug) => landing_page::Entity::find()
+            .filter(landing_page::Column::WorkspaceId.eq(form.workspace_id))
+            .filter(landing_page::Column::Slug.eq(slug))
+            .filter(landing_page::Column::Published.eq(true))
+            .filter(landing_page::Column::FormId.eq(form.id))
+            .one(&state.db)
+            .await
+            .unwrap_or_else(|error| {
+                tracing::warn!(%error, "landing page lookup failed; answering with the form alone");
+                None
+            }),
+        None => None,
+    };
+    let body = match page {
+        Some(page) => render_page(&page, Some(form), return_to, Some(&form_state)),
+        None => render_form_page(form, return_to, &form_state),
+    };
+    html(StatusCode::UNPROCESSABLE_ENTITY, body)
+}
+
+/// The slug of `/p/{workspace}/{slug}[?query]` when the path is a landing page of `workspace_id`.
+fn landing_page_slug(path: &str, workspace_id: Uuid) -> Option<&str> {
+    let path = path.split(['?', '#']).next()?;
+    let rest = path.strip_prefix("/p/")?;
+    let (workspace, slug) = rest.split_once('/')?;
+    (Uuid::parse_str(workspace).ok()? == workspace_id).then_some(slug)
 }
 
 /// The cookie that carries a visitor's anonymous id between pages, forms and links.
