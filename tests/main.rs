@@ -14,6 +14,7 @@ mod custom_fields;
 mod demo;
 mod generator;
 mod http;
+mod imports;
 mod journey;
 mod pagination;
 mod pool;

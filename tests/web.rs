@@ -460,7 +460,12 @@ async fn browsers_get_pages_back_and_programs_keep_json() {
         again.contains(r#"value="not-an-email" autocomplete="email" required aria-invalid="true" aria-describedby="vx-email-error">"#),
         "{again}"
     );
-    assert!(again.contains(r#"<p class="vx-error" id="vx-email-error">"#), "{again}");
+    assert!(
+        again.contains(
+            r#"<p class="vx-error" id="vx-email-error">&quot;not-an-email&quot; is not a valid email address</p>"#
+        ),
+        "people read quotation marks, not the API's backticks: {again}"
+    );
     assert!(
         again.contains(r#"<p class="vx-error" id="vx-consent_email-error">"#),
         "the consent's error too"
@@ -487,6 +492,10 @@ async fn browsers_get_pages_back_and_programs_keep_json() {
     assert!(
         thanks.contains("Welcome aboard") && thanks.contains(&format!(r#"<a href="{page_path}">"#)),
         "{thanks}"
+    );
+    assert!(
+        thanks.contains("<title>Join</title>") && thanks.contains("main { max-width: 50rem }"),
+        "thanked in the landing page's look: {thanks}"
     );
     assert_eq!(app.contact_count().await, 1);
 

@@ -23,10 +23,11 @@ pub enum NodeKind {
     TrackedLink,
     Segment,
     ExportJob,
+    ContactImport,
 }
 
 impl NodeKind {
-    pub const ALL: [NodeKind; 14] = [
+    pub const ALL: [NodeKind; 15] = [
         NodeKind::Workspace,
         NodeKind::User,
         NodeKind::Team,
@@ -41,6 +42,7 @@ impl NodeKind {
         NodeKind::TrackedLink,
         NodeKind::Segment,
         NodeKind::ExportJob,
+        NodeKind::ContactImport,
     ];
 
     pub fn name(self) -> &'static str {
@@ -59,6 +61,7 @@ impl NodeKind {
             NodeKind::TrackedLink => "TrackedLink",
             NodeKind::Segment => "Segment",
             NodeKind::ExportJob => "ExportJob",
+            NodeKind::ContactImport => "ContactImport",
         }
     }
 

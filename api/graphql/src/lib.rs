@@ -10,6 +10,7 @@ pub mod errors;
 pub mod events;
 pub mod filters;
 pub mod guards;
+pub mod imports;
 pub mod loaders;
 pub mod parsed;
 pub mod projection;
@@ -230,6 +231,7 @@ pub struct Query(
     EventQuery,
     WebQuery,
     SegmentQuery,
+    imports::ImportQuery,
 );
 
 /// The root mutation type.
@@ -242,6 +244,7 @@ pub struct Mutation(
     EventMutation,
     WebMutation,
     SegmentMutation,
+    imports::ImportMutation,
 );
 
 pub fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {

@@ -81,6 +81,11 @@ enum Command {
         #[command(subcommand)]
         command: ApiKeyCommand,
     },
+    /// Import contacts.
+    Contacts {
+        #[command(subcommand)]
+        command: ContactsCommand,
+    },
     /// Manage segments.
     Segment {
         #[command(subcommand)]
@@ -94,6 +99,31 @@ enum Command {
         contacts: usize,
         #[command(subcommand)]
         command: Option<DemoCommand>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ContactsCommand {
+    /// Import contacts from a CSV file (UTF-8, with or without a BOM; `,`, `;` or tab found from
+    /// the header), matched on e-mail, with a progress bar on stderr and a report of the rows
+    /// that were not imported.
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+        /// The workspace (global id or UUID).
+        #[arg(long)]
+        workspace: String,
+        /// Columns and their fields, e.g. `--map "E-Mail=email,Vorname=firstName,Plan=custom:plan"`;
+        /// fields: email, firstName, lastName, phone, company, lifecycleStage, tags, source,
+        /// consent:<channel>, custom:<key>. Without it, the mapping the header suggests.
+        #[arg(long)]
+        map: Option<String>,
+        /// A row whose e-mail is known: update the contact, or skip the row.
+        #[arg(long, value_parser = ["update", "skip"], default_value = "update")]
+        on_duplicate: String,
+        /// Check and count every row, save nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -297,6 +327,24 @@ async fn run(command: Option<Command>, mut settings: Settings) -> Result<(), Str
             println!("{}", issued.secret);
             Ok(())
         }
+        Command::Contacts {
+            command:
+                ContactsCommand::Import {
+                    file,
+                    workspace,
+                    map,
+                    on_duplicate,
+                    dry_run,
+                },
+        } => {
+            let db = connect(&settings).await?;
+            let on_duplicate = if on_duplicate == "skip" {
+                voxtur_core::contacts::import::OnDuplicate::Skip
+            } else {
+                voxtur_core::contacts::import::OnDuplicate::Update
+            };
+            import_contacts(&db, &file, &workspace, map.as_deref(), on_duplicate, dry_run).await
+        }
         Command::Segment {
             command: SegmentCommand::Export { id, output },
         } => {
@@ -464,6 +512,91 @@ async fn export_segment(db: &DatabaseConnection, id: &str, output: Option<PathBu
     out.flush().map_err(|e| e.to_string())?;
     progress.finish_and_clear();
     eprintln!("exported {written} members of \"{}\"", segment.name);
+    Ok(())
+}
+
+async fn import_contacts(
+    db: &DatabaseConnection,
+    file: &std::path::Path,
+    workspace: &str,
+    map: Option<&str>,
+    on_duplicate: voxtur_core::contacts::import::OnDuplicate,
+    dry_run: bool,
+) -> Result<(), String> {
+    use voxtur_core::contacts::import;
+    let workspace_id = Uuid::parse_str(workspace)
+        .ok()
+        .or_else(|| decode_as(workspace, NodeKind::Workspace))
+        .ok_or_else(|| format!("`{workspace}` is not a workspace id"))?;
+    let data = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let name = file.file_name().map(|n| n.to_string_lossy().into_owned());
+    let problems = |e: voxtur_core::errors::MutationError| match e {
+        voxtur_core::errors::MutationError::Invalid(problems) => {
+            problems.into_iter().map(|p| p.message).collect::<Vec<_>>().join("; ")
+        }
+        voxtur_core::errors::MutationError::Api(e) => e.for_operator(),
+    };
+    let staged = import::stage(db, workspace_id, name.as_deref(), data)
+        .await
+        .map_err(problems)?;
+    let mapping: Vec<(String, String)> = match map {
+        Some(map) => map
+            .split(',')
+            .filter(|pair| !pair.trim().is_empty())
+            .map(|pair| {
+                pair.rsplit_once('=')
+                    .map(|(column, field)| (column.trim().to_owned(), field.trim().to_owned()))
+                    .ok_or_else(|| format!("`{pair}` is not COLUMN=FIELD"))
+            })
+            .collect::<Result<_, _>>()?,
+        None => {
+            let fields =
+                voxtur_core::custom_fields::Definitions::load(db, workspace_id, entities::enums::ObjectType::Contact)
+                    .await
+                    .map_err(|e| e.for_operator())?;
+            let suggested: Vec<(String, String)> = import::suggest(&import::columns_of(&staged), &fields)
+                .into_iter()
+                .map(|(column, target)| (column, target.name()))
+                .collect();
+            let shown: Vec<String> = suggested.iter().map(|(c, f)| format!("{c}={f}")).collect();
+            eprintln!("mapping (from the header; --map to choose): {}", shown.join(","));
+            suggested
+        }
+    };
+    let prepared = import::prepare(db, workspace_id, staged.id, &mapping, on_duplicate, dry_run)
+        .await
+        .map_err(problems)?;
+    let progress = indicatif::ProgressBar::new(prepared.total_rows.max(0) as u64).with_style(
+        indicatif::ProgressStyle::with_template("importing [{bar:40}] {human_pos}/{human_len} {per_sec} eta {eta}")
+            .map_err(|e| e.to_string())?
+            .progress_chars("=> "),
+    );
+    let done = import::run(db, &prepared, |p| progress.set_position(p.processed as u64))
+        .await
+        .map_err(|e| e.for_operator())?;
+    progress.finish_and_clear();
+    let verb = if dry_run { "would be " } else { "" };
+    println!(
+        "{} rows: {} {verb}created, {} {verb}updated, {} skipped, {} not imported",
+        done.processed, done.created, done.updated, done.skipped, done.failed
+    );
+    let problems = import::problems(db, prepared.id, 0, 50)
+        .await
+        .map_err(|e| e.for_operator())?;
+    for problem in &problems {
+        let column = problem
+            .column_name
+            .as_deref()
+            .map(|c| format!(" ({c})"))
+            .unwrap_or_default();
+        println!("  row {}{column}: {}", problem.row_number, problem.message);
+    }
+    if done.failed > problems.len() as i64 {
+        println!(
+            "  ... see contactImport(id: \"{}\") {{ errors }} for the rest",
+            NodeKind::ContactImport.encode(prepared.id)
+        );
+    }
     Ok(())
 }
 

@@ -62,6 +62,7 @@ impl Application {
                 .configure(crate::http::events::routes)
                 .configure(crate::http::web::routes)
                 .configure(crate::http::exports::routes)
+                .configure(crate::http::imports::routes)
         })
         .shutdown_timeout(settings.server.shutdown_timeout_secs)
         .listen(listener)?;

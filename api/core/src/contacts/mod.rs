@@ -1,6 +1,7 @@
 //! Contacts: validation and writes (create, update, delete, bulk upsert by email).
 
 pub mod filter;
+pub mod import;
 
 use crate::Patch;
 use crate::custom_fields::Definitions;

@@ -40,6 +40,10 @@ impl Definitions {
         self.0.get(key)
     }
 
+    pub fn iter(&self) -> impl Iterator<Item = &custom_field::Model> {
+        self.0.values()
+    }
+
     /// The definition for a key used in a filter or sort, or a clear error.
     pub fn require(&self, key: &str) -> ApiResult<&custom_field::Model> {
         self.get(key)

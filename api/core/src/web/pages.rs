@@ -61,11 +61,16 @@ p,ul,ol{margin:0 0 1rem}\
 .vx-check input{width:1.25rem;height:1.25rem;min-height:0;margin:.2rem 0 0;flex:none}\
 .vx-field [aria-invalid=true]{border-color:#c62828;background:#fff6f6}\
 .vx-error{margin:0;color:#b71c1c;font-size:.95rem}\
-.vx-errors{padding:.75rem 1rem;border-left:4px solid #c62828;background:#fff6f6}\
+.vx-errors{padding:.75rem 1rem;border-left:4px solid #c62828;background:#fff6f6}.vx-errors p{margin:0}\
 .vx-form button{align-self:flex-start;min-height:2.9rem;padding:.7rem 1.6rem;font:inherit;font-weight:600;color:#fff;background:#1f5fd6;border:0;border-radius:6px;cursor:pointer}\
 .vx-form button:hover{background:#184db0}\
 .vx-message{font-size:1.15rem}\
 @media (max-width:30rem){main{padding:1.25rem 1rem 2rem}.vx-form button{align-self:stretch}}";
+
+/// An API message for people: the API quotes values in backticks, a page in quotation marks.
+fn for_people(message: &str) -> String {
+    esc(&message.replace('`', "\""))
+}
 
 /// What a submission that failed sends back to the form: the values as sent and the problems
 /// found, each shown next to its field.
@@ -107,7 +112,11 @@ pub fn render_form(form: &form::Model, return_to: &str, state: Option<&FormState
         };
         html.push_str(r#"<div class="vx-errors" role="alert"><p>Some fields need attention.</p>"#);
         for (key, message) in state.errors.iter().filter(|(key, _)| !known(key)) {
-            html.push_str(&format!(r#"<p class="vx-error">{}: {}</p>"#, esc(key), esc(message)));
+            html.push_str(&format!(
+                r#"<p class="vx-error">{}: {}</p>"#,
+                esc(key),
+                for_people(message)
+            ));
         }
         html.push_str("</div>");
     }
@@ -172,7 +181,10 @@ pub fn render_form(form: &form::Model, return_to: &str, state: Option<&FormState
             ));
         }
         if let Some(error) = error {
-            html.push_str(&format!(r#"<p class="vx-error" id="{id}-error">{}</p>"#, esc(error)));
+            html.push_str(&format!(
+                r#"<p class="vx-error" id="{id}-error">{}</p>"#,
+                for_people(error)
+            ));
         }
         html.push_str("</div>");
     }
@@ -196,7 +208,10 @@ pub fn render_form(form: &form::Model, return_to: &str, state: Option<&FormState
             esc(&consent.label)
         ));
         if let Some(error) = error {
-            html.push_str(&format!(r#"<p class="vx-error" id="{id}-error">{}</p>"#, esc(error)));
+            html.push_str(&format!(
+                r#"<p class="vx-error" id="{id}-error">{}</p>"#,
+                for_people(error)
+            ));
         }
         html.push_str("</div>");
     }
@@ -242,8 +257,8 @@ pub fn render_form_page(form: &form::Model, return_to: &str, state: &FormState) 
 }
 
 /// A short message on a page of its own (a form's thanks, an error), with a link back to
-/// `back` when it is a path on this server.
-pub fn message_page(title: &str, message: &str, back: Option<&str>) -> String {
+/// `back` when it is a path on this server, in the look of the page it answers (`css`).
+pub fn message_page(title: &str, message: &str, back: Option<&str>, css: Option<&str>) -> String {
     let back = back
         .filter(|path| path.starts_with('/') && !path.starts_with("//") && !path.starts_with("/\\"))
         .map(|path| format!(r#"<p><a href="{}">Back</a></p>"#, esc(path)))
@@ -253,11 +268,11 @@ pub fn message_page(title: &str, message: &str, back: Option<&str>) -> String {
         esc(title),
         esc(message)
     );
-    document(title, None, &main)
+    document(title, css, &main)
 }
 
 pub fn not_found_page(what: &str) -> String {
-    message_page("Not found", what, None)
+    message_page("Not found", what, None, None)
 }
 
 /// Checks a page's own CSS: it goes inside a `<style>` element, so it may not close it (no `<`).

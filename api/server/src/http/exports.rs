@@ -1,13 +1,12 @@
 //! `GET /exports/{id}`: an export job's CSV, streamed chunk by chunk, to the same credentials
 //! (an API key of the workspace with `contacts:read`).
 
-use super::{AppState, error_response};
+use super::{AppState, error_response, require_key};
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use entities::{export_chunk, export_job};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-use voxtur_core::auth::{Scope, authenticate};
-use voxtur_core::error::ApiError;
+use voxtur_core::auth::Scope;
 use voxtur_core::ids::{NodeKind, decode_as};
 
 pub fn routes(config: &mut web::ServiceConfig) {
@@ -15,28 +14,10 @@ pub fn routes(config: &mut web::ServiceConfig) {
 }
 
 async fn download(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
-    let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let principal = match authenticate(&state.db, &state.principals, authorization).await {
-        Ok(Some(principal)) => principal,
-        Ok(None) | Err(ApiError::Unauthenticated) => {
-            return error_response(
-                StatusCode::UNAUTHORIZED,
-                "UNAUTHENTICATED",
-                "send `Authorization: Bearer <api key>`",
-            );
-        }
-        Err(error) => {
-            tracing::error!(error = %error.for_operator(), "authentication failed");
-            return error_response(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error");
-        }
+    let principal = match require_key(&req, &state, Scope::ContactsRead).await {
+        Ok(principal) => principal,
+        Err(refused) => return refused,
     };
-    if !principal.scopes.allows(Scope::ContactsRead) {
-        return error_response(
-            StatusCode::FORBIDDEN,
-            "FORBIDDEN",
-            "these credentials lack the `contacts:read` scope",
-        );
-    }
     let not_found = || error_response(StatusCode::NOT_FOUND, "NOT_FOUND", "no such export in this workspace");
     let Some(id) = decode_as(&path, NodeKind::ExportJob) else {
         return not_found();

@@ -211,7 +211,7 @@ fn refusal(browser: bool, status: StatusCode, message: &str) -> HttpResponse {
         } else {
             "Not sent"
         };
-        html(status, message_page(title, message, None))
+        html(status, message_page(title, message, None, None))
     } else {
         HttpResponse::build(status).json(json!({ "success": false, "message": message }))
     }
@@ -332,10 +332,14 @@ async fn form_submit(
         (Some(target), true) => HttpResponse::SeeOther()
             .insert_header((header::LOCATION, target.clone()))
             .finish(),
-        (None, true) => html(
-            StatusCode::OK,
-            message_page(&form.name, &message, values.get("_page").and_then(Json::as_str)),
-        ),
+        (None, true) => {
+            let back = values.get("_page").and_then(Json::as_str);
+            // Thanked in the look of the landing page the form was on, under its title.
+            let page = landing_page_of(&state, &form, back.unwrap_or_default()).await;
+            let title = page.as_ref().map_or(form.name.as_str(), |p| p.title.as_str());
+            let css = page.as_ref().and_then(|p| p.css.as_deref());
+            html(StatusCode::OK, message_page(title, &message, back, css))
+        }
         _ => HttpResponse::Ok().json(json!({
             "success": true,
             "message": message,
@@ -354,25 +358,28 @@ async fn form_again(
 ) -> HttpResponse {
     let return_to = values.get("_page").and_then(Json::as_str).unwrap_or_default();
     let form_state = FormState { values, errors };
-    let page = match landing_page_slug(return_to, form.workspace_id) {
-        Some(slug) => landing_page::Entity::find()
-            .filter(landing_page::Column::WorkspaceId.eq(form.workspace_id))
-            .filter(landing_page::Column::Slug.eq(slug))
-            .filter(landing_page::Column::Published.eq(true))
-            .filter(landing_page::Column::FormId.eq(form.id))
-            .one(&state.db)
-            .await
-            .unwrap_or_else(|error| {
-                tracing::warn!(%error, "landing page lookup failed; answering with the form alone");
-                None
-            }),
-        None => None,
-    };
+    let page = landing_page_of(state, form, return_to).await;
     let body = match page {
         Some(page) => render_page(&page, Some(form), return_to, Some(&form_state)),
         None => render_form_page(form, return_to, &form_state),
     };
     html(StatusCode::UNPROCESSABLE_ENTITY, body)
+}
+
+/// The published landing page at `path` (as a form's `_page` gives it) that embeds `form`.
+async fn landing_page_of(state: &AppState, form: &form::Model, path: &str) -> Option<landing_page::Model> {
+    let slug = landing_page_slug(path, form.workspace_id)?;
+    landing_page::Entity::find()
+        .filter(landing_page::Column::WorkspaceId.eq(form.workspace_id))
+        .filter(landing_page::Column::Slug.eq(slug))
+        .filter(landing_page::Column::Published.eq(true))
+        .filter(landing_page::Column::FormId.eq(form.id))
+        .one(&state.db)
+        .await
+        .unwrap_or_else(|error| {
+            tracing::warn!(%error, "landing page lookup failed; answering without it");
+            None
+        })
 }
 
 /// The slug of `/p/{workspace}/{slug}[?query]` when the path is a landing page of `workspace_id`.
