@@ -358,3 +358,97 @@ async fn the_cli_imports_a_file_with_a_mapping_or_the_one_the_header_suggests() 
     let (ok, _, stderr) = app.cli(&["contacts", "import", file, "--workspace", &workspace, "--map", "Email"]);
     assert!(!ok && stderr.contains("`Email` is not COLUMN=FIELD"), "{stderr}");
 }
+
+/// An export carries tags, consent and custom fields as columns (and a BOM for Excel when
+/// asked), under the names an import suggests: it imports back as it is.
+#[tokio::test]
+async fn an_export_with_tags_consent_and_custom_fields_imports_back() {
+    let app = TestApp::spawn().await;
+    app.gql(
+        r#"mutation { a: customFieldDefine(input: {objectType: CONTACT, key: "plan", label: "Plan", type: MULTI_SELECT, options: ["gold", "=cmd"]}) { userErrors { code } }
+                     b: customFieldDefine(input: {objectType: CONTACT, key: "seats", label: "Seats", type: NUMBER}) { userErrors { code } } }"#,
+        json!({}),
+    )
+    .await;
+    app.create_contact(
+        json!({ "email": "ann@example.com", "firstName": "Ann", "tags": ["vip", "early"],
+        "consent": { "email": { "status": "GRANTED" } }, "customFields": { "plan": ["gold", "=cmd"], "seats": 12 } }),
+    )
+    .await;
+    app.create_contact(json!({ "email": "bo@example.com" })).await;
+    let segment = app
+        .gql(
+            r#"mutation { segmentCreate(input: {name: "All", filter: {email: {isNull: false}}}) { segment { id } } }"#,
+            json!({}),
+        )
+        .await;
+    let segment = segment["segmentCreate"]["segment"]["id"].as_str().unwrap().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("all.csv");
+    let (ok, _, stderr) = app.cli(&["segment", "export", &segment, "--bom", "-o", file.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    let csv = std::fs::read_to_string(&file).unwrap();
+    assert!(csv.starts_with("\u{feff}id,email,first_name,last_name,phone,lifecycle_stage,company,owner_id,tags,consent_email,consent_sms,consent_phone,consent_letter,consent_visit,created_at,last_activity_at,plan,seats\n"), "{csv}");
+    let ann = csv.lines().find(|l| l.contains("ann@example.com")).unwrap();
+    assert!(
+        ann.contains(",early; vip,granted,unknown,unknown,unknown,unknown,"),
+        "{ann}"
+    );
+    assert!(
+        ann.ends_with(",gold; =cmd,12"),
+        "a list starting with a letter is no formula: {ann}"
+    );
+
+    let (status, staged) = stage(&app, Some(&app.key), "all.csv", csv.as_bytes()).await;
+    assert_eq!(status, StatusCode::CREATED, "{staged}");
+    let fields: Vec<&str> = staged["suggestedMapping"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "email",
+            "firstName",
+            "lastName",
+            "phone",
+            "lifecycleStage",
+            "company",
+            "tags",
+            "consent:email",
+            "consent:sms",
+            "consent:phone",
+            "consent:letter",
+            "consent:visit",
+            "custom:plan",
+            "custom:seats"
+        ]
+    );
+    let id = staged["id"].as_str().unwrap().to_owned();
+    let data = app
+        .gql(
+            START,
+            json!({ "i": { "importId": id, "mapping": staged["suggestedMapping"] } }),
+        )
+        .await;
+    assert_eq!(codes(&data["contactImportStart"]), Vec::<String>::new(), "{data}");
+    let done = finished(&app, &id).await;
+    assert_eq!(
+        (done["updated"].as_i64(), done["failed"].as_i64()),
+        (Some(2), Some(0)),
+        "{done}"
+    );
+    let ann = app
+        .gql(
+            r#"{ contactByEmail(email: "ann@example.com") { tags consent { email { status } } customFields } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        ann["contactByEmail"],
+        json!({ "tags": ["early", "vip"], "consent": { "email": { "status": "GRANTED" } },
+                "customFields": { "plan": ["gold", "=cmd"], "seats": 12.0 } })
+    );
+}

@@ -770,6 +770,7 @@ async fn members_export_as_csv_through_a_job() {
         app.workspace_id,
         voxtur_core::ids::decode_as(&async_graphql::ID(leads.clone()), voxtur_core::ids::NodeKind::Segment).unwrap(),
         None,
+        &Default::default(),
     )
     .await
     .unwrap();

@@ -379,9 +379,10 @@ async fn exports_quote_what_a_spreadsheet_would_run() {
         .await;
     let id = data["segmentCreate"]["segment"]["id"].as_str().unwrap();
     let segment = voxtur_core::ids::decode_as(id, voxtur_core::ids::NodeKind::Segment).unwrap();
-    let (csv, _, rows) = voxtur_core::segments::export::page(&app.db, app.workspace_id, segment, None)
-        .await
-        .unwrap();
+    let (csv, _, rows) =
+        voxtur_core::segments::export::page(&app.db, app.workspace_id, segment, None, &Default::default())
+            .await
+            .unwrap();
     assert_eq!(rows, 1);
     assert!(
         csv.contains(r#""'=HYPERLINK(""http://evil.example"",""Click"")""#),

@@ -645,6 +645,11 @@ impl SegmentMutation {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The segment.")] segment_id: ID,
+        #[graphql(
+            desc = "Start the file with a UTF-8 byte-order mark, for Excel (which otherwise misreads accents).",
+            default = false
+        )]
+        bom: bool,
     ) -> async_graphql::Result<SegmentExportPayload> {
         let r = request(ctx)?;
         let id = match self::segment_id(&segment_id, "segmentId") {
@@ -657,7 +662,7 @@ impl SegmentMutation {
             }
         };
         let (job, user_errors) =
-            into_payload(voxtur_core::segments::export::start(r.db, r.principal.workspace_id, id).await)?;
+            into_payload(voxtur_core::segments::export::start(r.db, r.principal.workspace_id, id, bom).await)?;
         Ok(SegmentExportPayload {
             job: job.map(ExportJob),
             user_errors,

@@ -145,6 +145,9 @@ enum SegmentCommand {
         /// Write here instead of standard output.
         #[arg(long, short)]
         output: Option<PathBuf>,
+        /// Start with a UTF-8 byte-order mark, for Excel.
+        #[arg(long)]
+        bom: bool,
     },
 }
 
@@ -346,10 +349,10 @@ async fn run(command: Option<Command>, mut settings: Settings) -> Result<(), Str
             import_contacts(&db, &file, &workspace, map.as_deref(), on_duplicate, dry_run).await
         }
         Command::Segment {
-            command: SegmentCommand::Export { id, output },
+            command: SegmentCommand::Export { id, output, bom },
         } => {
             let db = connect(&settings).await?;
-            export_segment(&db, &id, output).await
+            export_segment(&db, &id, output, bom).await
         }
         Command::Segment {
             command: SegmentCommand::Rebuild { ids, workspace },
@@ -473,7 +476,7 @@ async fn seed_demo_once(db: &DatabaseConnection) -> Result<(), String> {
     print_demo(db, 500).await
 }
 
-async fn export_segment(db: &DatabaseConnection, id: &str, output: Option<PathBuf>) -> Result<(), String> {
+async fn export_segment(db: &DatabaseConnection, id: &str, output: Option<PathBuf>, bom: bool) -> Result<(), String> {
     use std::io::Write;
     let uuid = Uuid::parse_str(id)
         .ok()
@@ -495,12 +498,16 @@ async fn export_segment(db: &DatabaseConnection, id: &str, output: Option<PathBu
             .map_err(|e| e.to_string())?
             .progress_chars("=> "),
     );
+    let options = voxtur_core::segments::export::ExportOptions::load(db, segment.workspace_id, bom)
+        .await
+        .map_err(|e| e.for_operator())?;
     let mut after = None;
     let mut written = 0;
     loop {
-        let (csv, last, rows) = voxtur_core::segments::export::page(db, segment.workspace_id, segment.id, after)
-            .await
-            .map_err(|e| e.for_operator())?;
+        let (csv, last, rows) =
+            voxtur_core::segments::export::page(db, segment.workspace_id, segment.id, after, &options)
+                .await
+                .map_err(|e| e.for_operator())?;
         out.write_all(csv.as_bytes()).map_err(|e| e.to_string())?;
         written += rows;
         progress.set_position(written);

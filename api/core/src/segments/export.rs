@@ -5,7 +5,8 @@
 use crate::error::{ApiError, ApiResult};
 use crate::errors::{MutationResult, UserError, UserErrorCode};
 use crate::ids::NodeKind;
-use entities::{company, contact, export_chunk, export_job, segment_member};
+use entities::enums::ObjectType;
+use entities::{company, contact, contact_tag, export_chunk, export_job, segment_member};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveEnum, ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
@@ -19,7 +20,9 @@ pub const RUNNING: &str = "running";
 pub const DONE: &str = "done";
 pub const FAILED: &str = "failed";
 
-const HEADER: [&str; 10] = [
+/// The fixed columns; one per custom field follows, headed by its key. The names are the ones
+/// an import suggests for them, so an export imports back as it is.
+const HEADER: [&str; 16] = [
     "id",
     "email",
     "first_name",
@@ -28,9 +31,50 @@ const HEADER: [&str; 10] = [
     "lifecycle_stage",
     "company",
     "owner_id",
+    "tags",
+    "consent_email",
+    "consent_sms",
+    "consent_phone",
+    "consent_letter",
+    "consent_visit",
     "created_at",
     "last_activity_at",
 ];
+
+/// How an export is written.
+#[derive(Debug, Clone, Default)]
+pub struct ExportOptions {
+    /// Custom field keys, one column each, in key order.
+    pub custom_fields: Vec<String>,
+    /// Start the file with a UTF-8 byte-order mark, by which Excel knows the file is UTF-8
+    /// (without it, Excel reads accents as another encoding's).
+    pub bom: bool,
+}
+
+impl ExportOptions {
+    pub async fn load(db: &DatabaseConnection, workspace_id: Uuid, bom: bool) -> ApiResult<ExportOptions> {
+        let definitions = crate::custom_fields::Definitions::load(db, workspace_id, ObjectType::Contact).await?;
+        let mut custom_fields: Vec<String> = definitions.iter().map(|d| d.key.clone()).collect();
+        custom_fields.sort();
+        Ok(ExportOptions { custom_fields, bom })
+    }
+}
+
+/// A custom field's value as a cell: lists joined by `; `.
+fn custom_cell(value: Option<&serde_json::Value>) -> String {
+    match value {
+        None | Some(serde_json::Value::Null) => String::new(),
+        Some(serde_json::Value::String(text)) => spreadsheet_safe(text),
+        Some(serde_json::Value::Array(items)) => spreadsheet_safe(
+            &items
+                .iter()
+                .map(|item| item.as_str().map_or_else(|| item.to_string(), str::to_owned))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+        Some(other) => other.to_string(),
+    }
+}
 
 /// One page of members as CSV rows (the header first when `after` is `None`), the last contact
 /// id written (to continue after), and how many rows.
@@ -39,6 +83,7 @@ pub async fn page(
     workspace_id: Uuid,
     segment_id: Uuid,
     after: Option<Uuid>,
+    options: &ExportOptions,
 ) -> ApiResult<(String, Option<Uuid>, u64)> {
     let mut ids = segment_member::Entity::find()
         .select_only()
@@ -72,14 +117,34 @@ pub async fn page(
             .into_iter()
             .collect()
     };
+    let mut tags: HashMap<Uuid, Vec<String>> = HashMap::new();
+    if !contacts.is_empty() {
+        let rows: Vec<(Uuid, String)> = contact_tag::Entity::find()
+            .select_only()
+            .column(contact_tag::Column::ContactId)
+            .column(contact_tag::Column::Tag)
+            .filter(contact_tag::Column::WorkspaceId.eq(workspace_id))
+            .filter(contact_tag::Column::ContactId.is_in(ids.iter().copied()))
+            .order_by_asc(contact_tag::Column::Tag)
+            .into_tuple()
+            .all(db)
+            .await?;
+        for (contact_id, tag) in rows {
+            tags.entry(contact_id).or_default().push(tag);
+        }
+    }
     let mut out = csv::Writer::from_writer(Vec::new());
     let csv_error = |e: csv::Error| ApiError::Internal(e.to_string().into());
     if after.is_none() {
-        out.write_record(HEADER).map_err(csv_error)?;
+        let header = HEADER
+            .iter()
+            .map(|h| h.to_string())
+            .chain(options.custom_fields.iter().cloned());
+        out.write_record(header).map_err(csv_error)?;
     }
     let text = |value: Option<&String>| value.map_or_else(String::new, |v| spreadsheet_safe(v));
     for c in &contacts {
-        out.write_record([
+        let fixed = [
             NodeKind::Contact.encode(c.id),
             text(c.email.as_ref()),
             text(c.first_name.as_ref()),
@@ -88,18 +153,36 @@ pub async fn page(
             c.lifecycle_stage.to_value(),
             text(c.company_id.and_then(|id| companies.get(&id))),
             c.owner_id.map(|id| NodeKind::User.encode(id)).unwrap_or_default(),
+            text(tags.get(&c.id).map(|t| t.join("; ")).as_ref()),
+            c.consent_email.to_value(),
+            c.consent_sms.to_value(),
+            c.consent_phone.to_value(),
+            c.consent_letter.to_value(),
+            c.consent_visit.to_value(),
             c.created_at.to_rfc3339(),
             c.last_activity_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
-        ])
-        .map_err(csv_error)?;
+        ];
+        let custom = options
+            .custom_fields
+            .iter()
+            .map(|key| custom_cell(c.custom_fields.get(key)));
+        out.write_record(fixed.into_iter().chain(custom)).map_err(csv_error)?;
     }
     let bytes = out.into_inner().map_err(|e| ApiError::Internal(e.to_string().into()))?;
-    let text = String::from_utf8(bytes).map_err(|e| ApiError::Internal(e.to_string().into()))?;
+    let mut text = String::from_utf8(bytes).map_err(|e| ApiError::Internal(e.to_string().into()))?;
+    if after.is_none() && options.bom {
+        text.insert(0, '\u{feff}');
+    }
     Ok((text, ids.last().copied(), contacts.len() as u64))
 }
 
 /// Starts an export job of a segment's members; it runs in the background of this server.
-pub async fn start(db: &DatabaseConnection, workspace_id: Uuid, segment_id: Uuid) -> MutationResult<export_job::Model> {
+pub async fn start(
+    db: &DatabaseConnection,
+    workspace_id: Uuid,
+    segment_id: Uuid,
+    bom: bool,
+) -> MutationResult<export_job::Model> {
     let Some(segment) = super::find(db, workspace_id, segment_id).await? else {
         return Err(UserError::argument(
             &["segmentId"],
@@ -122,9 +205,10 @@ pub async fn start(db: &DatabaseConnection, workspace_id: Uuid, segment_id: Uuid
     .reset_all()
     .insert(db)
     .await?;
+    let options = ExportOptions::load(db, workspace_id, bom).await?;
     let (db, id) = (db.clone(), job.id);
     tokio::spawn(async move {
-        let outcome = run(&db, workspace_id, segment_id, id).await;
+        let outcome = run(&db, workspace_id, segment_id, id, &options).await;
         let (status, error) = match &outcome {
             Ok(()) => (DONE, None),
             Err(e) => {
@@ -146,11 +230,17 @@ pub async fn start(db: &DatabaseConnection, workspace_id: Uuid, segment_id: Uuid
     Ok(job)
 }
 
-async fn run(db: &DatabaseConnection, workspace_id: Uuid, segment_id: Uuid, job_id: Uuid) -> ApiResult<()> {
+async fn run(
+    db: &DatabaseConnection,
+    workspace_id: Uuid,
+    segment_id: Uuid,
+    job_id: Uuid,
+    options: &ExportOptions,
+) -> ApiResult<()> {
     let mut after = None;
     let mut processed = 0i64;
     for seq in 0.. {
-        let (data, last, rows) = page(db, workspace_id, segment_id, after).await?;
+        let (data, last, rows) = page(db, workspace_id, segment_id, after, options).await?;
         if rows == 0 && seq > 0 {
             break;
         }

@@ -120,6 +120,7 @@ pub fn suggest(columns: &[String], fields: &Definitions) -> Vec<(String, Target)
             "lifecyclestage" | "stage" => Some(Target::LifecycleStage),
             "tags" | "tag" | "labels" => Some(Target::Tags),
             "source" | "leadsource" => Some(Target::Source),
+            consent if consent.starts_with("consent") => Target::parse(&format!("consent:{}", &consent[7..])),
             _ => fields
                 .iter()
                 .find(|definition| squash(&definition.key) == name || squash(&definition.label) == name)
