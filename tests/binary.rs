@@ -156,3 +156,28 @@ fn settings_are_checked_logs_are_plain_in_a_pipe_and_workspaces_list() {
         .unwrap_or_else(|| panic!("{listed}"));
     assert!(line.ends_with("\tAcme EU"), "{line}");
 }
+
+/// On PostgreSQL, a schema named in the settings is made when missing (the PostgreSQL pass).
+#[test]
+fn a_missing_postgresql_schema_is_made() {
+    let Ok(url) = std::env::var("TEST_DATABASE_URL") else {
+        return;
+    };
+    if !url.starts_with("postgres") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let schema = format!("voxtur_t_{}", uuid::Uuid::new_v4().simple());
+    let output = voxtur(dir.path())
+        .args(["--database-url", &url, "migrate"])
+        .env("VOXTUR__DATABASE__SCHEMA", &schema)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = voxtur(dir.path())
+        .args(["--database-url", &url, "workspace", "list"])
+        .env("VOXTUR__DATABASE__SCHEMA", &schema)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}

@@ -57,7 +57,7 @@ p,ul,ol{margin:0 0 1rem}\
 .vx-field input,.vx-field select,.vx-field textarea{width:100%;min-height:2.75rem;padding:.55rem .75rem;font:inherit;color:inherit;background:#fff;border:1px solid #9aa3b2;border-radius:6px}\
 .vx-field textarea{min-height:7rem;resize:vertical}\
 .vx-field input:focus,.vx-field select:focus,.vx-field textarea:focus{outline:3px solid #9cc0ff;border-color:#1f5fd6}\
-.vx-check{display:flex;gap:.6rem;align-items:flex-start;font-weight:400}\
+.vx-field>.vx-check{display:flex;gap:.6rem;align-items:flex-start;font-weight:400}\
 .vx-check input{width:1.25rem;height:1.25rem;min-height:0;margin:.2rem 0 0;flex:none}\
 .vx-field [aria-invalid=true]{border-color:#c62828;background:#fff6f6}\
 .vx-error{margin:0;color:#b71c1c;font-size:.95rem}\

@@ -97,6 +97,15 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<(DatabaseConnection,
         options.set_schema_search_path(schema.clone());
     }
     let mut db = Database::connect(options).await?;
+    if let Some(schema) = &settings.schema
+        && db.get_database_backend() == DbBackend::Postgres
+    {
+        // A schema named in the settings is made when missing; otherwise the first migration
+        // fails with PostgreSQL's "no schema has been selected to create in".
+        let quoted = format!("\"{}\"", schema.replace('"', "\"\""));
+        db.execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS {quoted}"))
+            .await?;
+    }
     let counter = StatementCounter::default();
     let count = counter.0.clone();
     db.set_metric_callback(move |info| {
