@@ -278,9 +278,9 @@ pub async fn run(
         }
     };
     contact_import::Entity::update_many()
-        .col_expr(contact_import::Column::Status, Expr::val(status).into())
-        .col_expr(contact_import::Column::Error, Expr::val(error).into())
-        .col_expr(contact_import::Column::FinishedAt, Expr::val(crate::now()).into())
+        .col_expr(contact_import::Column::Status, Expr::val(status))
+        .col_expr(contact_import::Column::Error, Expr::val(error))
+        .col_expr(contact_import::Column::FinishedAt, Expr::val(crate::now()))
         .filter(contact_import::Column::Id.eq(import.id))
         .exec(db)
         .await?;
@@ -300,7 +300,7 @@ async fn run_rows(
     import: &contact_import::Model,
     on_progress: &mut impl FnMut(&Progress),
 ) -> ApiResult<Progress> {
-    let text = text_of(&import.data).map_err(|e| ApiError::bad_input(e))?;
+    let text = text_of(&import.data).map_err(ApiError::bad_input)?;
     let delimiter = import.delimiter.bytes().next().unwrap_or(b',');
     let columns = columns_of(import);
     let mapping: Vec<(usize, Target)> = mapping_of(import)
@@ -359,11 +359,11 @@ async fn run_rows(
         progress.processed += rows_read as i64;
         stored_errors += store_errors(db, import.id, &errors, MAX_ERRORS - stored_errors).await?;
         contact_import::Entity::update_many()
-            .col_expr(contact_import::Column::Processed, Expr::val(progress.processed).into())
-            .col_expr(contact_import::Column::Created, Expr::val(progress.created).into())
-            .col_expr(contact_import::Column::Updated, Expr::val(progress.updated).into())
-            .col_expr(contact_import::Column::Skipped, Expr::val(progress.skipped).into())
-            .col_expr(contact_import::Column::Failed, Expr::val(progress.failed).into())
+            .col_expr(contact_import::Column::Processed, Expr::val(progress.processed))
+            .col_expr(contact_import::Column::Created, Expr::val(progress.created))
+            .col_expr(contact_import::Column::Updated, Expr::val(progress.updated))
+            .col_expr(contact_import::Column::Skipped, Expr::val(progress.skipped))
+            .col_expr(contact_import::Column::Failed, Expr::val(progress.failed))
             .filter(contact_import::Column::Id.eq(import.id))
             .exec(db)
             .await?;

@@ -301,7 +301,7 @@ impl Batch {
                     Some(found) => {
                         if found.group_key.is_none() {
                             company::Entity::update_many()
-                                .col_expr(company::Column::GroupKey, Expr::val(group_key).into())
+                                .col_expr(company::Column::GroupKey, Expr::val(group_key))
                                 .filter(company::Column::Id.eq(found.id))
                                 .filter(company::Column::GroupKey.is_null())
                                 .exec(db)
@@ -369,13 +369,13 @@ impl Batch {
             return Ok(());
         }
         let mut update = company::Entity::update_many()
-            .col_expr(company::Column::UpdatedAt, Expr::val(self.now).into())
+            .col_expr(company::Column::UpdatedAt, Expr::val(self.now))
             .filter(company::Column::Id.eq(company.id));
         if let Some(name) = rename {
-            update = update.col_expr(company::Column::Name, Expr::val(name).into());
+            update = update.col_expr(company::Column::Name, Expr::val(name));
         }
         if let Some(industry) = industry {
-            update = update.col_expr(company::Column::Industry, Expr::val(industry).into());
+            update = update.col_expr(company::Column::Industry, Expr::val(industry));
         }
         update.exec(db).await?;
         self.companies_changed.push(company.id);
