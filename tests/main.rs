@@ -20,6 +20,7 @@ mod pagination;
 mod pool;
 mod queries_cost;
 mod schema;
+mod scopes;
 mod segments;
 mod tenancy;
 mod upsert;

@@ -115,7 +115,7 @@ impl Projectable for company::Entity {
 }
 
 /// An organisation contacts belong to.
-#[Object(serial)]
+#[Object(serial, guard = "ScopeGuard(Scope::ContactsRead)")]
 impl Company {
     /// Global id.
     pub async fn id(&self) -> ID {

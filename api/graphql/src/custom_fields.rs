@@ -53,7 +53,7 @@ pub struct CustomFieldOrder {
 pub struct CustomField(pub custom_field::Model);
 
 /// A typed field a workspace adds to contacts or companies.
-#[Object]
+#[Object(guard = "ScopeGuard(Scope::ContactsRead)")]
 impl CustomField {
     /// Global id.
     pub async fn id(&self) -> ID {

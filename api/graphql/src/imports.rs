@@ -62,7 +62,7 @@ pub struct ContactImportProblem {
 pub struct ContactImport(pub contact_import::Model);
 
 /// A CSV file of contacts and its import.
-#[Object]
+#[Object(guard = "ScopeGuard(Scope::ContactsWrite)")]
 impl ContactImport {
     /// Global id.
     async fn id(&self) -> ID {

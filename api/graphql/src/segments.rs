@@ -35,7 +35,7 @@ pub enum ExportStatus {
 pub struct ExportJob(pub entities::export_job::Model);
 
 /// A CSV export of a segment's members, running in the background.
-#[Object]
+#[Object(guard = "ScopeGuard(Scope::ContactsRead)")]
 impl ExportJob {
     /// Global id.
     async fn id(&self) -> ID {
@@ -109,7 +109,7 @@ pub enum SegmentKind {
 pub struct Segment(pub segment::Model);
 
 /// A segment of contacts (dynamic) or a marketing list (static).
-#[Object]
+#[Object(guard = "ScopeGuard(Scope::ContactsRead)")]
 impl Segment {
     /// Global id.
     pub async fn id(&self) -> ID {
@@ -241,7 +241,7 @@ impl Segment {
 pub struct SegmentChange(pub segment_change::Model);
 
 /// A contact entering or leaving a segment.
-#[Object]
+#[Object(guard = "ScopeGuard(Scope::ContactsRead)")]
 impl SegmentChange {
     /// The contact (null once deleted).
     async fn contact(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Contact>> {

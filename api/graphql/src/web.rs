@@ -76,7 +76,7 @@ pub struct FormConsentSpec {
 pub struct Form(pub form::Model);
 
 /// A form that captures contacts.
-#[Object]
+#[Object(guard = "ScopeGuard(Scope::CampaignsRead)")]
 impl Form {
     /// Global id.
     async fn id(&self) -> ID {
@@ -158,7 +158,7 @@ pub struct FormInput {
 pub struct LandingPage(pub landing_page::Model);
 
 /// A public page with optional embedded form.
-#[Object]
+#[Object(guard = "ScopeGuard(Scope::CampaignsRead)")]
 impl LandingPage {
     /// Global id.
     async fn id(&self) -> ID {
@@ -216,7 +216,7 @@ pub struct LandingPageInput {
 pub struct TrackedLink(pub tracked_link::Model);
 
 /// A short link that redirects and records the click.
-#[Object]
+#[Object(guard = "ScopeGuard(Scope::CampaignsRead)")]
 impl TrackedLink {
     /// Global id.
     async fn id(&self) -> ID {

@@ -83,7 +83,10 @@ impl Projectable for app_user::Entity {
 }
 
 /// A member of the workspace.
-#[Object(serial)]
+#[Object(
+    serial,
+    guard = "ScopeGuard(Scope::ContactsRead).or(ScopeGuard(Scope::WorkspaceRead))"
+)]
 impl User {
     /// Global id.
     pub async fn id(&self) -> ID {
@@ -111,6 +114,7 @@ connection!(UserConnection, UserEdge, User, app_user::Model);
 
 /// A group of members, e.g. a sales region, to which work is distributed.
 #[derive(SimpleObject)]
+#[graphql(guard = "ScopeGuard(Scope::WorkspaceRead)")]
 pub struct Team {
     /// Global id.
     pub id: ID,
@@ -126,7 +130,7 @@ pub struct Team {
 pub struct ApiKey(pub api_key::Model);
 
 /// An API key (its secret is shown only once, when created).
-#[Object]
+#[Object(guard = "ScopeGuard(Scope::WorkspaceAdmin)")]
 impl ApiKey {
     /// Global id.
     pub async fn id(&self) -> ID {
