@@ -13,6 +13,7 @@ mod contacts;
 mod custom_fields;
 mod demo;
 mod generator;
+mod hostile;
 mod http;
 mod imports;
 mod journey;

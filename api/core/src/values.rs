@@ -75,3 +75,70 @@ mod tests {
         assert_eq!(parse_phone(&"1".repeat(51)), Err(PhoneError::TooLong));
     }
 }
+
+/// The longest texts inputs take, by kind (the README lists them; inputs' descriptions name
+/// theirs). Enforced here, in the domain, so every entry point gets them.
+pub mod limits {
+    /// Names and labels: a contact's, a form's, a segment's, a field's.
+    pub const NAME: usize = 200;
+    /// Campaigns, UTM values, event names, page titles.
+    pub const SHORT: usize = 300;
+    /// URLs: redirect and link targets.
+    pub const URL: usize = 2_000;
+    /// Descriptions, success messages, consent wording.
+    pub const TEXT: usize = 2_000;
+    /// A property bag (an event's properties) as JSON, as the tracking API takes a message.
+    pub const PROPERTIES_BYTES: usize = 32 * 1024;
+}
+
+/// A text input within its limit: at most `max` characters and no NUL character (which
+/// PostgreSQL cannot store). The message names the limit.
+pub fn text_within(value: &str, max: usize) -> Result<(), (crate::errors::UserErrorCode, String)> {
+    use crate::errors::UserErrorCode;
+    if value.contains('\0') {
+        return Err((UserErrorCode::Invalid, "contains a NUL character".into()));
+    }
+    if value.chars().count() > max {
+        return Err((UserErrorCode::TooLong, format!("is longer than {max} characters")));
+    }
+    Ok(())
+}
+
+/// [`text_within`] as a user error at `path`.
+pub fn check_text(path: &[&str], value: &str, max: usize) -> Result<(), crate::errors::UserError> {
+    text_within(value, max).map_err(|(code, message)| {
+        let field = path.last().copied().unwrap_or("value");
+        crate::errors::UserError::new(path, code, format!("{field} {message}"))
+    })
+}
+
+/// A property bag within its limit: at most [`limits::PROPERTIES_BYTES`] as JSON, and no NUL
+/// character in any of its texts.
+pub fn check_properties(path: &[&str], value: &serde_json::Value) -> Result<(), crate::errors::UserError> {
+    use crate::errors::{UserError, UserErrorCode};
+    let json = serde_json::to_string(value).unwrap_or_default();
+    if json.len() > limits::PROPERTIES_BYTES {
+        return Err(UserError::new(
+            path,
+            UserErrorCode::TooLong,
+            format!("{} bytes as JSON; at most {}", json.len(), limits::PROPERTIES_BYTES),
+        ));
+    }
+    if contains_nul(value) {
+        return Err(UserError::new(path, UserErrorCode::Invalid, "contains a NUL character"));
+    }
+    Ok(())
+}
+
+/// Whether any text in a JSON value (keys included) holds a NUL character.
+pub fn contains_nul(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().any(contains_nul),
+        Value::Object(object) => object
+            .iter()
+            .any(|(key, value)| key.contains('\0') || contains_nul(value)),
+        _ => false,
+    }
+}

@@ -18,6 +18,17 @@ pub fn set_codes(response: &mut Response) {
 }
 
 fn code(error: &mut ServerError) {
+    // A database error a resolver passed up with `?`: its text (PostgreSQL's, with column
+    // types and line numbers) is for the log, never for the client.
+    if let Some(db) = error.source::<sea_orm::DbErr>() {
+        tracing::error!(error = %db, "database error");
+        error.message = "internal error".into();
+        error
+            .extensions
+            .get_or_insert_with(Default::default)
+            .set("code", "INTERNAL");
+        return;
+    }
     let Some(api) = error.source::<ApiError>() else { return };
     if let ApiError::Internal(source) = api {
         tracing::error!(error = %source, "internal error");

@@ -205,6 +205,13 @@ async fn graphql_post(req: HttpRequest, mut payload: web::Payload, state: web::D
         }
     };
     let mut request = request;
+    if let Some(at) = nul_in_request(&request) {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "BAD_USER_INPUT",
+            &format!("{at} contains a NUL character, which no text may hold"),
+        );
+    }
     state.parsed.prepare(&mut request);
     if let Some(principal) = principal {
         request = request
@@ -218,11 +225,58 @@ async fn graphql_post(req: HttpRequest, mut payload: web::Payload, state: web::D
         // Parse, validation, limit and input-coercion errors come from the GraphQL engine
         // without a code; they are all the caller's to fix.
         let extensions = error.extensions.get_or_insert_with(Default::default);
-        if extensions.get("code").is_none() {
-            extensions.set("code", "BAD_USER_INPUT");
+        match extensions.get("code") {
+            None => extensions.set("code", "BAD_USER_INPUT"),
+            // The request id ties the answer to the log line that says what went wrong.
+            Some(async_graphql::Value::String(code)) if code == "INTERNAL" => {
+                if let Some(id) = req.extensions().get::<RequestId>() {
+                    extensions.set("requestId", id.to_string());
+                }
+            }
+            Some(_) => {}
         }
     }
     HttpResponse::Ok().json(response)
+}
+
+/// Where a request holds a NUL character (PostgreSQL can store none), if anywhere: in the
+/// query's text (raw, or written as GraphQL's `\u0000` escape) or in a variable.
+fn nul_in_request(request: &async_graphql::Request) -> Option<String> {
+    fn walk(value: &async_graphql::Value, path: &mut Vec<String>) -> bool {
+        use async_graphql::Value;
+        match value {
+            Value::String(text) => text.contains('\0'),
+            Value::List(items) => items.iter().enumerate().any(|(i, item)| {
+                path.push(i.to_string());
+                let found = walk(item, path);
+                if !found {
+                    path.pop();
+                }
+                found
+            }),
+            Value::Object(fields) => fields.iter().any(|(name, item)| {
+                path.push(name.to_string());
+                let found = name.contains('\0') || walk(item, path);
+                if !found {
+                    path.pop();
+                }
+                found
+            }),
+            _ => false,
+        }
+    }
+    if request.query.contains('\0') || request.query.contains("\\u0000") {
+        return Some("the query".into());
+    }
+    let mut path = vec!["variables".to_owned()];
+    for (name, value) in request.variables.iter() {
+        path.push(name.to_string());
+        if walk(value, &mut path) {
+            return Some(path.join("."));
+        }
+        path.pop();
+    }
+    None
 }
 
 async fn healthz() -> HttpResponse {

@@ -6,6 +6,7 @@ use super::{EventType, insert_events, lock_contacts, record_activity};
 use crate::contacts::Channel;
 use crate::errors::{MutationResult, UserError, UserErrorCode};
 use crate::ids::{NodeKind, decode_as};
+use crate::values::{check_properties, check_text, limits};
 use crate::writes::{self, Changes, Merge};
 use chrono::{DateTime, SubsecRound, Utc};
 use entities::{contact, event};
@@ -66,7 +67,11 @@ pub async fn record(db: &DatabaseConnection, workspace_id: Uuid, input: EventRec
         )
         .into());
     }
+    if let Some(campaign) = &input.campaign {
+        check_text(&["campaign"], campaign, limits::SHORT)?;
+    }
     let properties = input.properties.unwrap_or_else(|| serde_json::json!({}));
+    check_properties(&["properties"], &properties)?;
     if !properties.is_object() {
         return Err(UserError::new(
             &["properties"],

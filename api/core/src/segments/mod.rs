@@ -222,6 +222,9 @@ pub async fn create<C: ConnectionTrait + TransactionTrait>(
         }
         (false, None) => None,
     };
+    if let Patch::Set(description) = &changes.description {
+        crate::values::check_text(&["description"], description, crate::values::limits::TEXT)?;
+    }
     if let Some(f) = &filter {
         check_filter(db, workspace_id, None, f).await?;
     }
@@ -262,6 +265,9 @@ pub async fn update<C: ConnectionTrait + TransactionTrait>(
     if let Some(name) = &changes.name {
         model.name = check_name(name)?;
         check_name_free(db, workspace_id, &model.name, Some(id)).await?;
+    }
+    if let Patch::Set(description) = &changes.description {
+        crate::values::check_text(&["description"], description, crate::values::limits::TEXT)?;
     }
     match changes.description {
         Patch::Set(d) => model.description = Some(d).filter(|d| !d.trim().is_empty()),

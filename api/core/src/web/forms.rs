@@ -10,7 +10,7 @@ use crate::errors::{MutationError, MutationResult, UserError, UserErrorCode};
 use crate::events::identity::merge;
 use crate::events::{insert_events, record_activity};
 use crate::ids::{NodeKind, decode_as};
-use crate::values::{parse_email, parse_phone};
+use crate::values::{check_text, limits, parse_email, parse_phone, text_within};
 use crate::writes::{Changes, Merge};
 use entities::enums::{ConsentStatus, CustomFieldType, ObjectType};
 use entities::{contact, contact_identity, event, form, notification};
@@ -125,6 +125,25 @@ pub fn validate_definition(
                 "label must be 1 to 200 characters".into(),
             ));
         }
+        if field.options.len() > MAX_OPTIONS {
+            errors.push(err(
+                "options",
+                UserErrorCode::TooMany,
+                format!("at most {MAX_OPTIONS} options"),
+            ));
+        }
+        if let Some(option) = field
+            .options
+            .iter()
+            .find(|o| text_within(o, limits::NAME).is_err() || o.trim().is_empty())
+        {
+            let shown: String = option.chars().take(40).collect();
+            errors.push(err(
+                "options",
+                UserErrorCode::Invalid,
+                format!("option `{shown}` must be 1 to {} characters, without NUL", limits::NAME),
+            ));
+        }
         let is_select = field.kind == FieldKind::Select;
         if is_select == field.options.is_empty() {
             errors.push(err(
@@ -225,6 +244,8 @@ pub fn validate_definition(
                 UserErrorCode::Required,
                 "a consent checkbox needs its wording",
             ));
+        } else if let Err(error) = check_text(&["consents", index.as_str(), "label"], &consent.label, limits::TEXT) {
+            errors.push(error);
         }
     }
     errors
@@ -304,8 +325,8 @@ pub async fn submit(
             }
             continue;
         };
-        if value.chars().count() > 10_000 {
-            errors.insert(field.key.clone(), "is too long".into());
+        if let Err((_, message)) = text_within(&value, MAX_VALUE_LEN) {
+            errors.insert(field.key.clone(), format!("{} {message}", field.label));
             continue;
         }
         let typed = match field.kind {
@@ -508,7 +529,10 @@ pub struct FormDefinition {
     pub notify_owner: bool,
 }
 
-const MAX_FORM_NAME_LEN: usize = 200;
+const MAX_FORM_NAME_LEN: usize = limits::NAME;
+const MAX_OPTIONS: usize = 500;
+/// The longest value a visitor may submit in one field.
+const MAX_VALUE_LEN: usize = 10_000;
 
 /// Creates a form (`id` none) or replaces one's definition.
 pub async fn save(
@@ -544,10 +568,17 @@ pub async fn save(
             format!("name must be 1 to {MAX_FORM_NAME_LEN} characters"),
         ));
     }
-    if let Some(url) = &definition.redirect_url
-        && let Err(message) = super::links::parse_target(url)
+    if let Some(url) = &definition.redirect_url {
+        if let Err(error) = check_text(&["redirectUrl"], url, limits::URL) {
+            errors.push(error);
+        } else if let Err(message) = super::links::parse_target(url) {
+            errors.push(UserError::new(&["redirectUrl"], UserErrorCode::Invalid, message));
+        }
+    }
+    if let Some(message) = &definition.success_message
+        && let Err(error) = check_text(&["successMessage"], message, limits::TEXT)
     {
-        errors.push(UserError::new(&["redirectUrl"], UserErrorCode::Invalid, message));
+        errors.push(error);
     }
     if !errors.is_empty() {
         return Err(errors.into());

@@ -2,6 +2,7 @@
 
 use crate::error::ApiError;
 use crate::errors::{MutationResult, UserError, UserErrorCode};
+use crate::values::{check_text, limits};
 use entities::tracked_link;
 use rand::RngExt;
 use sea_orm::{ActiveModelTrait, DatabaseConnection, SqlErr};
@@ -92,13 +93,20 @@ pub async fn create(
     workspace_id: Uuid,
     link: LinkTarget,
 ) -> MutationResult<tracked_link::Model> {
+    check_text(&["targetUrl"], &link.target_url, limits::URL)?;
     let target =
         parse_target(&link.target_url).map_err(|m| UserError::new(&["targetUrl"], UserErrorCode::Invalid, m))?;
-    let trim = |v: &Option<String>| {
-        v.as_deref()
-            .map(|s| s.trim().chars().take(300).collect::<String>())
-            .filter(|s| !s.is_empty())
-    };
+    for (path, value) in [
+        ("campaign", &link.campaign),
+        ("utmSource", &link.utm_source),
+        ("utmMedium", &link.utm_medium),
+        ("utmCampaign", &link.utm_campaign),
+    ] {
+        if let Some(value) = value {
+            check_text(&[path], value, limits::SHORT)?;
+        }
+    }
+    let trim = |v: &Option<String>| v.as_deref().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
     for attempt in 0..5 {
         let model = tracked_link::Model {
             id: Uuid::now_v7(),

@@ -61,7 +61,7 @@ fn html(status: actix_web::http::StatusCode, body: String) -> HttpResponse {
 fn utm_from_query(req: &HttpRequest) -> Map<String, Json> {
     let mut utm = Map::new();
     for (key, value) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
-        if key.starts_with("utm_") && value.len() <= 300 {
+        if key.starts_with("utm_") && value.len() <= 300 && !value.contains('\0') {
             utm.insert(key.into_owned(), Json::String(value.into_owned()));
         }
     }
@@ -106,6 +106,9 @@ async fn landing_page_view(
     let Ok(workspace_id) = Uuid::parse_str(&workspace) else {
         return missing();
     };
+    if !voxtur_core::web::pages::valid_slug(&slug) {
+        return missing();
+    }
     let page = landing_page::Entity::find()
         .filter(landing_page::Column::WorkspaceId.eq(workspace_id))
         .filter(landing_page::Column::Slug.eq(slug.clone()))
@@ -153,7 +156,7 @@ async fn link_click(
 ) -> HttpResponse {
     let missing = || html(StatusCode::NOT_FOUND, not_found_page("This link does not exist."));
     let code = code.into_inner();
-    if code.len() > 32 {
+    if code.len() > 32 || !code.chars().all(|c| c.is_ascii_alphanumeric()) {
         return missing();
     }
     let link = match tracked_link::Entity::find()
@@ -289,6 +292,16 @@ async fn form_submit(
                 }
             }
         };
+        if values
+            .iter()
+            .any(|(key, value)| key.contains('\0') || voxtur_core::values::contains_nul(value))
+        {
+            return Err(refusal(
+                browser,
+                StatusCode::BAD_REQUEST,
+                "the submission contains a NUL character",
+            ));
+        }
         let (visitor_id, _) = visitor(&req);
         let page_utm = values
             .get("_page")

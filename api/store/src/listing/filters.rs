@@ -64,7 +64,8 @@ pub struct StringFilter {
     /// Equal to none of (at most 1,000 values).
     #[serde(default, deserialize_with = "crate::json::one_or_many")]
     pub not_in: Option<Vec<String>>,
-    /// SQL LIKE pattern, case-sensitive: `%` any run of characters, `_` one character.
+    /// SQL LIKE pattern, case-sensitive: `%` any run of characters, `_` one character (at most
+    /// 1,000 characters, as for every pattern).
     pub like: Option<String>,
     /// SQL LIKE pattern, case-insensitive.
     pub ilike: Option<String>,
@@ -76,6 +77,10 @@ pub struct StringFilter {
     pub is_null: Option<bool>,
 }
 
+/// The longest text a pattern filter takes: matching costs the pattern's length at every row
+/// (and SQLite refuses patterns past 50,000 bytes).
+pub const MAX_PATTERN_LEN: usize = 1_000;
+
 impl StringFilter {
     pub fn condition(&self, field: &str, expr: Expr) -> ApiResult<Condition> {
         self.condition_with(field, expr, |s| s.to_owned())
@@ -84,6 +89,18 @@ impl StringFilter {
     /// As [`condition`](Self::condition), normalising compared values first (e.g. lower-cased
     /// email addresses, which are stored lower-cased).
     pub fn condition_with(&self, field: &str, expr: Expr, normalize: impl Fn(&str) -> String) -> ApiResult<Condition> {
+        for (operator, pattern) in [
+            ("like", &self.like),
+            ("ilike", &self.ilike),
+            ("startsWith", &self.starts_with),
+            ("contains", &self.contains),
+        ] {
+            if pattern.as_ref().is_some_and(|p| p.chars().count() > MAX_PATTERN_LEN) {
+                return Err(ApiError::bad_input(format!(
+                    "`{field}.{operator}` is longer than {MAX_PATTERN_LEN} characters"
+                )));
+            }
+        }
         let mut all = Condition::all();
         if let Some(v) = &self.eq {
             all = all.add(expr.clone().eq(normalize(v)));

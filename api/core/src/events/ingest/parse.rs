@@ -1,6 +1,7 @@
 //! Parsing Segment-compatible messages (track, page, screen, identify, group, alias): each
 //! checked on its own, before anything is resolved or stored.
 
+use crate::values::contains_nul;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value as Json, json};
 
@@ -138,10 +139,18 @@ pub fn parse(
     let original = time_field(&raw, "timestamp")?.or(time_field(&raw, "originalTimestamp")?);
     let sent_at = time_field(&raw, "sentAt")?.or(batch_sent_at);
     let occurred_at = match (original, sent_at) {
-        (Some(original), Some(sent)) => received_at - (sent - original),
+        (Some(original), Some(sent)) => received_at
+            .checked_sub_signed(sent - original)
+            .ok_or("`sentAt` and `timestamp` are too far apart to correct the clock skew")?,
         (Some(original), None) => original,
         (None, _) => received_at,
     };
+    if occurred_at < earliest() {
+        return Err(format!(
+            "timestamp {} is before 2000 (after clock-skew correction)",
+            occurred_at.to_rfc3339()
+        ));
+    }
     if occurred_at > received_at + Duration::hours(MAX_FUTURE_HOURS) {
         return Err(format!(
             "timestamp {} is more than {MAX_FUTURE_HOURS} hours in the future (after clock-skew correction)",
@@ -157,7 +166,7 @@ pub fn parse(
     } else {
         with_context_traits(traits, &context)
     };
-    Ok(Message {
+    let message = Message {
         kind,
         user_id,
         anonymous_id,
@@ -171,7 +180,36 @@ pub fn parse(
         properties: object_field(&mut raw, "properties")?,
         traits,
         context,
-    })
+    };
+    // PostgreSQL stores no NUL character: the message is refused whole, with the reason, and
+    // the rest of its batch is stored.
+    let texts = [
+        &message.user_id,
+        &message.anonymous_id,
+        &message.previous_id,
+        &message.group_id,
+        &message.message_id,
+        &message.event,
+        &message.name,
+    ];
+    if texts.iter().any(|t| t.as_deref().is_some_and(|t| t.contains('\0'))) {
+        return Err("an id or name contains a NUL character".into());
+    }
+    for (field, bag) in [
+        ("properties", &message.properties),
+        ("traits", &message.traits),
+        ("context", &message.context),
+    ] {
+        if contains_nul(bag) {
+            return Err(format!("`{field}` contains a NUL character"));
+        }
+    }
+    Ok(message)
+}
+
+/// The earliest time an event may carry: older ones are a sender's clock or a parser gone wrong.
+fn earliest() -> DateTime<Utc> {
+    DateTime::from_timestamp(946_684_800, 0).unwrap_or_default()
 }
 
 /// RudderStack's SDKs (and analytics.js on some calls) send a user's traits in
