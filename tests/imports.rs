@@ -202,7 +202,7 @@ async fn known_contacts_can_be_skipped_and_tabs_and_quotes_are_read() {
     let app = TestApp::spawn().await;
     app.create_contact(json!({ "email": "known@example.com", "firstName": "Known" }))
         .await;
-    let file = "email\tfirst name\tcompany\nknown@example.com\tChanged\t\"Tab\tInc\"\nnew@example.com\t\"Quoted \"\"Q\"\"\"\t\n";
+    let file = "email\tfirst name\tcompany\nknown@example.com\tChanged\t\"Tab\tInc\"\nnew@example.com\t\"Quoted \"\"Q\"\"\"\t\nnul@example.com\tNu\u{0}l\t\n";
     let (status, staged) = stage(&app, Some(&app.key), "tabs.tsv", file.as_bytes()).await;
     assert_eq!(status, StatusCode::CREATED, "{staged}");
     assert_eq!(staged["delimiter"], "\t");
@@ -218,10 +218,16 @@ async fn known_contacts_can_be_skipped_and_tabs_and_quotes_are_read() {
     assert_eq!(codes(&started["contactImportStart"]), Vec::<String>::new(), "{started}");
     let done = finished(&app, &id).await;
     assert_eq!(
-        (done["created"].as_i64(), done["skipped"].as_i64()),
-        (Some(1), Some(1)),
-        "{done}"
+        (
+            done["status"].as_str(),
+            done["created"].as_i64(),
+            done["skipped"].as_i64(),
+            done["failed"].as_i64()
+        ),
+        (Some("DONE"), Some(1), Some(1), Some(1)),
+        "a NUL in a cell fails its row, not the import: {done}"
     );
+    assert_eq!(done["errors"][0]["column"], "first name", "{done}");
     let known = app
         .gql(
             r#"{ contactByEmail(email: "known@example.com") { firstName company { name } } }"#,

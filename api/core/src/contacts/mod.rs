@@ -194,14 +194,9 @@ fn text_change(
         Patch::Clear => *target = None,
         Patch::Set(value) => {
             let value = value.trim();
-            if value.chars().count() > max {
-                errors.push(UserError::new(
-                    &[name],
-                    UserErrorCode::TooLong,
-                    format!("{name} is longer than {max} characters"),
-                ));
-            } else {
-                *target = (!value.is_empty()).then(|| value.to_owned());
+            match crate::values::check_text(&[name], value, max) {
+                Err(error) => errors.push(error),
+                Ok(()) => *target = (!value.is_empty()).then(|| value.to_owned()),
             }
         }
     }
@@ -233,7 +228,7 @@ fn normalize_tags(tags: &[String], errors: &mut Vec<UserError>) -> Vec<String> {
     let mut normalized: Vec<String> = Vec::new();
     for tag in tags {
         let tag = tag.trim();
-        if tag.is_empty() || tag.chars().count() > MAX_TAG_LEN {
+        if tag.is_empty() || tag.chars().count() > MAX_TAG_LEN || tag.contains('\0') {
             errors.push(UserError::new(
                 &["tags"],
                 UserErrorCode::Invalid,

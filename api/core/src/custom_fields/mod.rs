@@ -108,6 +108,9 @@ pub fn normalize_value(definition: &custom_field::Model, value: &Json) -> Result
     match definition.field_type {
         CustomFieldType::Text => {
             let text = value.as_str().ok_or_else(|| wrong("text"))?;
+            if text.contains('\0') {
+                return Err((UserErrorCode::Invalid, format!("`{key}` contains a NUL character")));
+            }
             if text.chars().count() > MAX_TEXT_LEN {
                 return Err((
                     UserErrorCode::TooLong,
