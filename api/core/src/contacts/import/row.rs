@@ -179,7 +179,9 @@ pub fn read(
             Target::LastName => changes.last_name = Patch::Set(cell.to_owned()),
             Target::Phone => changes.phone = Patch::Set(cell.to_owned()),
             Target::Source => changes.source = Patch::Set(cell.to_owned()),
-            Target::Company if cell.chars().count() > 200 => fail("a company name has at most 200 characters".into()),
+            Target::Company if crate::values::text_within(cell, 200).is_err() => {
+                fail("a company name has 1 to 200 characters, without NUL".into())
+            }
             Target::Company => company = Some(cell.to_owned()),
             Target::Tags => changes.tags = Some(split_list(cell)),
             Target::LifecycleStage => match stage(cell) {
