@@ -534,3 +534,73 @@ async fn browsers_get_pages_back_and_programs_keep_json() {
         json!([{ "code": "INVALID", "field": ["input", "css"] }])
     );
 }
+
+/// Public pages carry a strict policy: no script at all, only their own styles (by hash), the
+/// form posted here (and redirected to its target's origin), framed only where the page allows.
+#[tokio::test]
+async fn public_pages_send_a_strict_content_security_policy() {
+    let app = TestApp::spawn().await;
+    let (form_id, _) = newsletter_form(&app, json!({ "redirectUrl": "https://thanks.example/ok" })).await;
+    let create = "mutation($i: LandingPageInput!) { landingPageCreate(input: $i) { landingPage { path frameAncestors } userErrors { code field } } }";
+    let data = app
+        .gql(
+            create,
+            json!({ "i": { "slug": "framed", "title": "Framed", "formId": form_id, "bodyHtml": "<p>Hi</p>",
+                           "css": "body { color: navy }", "frameAncestors": ["self", "https://shop.example/"] } }),
+        )
+        .await;
+    let page = &data["landingPageCreate"]["landingPage"];
+    assert_eq!(page["frameAncestors"], "'self' https://shop.example", "{data}");
+    let response = browser()
+        .get(format!("{}{}", app.address, page["path"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    let headers = response.headers().clone();
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.starts_with("default-src 'none'; style-src 'sha256-"), "{csp}");
+    assert_eq!(
+        csp.matches("'sha256-").count(),
+        2,
+        "the default stylesheet and the page's: {csp}"
+    );
+    assert!(csp.contains("form-action 'self' https://thanks.example;"), "{csp}");
+    assert!(csp.contains("frame-ancestors 'self' https://shop.example;"), "{csp}");
+    assert!(!csp.contains("script-src") && !csp.contains("unsafe"), "{csp}");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["referrer-policy"], "strict-origin-when-cross-origin");
+    let html = response.text().await.unwrap();
+    assert!(
+        !html.contains("style=\""),
+        "no inline style attribute (the policy would block it): {html}"
+    );
+
+    let missing = browser()
+        .get(format!("{}/p/{}/nope", app.address, app.workspace_id))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        missing.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+
+    for (ancestors, field) in [
+        (json!(["none", "self"]), json!(["input", "frameAncestors", "0"])),
+        (json!(["javascript:alert(1)"]), json!(["input", "frameAncestors", "0"])),
+        (
+            json!(["self", "https://ok.example/path"]),
+            json!(["input", "frameAncestors", "1"]),
+        ),
+    ] {
+        let data = app
+            .gql(
+                create,
+                json!({ "i": { "slug": "bad", "title": "B", "bodyHtml": "", "frameAncestors": ancestors } }),
+            )
+            .await;
+        assert_eq!(data["landingPageCreate"]["userErrors"][0]["field"], field, "{data}");
+    }
+}

@@ -15,6 +15,8 @@ pub struct Model {
     pub published: bool,
     /// The page's own CSS, after the default stylesheet.
     pub css: Option<String>,
+    /// The CSP `frame-ancestors` sources: who may show the page in a frame (`'self'` if none).
+    pub frame_ancestors: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

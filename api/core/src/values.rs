@@ -142,3 +142,18 @@ pub fn contains_nul(value: &serde_json::Value) -> bool {
         _ => false,
     }
 }
+
+/// A web origin (`https://shop.example`, `http://localhost:3000`), normalised; why not, else.
+pub fn parse_origin(text: &str) -> Result<String, String> {
+    let url = url::Url::parse(text.trim()).map_err(|e| e.to_string())?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("the scheme must be http or https".into());
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("no host".into());
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err("an origin has no path, query or user".into());
+    }
+    Ok(url.origin().ascii_serialization())
+}

@@ -188,6 +188,10 @@ impl LandingPage {
     async fn css(&self) -> Option<&str> {
         self.0.css.as_deref()
     }
+    /// Who may show the page in a frame, as CSP sources.
+    async fn frame_ancestors(&self) -> &str {
+        self.0.frame_ancestors.as_deref().unwrap_or("'self'")
+    }
     /// The public path of the page.
     async fn path(&self) -> String {
         format!("/p/{}/{}", self.0.workspace_id, self.0.slug)
@@ -210,6 +214,9 @@ pub struct LandingPageInput {
     pub published: bool,
     /// The page's own CSS, applied after the default stylesheet (so it overrides it); no `<`.
     pub css: Option<String>,
+    /// Who may show the page in a frame: `self`, `none`, or origins such as
+    /// `https://shop.example` (the CSP `frame-ancestors`); default: this site only.
+    pub frame_ancestors: Option<Vec<String>>,
 }
 
 /// A short link that redirects and records the click.
@@ -392,6 +399,7 @@ impl WebMutation {
             form_id: input.form_id.map(|id| id.0),
             published: input.published,
             css: input.css,
+            frame_ancestors: input.frame_ancestors,
         };
         let saved = voxtur_core::web::pages::save(
             r.db,

@@ -54,24 +54,13 @@ pub fn parse_origins(origins: &[String], field: &str) -> Result<Option<Vec<Strin
     }
     let mut parsed = Vec::with_capacity(origins.len());
     for (index, text) in origins.iter().enumerate() {
-        let invalid = |why: &str| {
+        let origin = crate::values::parse_origin(text).map_err(|why| {
             UserError::argument(
                 &[field, &index.to_string()],
                 UserErrorCode::Invalid,
                 format!("`{text}` is not an origin ({why}); write scheme://host[:port], e.g. https://shop.example"),
             )
-        };
-        let url = url::Url::parse(text.trim()).map_err(|e| invalid(&e.to_string()))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(invalid("the scheme must be http or https"));
-        }
-        if url.host_str().is_none_or(str::is_empty) {
-            return Err(invalid("no host"));
-        }
-        if url.path() != "/" || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
-            return Err(invalid("an origin has no path, query or user"));
-        }
-        let origin = url.origin().ascii_serialization();
+        })?;
         if !parsed.contains(&origin) {
             parsed.push(origin);
         }

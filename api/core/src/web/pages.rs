@@ -65,6 +65,7 @@ p,ul,ol{margin:0 0 1rem}\
 .vx-form button{align-self:flex-start;min-height:2.9rem;padding:.7rem 1.6rem;font:inherit;font-weight:600;color:#fff;background:#1f5fd6;border:0;border-radius:6px;cursor:pointer}\
 .vx-form button:hover{background:#184db0}\
 .vx-message{font-size:1.15rem}\
+.vx-hp{position:absolute;left:-10000px}\
 @media (max-width:30rem){main{padding:1.25rem 1rem 2rem}.vx-form button{align-self:stretch}}";
 
 /// An API message for people: the API quotes values in backticks, a page in quotation marks.
@@ -216,7 +217,7 @@ pub fn render_form(form: &form::Model, return_to: &str, state: Option<&FormState
         html.push_str("</div>");
     }
     html.push_str(&format!(
-        r#"<input type="text" name="{HONEYPOT}" value="" tabindex="-1" autocomplete="off" style="position:absolute;left:-10000px" aria-hidden="true"><input type="hidden" name="_page" value="{}"><button type="submit">Send</button></form>"#,
+        r#"<input class="vx-hp" type="text" name="{HONEYPOT}" value="" tabindex="-1" autocomplete="off" aria-hidden="true"><input type="hidden" name="_page" value="{}"><button type="submit">Send</button></form>"#,
         esc(return_to)
     ));
     html
@@ -275,13 +276,78 @@ pub fn not_found_page(what: &str) -> String {
     message_page("Not found", what, None, None)
 }
 
+/// The `Content-Security-Policy` of a public page: nothing runs (no script at all), styles
+/// only from this page's own `<style>` elements (by their hashes), images from anywhere secure,
+/// the form posted only here (and redirected to `form_target`'s origin), the page framed only by
+/// `frame_ancestors` (CSP sources, e.g. `'self'` or `https://shop.example`).
+pub fn content_security_policy(css: Option<&str>, form_target: Option<&str>, frame_ancestors: &str) -> String {
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    let hash = |text: &str| {
+        format!(
+            "'sha256-{}'",
+            base64::engine::general_purpose::STANDARD.encode(Sha256::digest(text.as_bytes()))
+        )
+    };
+    let mut styles = hash(DEFAULT_STYLESHEET);
+    if let Some(css) = css {
+        styles = format!("{styles} {}", hash(css));
+    }
+    let mut form_action = "'self'".to_owned();
+    if let Some(origin) = form_target
+        .and_then(|t| url::Url::parse(t).ok())
+        .map(|u| u.origin().ascii_serialization())
+    {
+        form_action = format!("{form_action} {origin}");
+    }
+    format!(
+        "default-src 'none'; style-src {styles}; img-src https: data:; form-action {form_action}; \
+         frame-ancestors {frame_ancestors}; base-uri 'none'"
+    )
+}
+
+/// The CSP sources of a page's `frameAncestors`: `self`, `none` (alone) or origins.
+fn frame_sources(list: &[String]) -> Result<String, UserError> {
+    let invalid = |index: usize, message: String| {
+        UserError::new(&["frameAncestors", &index.to_string()], UserErrorCode::Invalid, message)
+    };
+    if list.len() > 50 {
+        return Err(UserError::new(
+            &["frameAncestors"],
+            UserErrorCode::TooMany,
+            "at most 50 sources",
+        ));
+    }
+    let mut sources = Vec::with_capacity(list.len());
+    for (index, entry) in list.iter().enumerate() {
+        let source = match entry.trim() {
+            "self" => "'self'".to_owned(),
+            "none" if list.len() == 1 => "'none'".to_owned(),
+            "none" => return Err(invalid(index, "`none` stands alone".into())),
+            origin => crate::values::parse_origin(origin)
+                .map_err(|why| invalid(index, format!("`{origin}` is not `self`, `none` or an origin ({why})")))?,
+        };
+        if !sources.contains(&source) {
+            sources.push(source);
+        }
+    }
+    if sources.is_empty() {
+        return Err(UserError::new(
+            &["frameAncestors"],
+            UserErrorCode::Required,
+            "name `none`, `self` or origins",
+        ));
+    }
+    Ok(sources.join(" "))
+}
+
 /// Checks a page's own CSS: it goes inside a `<style>` element, so it may not close it (no `<`).
 pub fn valid_css(css: &str) -> Result<(), &'static str> {
     if css.len() > MAX_CSS_BYTES {
         return Err("css is larger than 64 KB");
     }
-    if css.contains('<') {
-        return Err("css may not contain `<`");
+    if css.contains('<') || css.contains('\0') {
+        return Err("css may not contain `<` or a NUL character");
     }
     Ok(())
 }
@@ -329,6 +395,8 @@ pub struct PageContent {
     pub published: bool,
     /// CSS after the default stylesheet (so it overrides it); `None` for none.
     pub css: Option<String>,
+    /// Who may show the page in a frame: `self`, `none` or origins; `None` for this site only.
+    pub frame_ancestors: Option<Vec<String>>,
 }
 
 const MAX_TITLE_LEN: usize = 300;
@@ -367,6 +435,10 @@ pub async fn save(
     {
         return Err(UserError::new(&["css"], UserErrorCode::Invalid, message).into());
     }
+    let frame_ancestors = match &content.frame_ancestors {
+        Some(list) => Some(frame_sources(list)?),
+        None => None,
+    };
     let form_id = match &content.form_id {
         Some(form_id) => Some(
             super::forms::find(db, workspace_id, form_id)
@@ -403,6 +475,7 @@ pub async fn save(
         form_id,
         published: content.published,
         css: content.css.filter(|css| !css.trim().is_empty()),
+        frame_ancestors,
         created_at: existing.as_ref().map_or(now, |e| e.created_at),
         updated_at: now,
     };

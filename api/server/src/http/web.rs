@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 use voxtur_core::events::ingest::{Ingestor, Kind, parse};
 use voxtur_core::web::forms::{FieldErrors, SubmitError, Submitted, submit};
-use voxtur_core::web::pages::{FormState, message_page, not_found_page, render_form_page, render_page};
+use voxtur_core::web::pages::{
+    FormState, content_security_policy, message_page, not_found_page, render_form_page, render_page,
+};
 
 const MAX_FORM_BYTES: usize = 64 * 1024;
 
@@ -52,10 +54,36 @@ fn visitor_cookie(id: &str) -> String {
     format!("{VISITOR_COOKIE}={id}; Path=/; Max-Age=63072000; HttpOnly; SameSite=Lax")
 }
 
-fn html(status: actix_web::http::StatusCode, body: String) -> HttpResponse {
-    HttpResponse::build(status)
-        .content_type("text/html; charset=utf-8")
-        .body(body)
+/// A public page with no form and no page CSS of its own (not found, a refusal).
+fn html(status: StatusCode, body: String) -> HttpResponse {
+    html_with(status, body, &content_security_policy(None, None, "'none'"))
+}
+
+/// A public page under its `Content-Security-Policy` (see `pages::content_security_policy`).
+fn html_with(status: StatusCode, body: String, csp: &str) -> HttpResponse {
+    let mut response = HttpResponse::build(status);
+    secured(&mut response, csp);
+    response.content_type("text/html; charset=utf-8").body(body)
+}
+
+/// The headers every public answer carries: no type sniffing, the referrer's origin only to
+/// other sites, and the page's CSP.
+fn secured(response: &mut actix_web::HttpResponseBuilder, csp: &str) {
+    response
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::REFERRER_POLICY, "strict-origin-when-cross-origin"));
+    if let Ok(value) = header::HeaderValue::from_str(csp) {
+        response.insert_header((header::CONTENT_SECURITY_POLICY, value));
+    }
+}
+
+/// The CSP of a landing page with its form.
+fn page_policy(page: &landing_page::Model, form: Option<&form::Model>) -> String {
+    content_security_policy(
+        page.css.as_deref(),
+        form.and_then(|f| f.redirect_url.as_deref()),
+        page.frame_ancestors.as_deref().unwrap_or("'self'"),
+    )
 }
 
 fn utm_from_query(req: &HttpRequest) -> Map<String, Json> {
@@ -137,6 +165,7 @@ async fn landing_page_view(
     });
     record(&ingestor, workspace_id, message, Kind::Page, "landing_page").await;
     let mut response = HttpResponse::Ok();
+    secured(&mut response, &page_policy(&page, form.as_ref()));
     response.content_type("text/html; charset=utf-8");
     if new_visitor {
         response.insert_header((header::SET_COOKIE, visitor_cookie(&visitor_id)));
@@ -188,6 +217,7 @@ async fn link_click(
     });
     record(&ingestor, link.workspace_id, message, Kind::Track, "link").await;
     let mut response = HttpResponse::Found();
+    secured(&mut response, "default-src 'none'");
     response.insert_header((header::LOCATION, target));
     if new_visitor {
         response.insert_header((header::SET_COOKIE, visitor_cookie(&visitor_id)));
@@ -351,7 +381,11 @@ async fn form_submit(
             let page = landing_page_of(&state, &form, back.unwrap_or_default()).await;
             let title = page.as_ref().map_or(form.name.as_str(), |p| p.title.as_str());
             let css = page.as_ref().and_then(|p| p.css.as_deref());
-            html(StatusCode::OK, message_page(title, &message, back, css))
+            let policy = match &page {
+                Some(page) => page_policy(page, None),
+                None => content_security_policy(None, None, "'none'"),
+            };
+            html_with(StatusCode::OK, message_page(title, &message, back, css), &policy)
         }
         _ => HttpResponse::Ok().json(json!({
             "success": true,
@@ -373,10 +407,16 @@ async fn form_again(
     let form_state = FormState { values, errors };
     let page = landing_page_of(state, form, return_to).await;
     let body = match page {
-        Some(page) => render_page(&page, Some(form), return_to, Some(&form_state)),
-        None => render_form_page(form, return_to, &form_state),
+        Some(page) => (
+            render_page(&page, Some(form), return_to, Some(&form_state)),
+            page_policy(&page, Some(form)),
+        ),
+        None => (
+            render_form_page(form, return_to, &form_state),
+            content_security_policy(None, form.redirect_url.as_deref(), "'none'"),
+        ),
     };
-    html(StatusCode::UNPROCESSABLE_ENTITY, body)
+    html_with(StatusCode::UNPROCESSABLE_ENTITY, body.0, &body.1)
 }
 
 /// The published landing page at `path` (as a form's `_page` gives it) that embeds `form`.
