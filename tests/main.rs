@@ -17,6 +17,7 @@ mod hostile;
 mod http;
 mod imports;
 mod journey;
+mod limits;
 mod pagination;
 mod pool;
 mod queries_cost;

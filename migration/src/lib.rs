@@ -14,7 +14,7 @@ mod m20261202_000008_event_tally;
 mod m20261203_000009_event_ids_from_messages;
 mod m20261203_000010_dense_tallies;
 mod m20261207_000011_compatibility;
-mod m20261207_000012_frame_ancestors;
+mod m20261207_000012_hardening;
 
 pub struct Migrator;
 
@@ -33,7 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000009_event_ids_from_messages::Migration),
             Box::new(m20261203_000010_dense_tallies::Migration),
             Box::new(m20261207_000011_compatibility::Migration),
-            Box::new(m20261207_000012_frame_ancestors::Migration),
+            Box::new(m20261207_000012_hardening::Migration),
         ]
     }
 }

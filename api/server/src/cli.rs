@@ -27,6 +27,8 @@ Configuration, later sources overriding earlier ones:
        VOXTUR__SERVER__MAX_BODY_BYTES   largest request body (default 1048576)
        VOXTUR__SERVER__SHUTDOWN_TIMEOUT_SECS
        VOXTUR__GRAPHQL__MAX_DEPTH, VOXTUR__GRAPHQL__MAX_COMPLEXITY
+       VOXTUR__LIMITS__FORM_SUBMISSIONS_PER_MINUTE, VOXTUR__LIMITS__FAILED_AUTH_PER_MINUTE,
+       VOXTUR__LIMITS__TRACKING_CALLS_PER_MINUTE   rate limits (0: off)
        VOXTUR__LOG__FORMAT              pretty | json
        VOXTUR__LOG__FILTER              e.g. info,voxtur=debug (RUST_LOG overrides)
      and DATABASE_URL, the conventional name, for the database URL (it wins over

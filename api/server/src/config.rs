@@ -23,7 +23,22 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub server: ServerSettings,
     pub graphql: GraphqlSettings,
+    pub limits: LimitSettings,
     pub log: LogSettings,
+}
+
+/// Rate limits, per minute; 0 turns one off.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Form submissions per client address, shared by all servers on PostgreSQL.
+    pub form_submissions_per_minute: u32,
+    /// Failed authentications (API keys and write keys) per client address, shared by all
+    /// servers on PostgreSQL; past it, every attempt from the address is refused for the rest
+    /// of the minute.
+    pub failed_auth_per_minute: u32,
+    /// Tracking calls (`/v1/*`, a batch counting once) per write key, per server process.
+    pub tracking_calls_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -73,6 +88,11 @@ impl Default for Settings {
             graphql: GraphqlSettings {
                 max_depth: 12,
                 max_complexity: 20_000,
+            },
+            limits: LimitSettings {
+                form_submissions_per_minute: 20,
+                failed_auth_per_minute: 30,
+                tracking_calls_per_minute: 60_000,
             },
             log: LogSettings {
                 format: LogFormat::Pretty,

@@ -48,6 +48,8 @@ impl Application {
             principals: principals.clone(),
             parsed: Default::default(),
             max_body_bytes: settings.server.max_body_bytes,
+            limits: settings.limits.clone(),
+            limiter: Arc::new(voxtur_store::rate_limit::RateLimiter::new(db.clone())),
         });
         let mut server = actix_web::HttpServer::new(move || {
             actix_web::App::new()
@@ -178,10 +180,16 @@ async fn graphql_post(req: HttpRequest, mut payload: web::Payload, state: web::D
         body.extend_from_slice(&chunk);
     }
 
+    if let Some(retry_after) = crate::http::auth_refused(&req, &state) {
+        return crate::http::too_many(retry_after, "too many failed authentications from this address");
+    }
     let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let principal = match authenticate(&state.db, &state.principals, authorization).await {
         Ok(principal) => principal,
         Err(ApiError::Unauthenticated) => {
+            if let Some(retry_after) = crate::http::count_failed_auth(&req, &state).await {
+                return crate::http::too_many(retry_after, "too many failed authentications from this address");
+            }
             return error_response(
                 StatusCode::UNAUTHORIZED,
                 "UNAUTHENTICATED",

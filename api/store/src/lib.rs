@@ -6,6 +6,7 @@ pub mod db;
 pub mod error;
 pub mod json;
 pub mod listing;
+pub mod rate_limit;
 
 /// Current time truncated to microseconds: PostgreSQL stores microseconds, so truncating here
 /// makes a value read back from either backend equal to the one written (cursors rely on it).

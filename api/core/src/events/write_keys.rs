@@ -24,6 +24,7 @@ const MAX_ORIGINS: usize = 100;
 /// The workspace a live write key sends to, and the sites it accepts calls from.
 #[derive(Debug, Clone)]
 pub struct WriteKeyGrant {
+    pub key_id: Uuid,
     pub workspace_id: Uuid,
     pub allowed_origins: Option<Arc<[String]>>,
 }
@@ -214,10 +215,11 @@ pub async fn grant_for(
     let read_from = match cache.get(&secret_hash) {
         Ok(Principal {
             workspace_id,
-            credential: Credential::WriteKey { origins, .. },
+            credential: Credential::WriteKey { id, origins },
             ..
         }) => {
             return Ok(Some(WriteKeyGrant {
+                key_id: id,
                 workspace_id,
                 allowed_origins: origins,
             }));
@@ -244,6 +246,7 @@ pub async fn grant_for(
     };
     cache.put(secret_hash, &principal, read_from);
     Ok(Some(WriteKeyGrant {
+        key_id: key.id,
         workspace_id: key.workspace_id,
         allowed_origins: origins,
     }))

@@ -23,6 +23,7 @@ use serde_json::{Value as Json, json};
 use uuid::Uuid;
 use voxtur_core::events::ingest::{Ingestor, Kind, MAX_BATCH_BYTES, MAX_CALL_BYTES, Message, parse};
 use voxtur_core::events::write_keys::grant_for;
+use voxtur_store::rate_limit::Verdict;
 
 pub fn routes(config: &mut web::ServiceConfig) {
     config.service(
@@ -78,6 +79,15 @@ fn kind_of(path: &str) -> Option<Kind> {
         other => other,
     };
     Kind::parse(long)
+}
+
+/// A 429 in the tracking API's shape, with `Retry-After` (Segment's libraries back off on it).
+fn throttled(retry_after: std::time::Duration, message: &str) -> HttpResponse {
+    let mut response = failure(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
+    if let Ok(value) = HeaderValue::from_str(&retry_after.as_secs().max(1).to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
 }
 
 fn failure(status: StatusCode, code: &str, message: impl Into<String>) -> HttpResponse {
@@ -147,11 +157,34 @@ async fn authenticate(req: &HttpRequest, body_key: Option<&str>, state: &AppStat
             "missing, unknown or revoked write key",
         )
     };
-    let Some(key) = key else { return Err(unauthorized()) };
+    if let Some(retry_after) = super::auth_refused(req, state) {
+        return Err(throttled(
+            retry_after,
+            "too many failed authentications from this address",
+        ));
+    }
+    let refuse = || async {
+        match super::count_failed_auth(req, state).await {
+            Some(retry_after) => throttled(retry_after, "too many failed authentications from this address"),
+            None => unauthorized(),
+        }
+    };
+    let Some(key) = key else { return Err(refuse().await) };
     match grant_for(&state.db, &state.principals, &key).await {
         Ok(Some(grant)) => {
             let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok());
-            if grant.allows(origin) {
+            let max = state.limits.tracking_calls_per_minute;
+            if max > 0
+                && let Verdict::Limited { retry_after } =
+                    state
+                        .limiter
+                        .hit_here(&format!("v1:{}", grant.key_id), max, super::MINUTE)
+            {
+                Err(throttled(
+                    retry_after,
+                    &format!("this write key is over its {max} calls a minute"),
+                ))
+            } else if grant.allows(origin) {
                 Ok(grant.workspace_id)
             } else {
                 Err(failure(
@@ -164,7 +197,7 @@ async fn authenticate(req: &HttpRequest, body_key: Option<&str>, state: &AppStat
                 ))
             }
         }
-        Ok(None) => Err(unauthorized()),
+        Ok(None) => Err(refuse().await),
         Err(error) => {
             tracing::error!(?error, "write key lookup failed");
             Err(failure(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error"))

@@ -11,22 +11,18 @@ use entities::{form, landing_page, tracked_link};
 use futures_util::StreamExt;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Map, Value as Json, json};
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 use uuid::Uuid;
 use voxtur_core::events::ingest::{Ingestor, Kind, parse};
 use voxtur_core::web::forms::{FieldErrors, SubmitError, Submitted, submit};
 use voxtur_core::web::pages::{
     FormState, content_security_policy, message_page, not_found_page, render_form_page, render_page,
 };
+use voxtur_store::rate_limit::Verdict;
 
 const MAX_FORM_BYTES: usize = 64 * 1024;
 
 pub fn routes(config: &mut web::ServiceConfig) {
     config
-        .app_data(web::Data::new(RateLimiter::new(20, Duration::from_secs(60))))
         .route("/forms/{id}", web::post().to(form_submit))
         .route("/p/{workspace}/{slug}", web::get().to(landing_page_view))
         .route("/l/{code}", web::get().to(link_click));
@@ -272,7 +268,6 @@ async fn form_submit(
     payload: web::Payload,
     state: web::Data<AppState>,
     ingestor: web::Data<Ingestor>,
-    limiter: web::Data<RateLimiter>,
 ) -> HttpResponse {
     let urlencoded = req
         .headers()
@@ -283,17 +278,21 @@ async fn form_submit(
     let result = async {
         let not_found = || refusal(browser, StatusCode::NOT_FOUND, "There is no such form.");
         let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
-        if let Some(ip) = req.peer_addr().map(|a| a.ip())
-            && !limiter.allow(ip)
+        let max = state.limits.form_submissions_per_minute;
+        if max > 0
+            && let Verdict::Limited { retry_after } = state
+                .limiter
+                .hit(&format!("form:{}", super::client_address(&req)), max, super::MINUTE)
+                .await
         {
             let mut response = refusal(
                 browser,
                 StatusCode::TOO_MANY_REQUESTS,
                 "too many submissions from this address; try again in a minute",
             );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("60"));
+            if let Ok(value) = header::HeaderValue::from_str(&retry_after.as_secs().max(1).to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
             return Err(response);
         }
         let form = form::Entity::find_by_id(id).one(&state.db).await.map_err(|error| {
@@ -445,53 +444,3 @@ fn landing_page_slug(path: &str, workspace_id: Uuid) -> Option<&str> {
 
 /// The cookie that carries a visitor's anonymous id between pages, forms and links.
 pub const VISITOR_COOKIE: &str = "vx_anon";
-
-/// Submissions allowed per IP address per minute, per server process.
-///
-/// Written by hand: a fixed-window counter is all that is needed, and a per-process limit is
-/// the intent (each instance behind a load balancer protects itself).
-pub struct RateLimiter {
-    max: u32,
-    window: Duration,
-    hits: Mutex<HashMap<IpAddr, (Instant, u32)>>,
-}
-
-impl RateLimiter {
-    pub fn new(max: u32, window: Duration) -> RateLimiter {
-        RateLimiter {
-            max,
-            window,
-            hits: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Counts a hit; false when the address is over its limit in the current window.
-    pub fn allow(&self, ip: IpAddr) -> bool {
-        let now = Instant::now();
-        let Ok(mut hits) = self.hits.lock() else { return true };
-        if hits.len() > 100_000 {
-            hits.retain(|_, (start, _)| now.duration_since(*start) < self.window);
-        }
-        let entry = hits.entry(ip).or_insert((now, 0));
-        if now.duration_since(entry.0) >= self.window {
-            *entry = (now, 0);
-        }
-        entry.1 += 1;
-        entry.1 <= self.max
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rate_limit_counts_per_address() {
-        let limiter = RateLimiter::new(2, Duration::from_secs(60));
-        let a: IpAddr = "10.0.0.1".parse().unwrap();
-        let b: IpAddr = "10.0.0.2".parse().unwrap();
-        assert!(limiter.allow(a) && limiter.allow(a));
-        assert!(!limiter.allow(a));
-        assert!(limiter.allow(b));
-    }
-}
