@@ -106,3 +106,103 @@ async fn tracking_calls_are_limited_per_write_key() {
         .await;
     assert_eq!(status, StatusCode::OK, "each key has its own budget");
 }
+
+/// Every answer says what it cost and what the key has left; a key past its budget is
+/// THROTTLED with the time to wait; an operation has at most 20 root fields, aliases counted.
+#[tokio::test]
+async fn queries_cost_points_from_a_bucket_per_key() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.limits.query_cost_per_second = 100;
+        settings.limits.query_cost_capacity = 1_000;
+    })
+    .await;
+    let list = "{ contacts(first: 50) { nodes { id email } pageInfo { hasNextPage } } }";
+    let (status, body) = app.gql_as(Some(&app.key), list, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let cost = &body["extensions"]["cost"];
+    // contacts 1 + 50 x (nodes 1 + id 1 + email 1 + pageInfo 1 + hasNextPage 1)
+    assert_eq!(
+        (cost["requested"].as_u64(), cost["actual"].as_u64()),
+        (Some(251), Some(251)),
+        "{body}"
+    );
+    assert!(cost["remaining"].as_u64().unwrap() <= 749, "{cost}");
+    assert!(cost["resetAt"].as_str().unwrap().starts_with("20"), "{cost}");
+    for _ in 0..3 {
+        app.gql_as(Some(&app.key), list, json!({})).await;
+    }
+    let (status, body) = app.gql_as(Some(&app.key), list, json!({})).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["errors"][0]["extensions"]["code"], "THROTTLED");
+    // Another key of the workspace has its own bucket.
+    let other = app.key_with("contacts:read").await;
+    let (status, _) = app.gql_as(Some(&other), list, json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let aliases: String = (0..21).map(|i| format!("a{i}: viewer {{ scopes }} ")).collect();
+    let (status, body) = app.gql_as(Some(&other), &format!("{{ {aliases} }}"), json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("21 root fields"),
+        "{body}"
+    );
+}
+
+/// The alias attack (thousands of counted, filtered lists in one request) is refused before it
+/// runs; the most a request may hold runs beside a normal list, which is answered.
+#[tokio::test]
+async fn the_alias_attack_is_refused_and_a_list_beside_the_largest_request_is_answered() {
+    let app = TestApp::spawn().await;
+    let inputs: Vec<_> = (0..300)
+        .map(|i| json!({ "email": format!("c{i}@example.com"), "firstName": format!("Zed{i}") }))
+        .collect();
+    app.gql(
+        "mutation($i: [ContactUpsertInput!]!) { contactsUpsert(inputs: $i) { createdCount } }",
+        json!({ "i": inputs }),
+    )
+    .await;
+    let alias =
+        |i: usize| format!(r#"a{i}: contacts(first: 1, filter: {{firstName: {{contains: "z"}}}}) {{ totalCount }} "#);
+    let attack: String = (0..9_900).map(alias).collect();
+    let (status, body) = app.gql_as(Some(&app.key), &format!("{{ {attack} }}"), json!({})).await;
+    assert!(
+        status == StatusCode::BAD_REQUEST || status == StatusCode::PAYLOAD_TOO_LARGE,
+        "{status} {body}"
+    );
+    let largest: String = (0..20).map(alias).collect();
+    let largest = format!("{{ {largest} }}");
+    let list = "{ contacts(first: 50, orderBy: [{createdAt: DESC}]) { nodes { email } } }";
+    let (heavy, normal) = tokio::join!(
+        app.gql_as(Some(&app.key), &largest, json!({})),
+        app.gql_as(Some(&app.key), list, json!({}))
+    );
+    assert_eq!(heavy.0, StatusCode::OK, "{}", heavy.1);
+    assert_eq!(heavy.1["data"]["a19"]["totalCount"], 300);
+    assert_eq!(normal.0, StatusCode::OK, "{}", normal.1);
+    assert_eq!(normal.1["data"]["contacts"]["nodes"].as_array().unwrap().len(), 50);
+}
+
+/// A request past its deadline is answered TIMEOUT, and the server goes on answering.
+#[tokio::test]
+async fn a_request_past_its_deadline_is_answered_timeout() {
+    let app = TestApp::spawn_with(|settings| settings.limits.request_timeout_ms = 1).await;
+    let inputs: Vec<_> = (0..200)
+        .map(|i| json!({ "email": format!("t{i}@example.com") }))
+        .collect();
+    app.gql_as(
+        Some(&app.key),
+        "mutation($i: [ContactUpsertInput!]!) { contactsUpsert(inputs: $i) { createdCount } }",
+        json!({ "i": inputs }),
+    )
+    .await;
+    let slow = "{ a: contacts(first: 100) { totalCount nodes { email timeline(first: 20) { nodes { type } } segments { name } } } \
+                b: companies(first: 100) { totalCount } }";
+    let (status, body) = app.gql_as(Some(&app.key), slow, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["errors"][0]["extensions"]["code"], "TIMEOUT", "{body}");
+    let (status, _) = app.gql_as(Some(&app.key), "{ __typename }", json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+}

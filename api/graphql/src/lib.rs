@@ -5,6 +5,7 @@
 pub mod companies;
 pub mod contacts;
 pub mod convert;
+pub mod cost;
 pub mod custom_fields;
 pub mod errors;
 pub mod events;

@@ -6,6 +6,7 @@
 //! text, never data, so one cache serves every workspace; validation, limits and execution
 //! still run on every request.
 
+use crate::cost::Cost;
 use async_graphql::Request;
 use async_graphql::parser::types::ExecutableDocument;
 use lru::LruCache;
@@ -26,26 +27,35 @@ impl Default for ParsedQueries {
 }
 
 impl ParsedQueries {
-    /// Gives `request` its parsed document, from the cache or parsed now and kept. A query
-    /// that does not parse is left to the schema, which reports the error.
-    pub fn prepare(&self, request: &mut Request) {
+    /// Gives `request` its parsed document, from the cache or parsed now and kept, and returns
+    /// the operation's cost (`crate::cost`). A query that does not parse is left to the schema,
+    /// which reports the error (and costs nothing here).
+    pub fn prepare(&self, request: &mut Request) -> Option<Cost> {
+        let cost_of = |document: &ExecutableDocument, request: &Request| {
+            crate::cost::of(document, request.operation_name.as_deref(), &request.variables)
+        };
         if request.query.len() > MAX_QUERY_BYTES {
-            return;
+            let document = request.parsed_query().ok()?.clone();
+            return cost_of(&document, request);
         }
         // A poisoned lock only means another request panicked while holding it; the cache
         // holds nothing that a panic could leave half-written.
         let mut documents = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(document) = documents.get(&request.query) {
-            request.set_parsed_query(document.clone());
-            return;
+            let document = document.clone();
+            drop(documents);
+            let cost = cost_of(&document, request);
+            request.set_parsed_query(document);
+            return cost;
         }
         drop(documents);
-        let Ok(document) = request.parsed_query() else { return };
-        let document = document.clone();
+        let document = request.parsed_query().ok()?.clone();
+        let cost = cost_of(&document, request);
         let query = request.query.clone();
         self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .put(query, document);
+        cost
     }
 }

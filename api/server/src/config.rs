@@ -39,6 +39,13 @@ pub struct LimitSettings {
     pub failed_auth_per_minute: u32,
     /// Tracking calls (`/v1/*`, a batch counting once) per write key, per server process.
     pub tracking_calls_per_minute: u32,
+    /// GraphQL cost points an API key's bucket drains a second (per server process); 0: no
+    /// bucket. A request adds its cost (`extensions.cost`); past the capacity it is THROTTLED.
+    pub query_cost_per_second: u64,
+    /// The most points a key's bucket holds: the burst a key may spend at once.
+    pub query_cost_capacity: u64,
+    /// Milliseconds a GraphQL request may run before it is answered `TIMEOUT`.
+    pub request_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -93,6 +100,9 @@ impl Default for Settings {
                 form_submissions_per_minute: 20,
                 failed_auth_per_minute: 30,
                 tracking_calls_per_minute: 60_000,
+                query_cost_per_second: 200_000,
+                query_cost_capacity: 400_000,
+                request_timeout_ms: 30_000,
             },
             log: LogSettings {
                 format: LogFormat::Pretty,

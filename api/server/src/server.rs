@@ -17,6 +17,7 @@ use tracing_actix_web::{RequestId, TracingLogger};
 use voxtur_core::auth::{PrincipalCache, authenticate};
 use voxtur_core::db::{self, StatementCounter};
 use voxtur_core::error::ApiError;
+use voxtur_graphql::cost::Charge;
 use voxtur_graphql::loaders::Loaders;
 
 /// A built, bound, not yet running server. Binding happens in `build`, so port 0 works for tests.
@@ -50,6 +51,10 @@ impl Application {
             max_body_bytes: settings.server.max_body_bytes,
             limits: settings.limits.clone(),
             limiter: Arc::new(voxtur_store::rate_limit::RateLimiter::new(db.clone())),
+            cost_buckets: voxtur_graphql::cost::Buckets::new(
+                settings.limits.query_cost_per_second,
+                settings.limits.query_cost_capacity,
+            ),
         });
         let mut server = actix_web::HttpServer::new(move || {
             actix_web::App::new()
@@ -220,14 +225,90 @@ async fn graphql_post(req: HttpRequest, mut payload: web::Payload, state: web::D
             &format!("{at} contains a NUL character, which no text may hold"),
         );
     }
-    state.parsed.prepare(&mut request);
+    let cost = state.parsed.prepare(&mut request);
+    if let Some(cost) = cost
+        && cost.root_fields > voxtur_graphql::cost::MAX_ROOT_FIELDS
+    {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "BAD_USER_INPUT",
+            &format!(
+                "the operation has {} root fields (aliases count); at most {}: split it",
+                cost.root_fields,
+                voxtur_graphql::cost::MAX_ROOT_FIELDS
+            ),
+        );
+    }
+    let charged = match (&principal, cost) {
+        (Some(principal), Some(cost)) if state.limits.query_cost_per_second > 0 => Some((
+            cost.points,
+            state.cost_buckets.charge(principal.credential.id(), cost.points),
+        )),
+        _ => None,
+    };
+    if let Some((requested, Charge::Refused { wait, remaining })) = charged {
+        let mut response = crate::http::too_many(
+            wait,
+            &format!(
+                "this key's query budget is spent; {requested} points fit in {:.1} s",
+                wait.as_secs_f64()
+            ),
+        );
+        response.headers_mut().insert(
+            HeaderName::from_static("x-cost-remaining"),
+            HeaderValue::from(remaining),
+        );
+        return response;
+    }
     if let Some(principal) = principal {
         request = request
             .data(Loaders::new(state.db.clone(), principal.workspace_id))
             .data(principal);
     }
     let schema = state.schemas.for_request(&mut request);
-    let mut response = schema.execute(request).await;
+    let deadline = std::time::Duration::from_millis(state.limits.request_timeout_ms.max(1));
+    let mut response = match tokio::time::timeout(deadline, schema.execute(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(ms = deadline.as_millis() as u64, "request timed out");
+            let mut error = async_graphql::ServerError::new(
+                format!(
+                    "the request ran longer than {} ms; ask for less (smaller pages, fewer fields)",
+                    deadline.as_millis()
+                ),
+                None,
+            );
+            error
+                .extensions
+                .get_or_insert_with(Default::default)
+                .set("code", "TIMEOUT");
+            async_graphql::Response::from_errors(vec![error])
+        }
+    };
+    if let Some((requested, Charge::Charged { remaining, empty_in })) = charged {
+        // What this request cost and what the key has left (GitHub's and Shopify's shape).
+        let reset_at = chrono::Utc::now() + chrono::Duration::from_std(empty_in).unwrap_or_default();
+        let mut cost = async_graphql::indexmap::IndexMap::new();
+        cost.insert(
+            async_graphql::Name::new("requested"),
+            async_graphql::Value::from(requested),
+        );
+        cost.insert(
+            async_graphql::Name::new("actual"),
+            async_graphql::Value::from(requested),
+        );
+        cost.insert(
+            async_graphql::Name::new("remaining"),
+            async_graphql::Value::from(remaining),
+        );
+        cost.insert(
+            async_graphql::Name::new("resetAt"),
+            async_graphql::Value::from(reset_at.to_rfc3339()),
+        );
+        response
+            .extensions
+            .insert("cost".into(), async_graphql::Value::Object(cost));
+    }
     voxtur_graphql::errors::set_codes(&mut response);
     for error in &mut response.errors {
         // Parse, validation, limit and input-coercion errors come from the GraphQL engine
