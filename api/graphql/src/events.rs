@@ -279,15 +279,15 @@ pub struct EventRecordInput {
     /// What happened.
     #[graphql(name = "type")]
     pub event_type: EventType,
-    /// Name, required for CUSTOM events.
+    /// Name, required for CUSTOM events (at most 300 characters).
     pub name: Option<String>,
     /// When it happened (default now; not more than a day ahead).
     pub occurred_at: Option<DateTime<Utc>>,
     /// The channel.
     pub channel: Option<Channel>,
-    /// The campaign it belongs to.
+    /// The campaign it belongs to (at most 300 characters).
     pub campaign: Option<String>,
-    /// Details, e.g. `{"durationSeconds": 300, "outcome": "interested"}`.
+    /// Details, e.g. `{"durationSeconds": 300, "outcome": "interested"}`; at most 32 KB as JSON.
     pub properties: Option<Json<serde_json::Value>>,
 }
 

@@ -400,7 +400,7 @@ fn kind_name(kind: SegmentKind) -> &'static str {
 pub struct SegmentCreateInput {
     /// Name, unique in the workspace.
     pub name: String,
-    /// What it is for.
+    /// What it is for (at most 2,000 characters).
     pub description: Option<String>,
     /// Dynamic (default) or static.
     #[graphql(default_with = "SegmentKind::Dynamic")]

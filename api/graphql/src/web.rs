@@ -43,7 +43,7 @@ pub enum FormFieldType {
 pub struct FormFieldSpec {
     /// The field's name in submissions (letters, digits, _).
     pub key: String,
-    /// What the visitor sees.
+    /// What the visitor sees (1 to 200 characters).
     pub label: String,
     /// The kind of input.
     #[graphql(name = "type")]
@@ -54,7 +54,7 @@ pub struct FormFieldSpec {
     /// Must be filled.
     #[graphql(default)]
     pub required: bool,
-    /// Choices of a SELECT field.
+    /// Choices of a SELECT field (at most 500, each 1 to 200 characters).
     #[graphql(default)]
     pub options: Vec<String>,
 }
@@ -65,7 +65,7 @@ pub struct FormFieldSpec {
 pub struct FormConsentSpec {
     /// The channel consented to (submitted as `consent_<channel>`, e.g. `consent_email`).
     pub channel: Channel,
-    /// The wording the visitor agrees to.
+    /// The wording the visitor agrees to (at most 2,000 characters).
     pub label: String,
     /// Must be ticked to submit.
     #[graphql(default)]
@@ -113,7 +113,7 @@ impl Form {
             })
             .collect()
     }
-    /// Shown after a successful submission.
+    /// Shown after a successful submission (at most 2,000 characters).
     async fn success_message(&self) -> Option<&str> {
         self.0.success_message.as_deref()
     }
@@ -138,7 +138,7 @@ impl Form {
 /// A form's definition.
 #[derive(InputObject)]
 pub struct FormInput {
-    /// Name.
+    /// Name (1 to 200 characters).
     pub name: String,
     /// Inputs, in order; exactly one required EMAIL field mapped to `email`.
     pub fields: Vec<FormFieldSpec>,
@@ -147,7 +147,7 @@ pub struct FormInput {
     pub consents: Vec<FormConsentSpec>,
     /// Shown after a successful submission.
     pub success_message: Option<String>,
-    /// Where browsers go after submitting (http or https).
+    /// Where browsers go after submitting (http or https, at most 2,000 characters).
     pub redirect_url: Option<String>,
     /// Notify the contact's owner of each submission.
     #[graphql(default)]
@@ -201,18 +201,19 @@ impl LandingPage {
 /// A landing page's content.
 #[derive(InputObject)]
 pub struct LandingPageInput {
-    /// Lower-case letters, digits and dashes; unique in the workspace.
+    /// Lower-case letters, digits and dashes (1 to 100); unique in the workspace.
     pub slug: String,
-    /// Title.
+    /// Title (1 to 300 characters).
     pub title: String,
-    /// HTML body; scripts, event handlers and `javascript:` URLs are removed.
+    /// HTML body, at most 512 KB; scripts, event handlers and `javascript:` URLs are removed.
     pub body_html: String,
     /// A form to embed.
     pub form_id: Option<ID>,
     /// Serve it publicly.
     #[graphql(default = true)]
     pub published: bool,
-    /// The page's own CSS, applied after the default stylesheet (so it overrides it); no `<`.
+    /// The page's own CSS, applied after the default stylesheet (so it overrides it); at most
+    /// 64 KB, no `<`.
     pub css: Option<String>,
     /// Who may show the page in a frame: `self`, `none`, or origins such as
     /// `https://shop.example` (the CSP `frame-ancestors`); default: this site only.
@@ -241,7 +242,7 @@ impl TrackedLink {
     async fn target_url(&self) -> &str {
         &self.0.target_url
     }
-    /// The campaign clicks are attributed to.
+    /// The campaign clicks are attributed to (at most 300 characters, as each utm value).
     async fn campaign(&self) -> Option<&str> {
         self.0.campaign.as_deref()
     }
@@ -254,7 +255,7 @@ impl TrackedLink {
 /// A link to create.
 #[derive(InputObject)]
 pub struct TrackedLinkInput {
-    /// Where the link leads (http or https only).
+    /// Where the link leads (http or https only, at most 2,000 characters).
     pub target_url: String,
     /// The campaign clicks are attributed to.
     pub campaign: Option<String>,
