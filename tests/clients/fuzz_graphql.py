@@ -31,7 +31,8 @@ STRINGS = ["", "ünïcødé ✓ 𝄞 עברית 中文 \u202e", "x" * 5000, "'; 
 INTS = [0, -1, 2**31 - 1, -2**31, 1, 2, 3, 5, 20, 100]
 FLOATS = [0.0, -0.0, 1e308, -1e308, 5e-324, 0.5, -2.25, 100.0]
 DATES = ["2024-05-01T12:30:00Z", "2024-05-01T12:30:00.123456+02:00", "0001-01-01T00:00:00Z",
-         "9999-12-31T23:59:59Z", "2024-02-30T00:00:00Z", "yesterday", "", "2024-05-01"]
+         "9999-12-31T23:59:59Z", "1970-01-01T00:00:00-23:59"]
+BAD_DATES = ["2024-02-30T00:00:00Z", "yesterday", "", "2024-05-01", "+275760-09-13T00:00:00Z"]
 
 
 def b64(text):
@@ -54,7 +55,7 @@ def post(url, api_key, payload):
 class Fuzzer:
     def __init__(self, schema, one_of, rng):
         self.schema, self.one_of, self.rng = schema, one_of, rng
-        self.ids = []  # global ids seen in answers, so updates and deletes find real records
+        self.ids, self.cursors = [], []  # seen in answers: updates and deletes find rows, pages go on
 
     def operation(self):
         """(query text, variables) of one random operation."""
@@ -75,6 +76,8 @@ class Fuzzer:
                 var = f"v{len(self.decls) + 1}"
                 self.decls.append(f"${var}: {arg.type}")  # the exact type: the text stays valid
                 self.vars[var] = self.value(arg.type, 0)
+                if arg_name in ("after", "before"):
+                    self.vars[var] = self.seen(self.cursors, 0.6, self.vars[var])
                 args.append(f"{arg_name}: ${var}")
         text = name + (f"({', '.join(args)})" if args else "")
         named = get_named_type(field.type)
@@ -132,20 +135,25 @@ class Fuzzer:
         if name == "Boolean":
             return rng.random() < 0.5
         if name == "DateTime":
-            return rng.choice(DATES)
+            return rng.choice(BAD_DATES if rng.random() < 0.15 else DATES)  # a bad one fails the operation
         if name == "JSON":
             return self.junk(0)
         if name == "ID":
             made = rng.choice([b64(rng.randbytes(rng.randint(1, 40))), "", "not-an-id", b64("Contact:123"),
                                b64(f"Contact:{uuid.UUID(int=rng.getrandbits(128), version=4)}"),
                                b64(f"Nope:{uuid.UUID(int=rng.getrandbits(128), version=4)}"), "Q29udGFjdDo"])
-            pick = rng.random()  # one draw whatever the pool holds, so a seed replays the same choices
-            return self.ids[int(pick / 0.5 * len(self.ids))] if self.ids and pick < 0.5 else made
+            return self.seen(self.ids, 0.5, made)
         if rng.random() < 0.02:
             return rng.choice(["", "a"]) + NUL
-        text = rng.choice(STRINGS)  # and plausible ones, so that creates succeed and later reads see rows
-        return {"fuzz@example.com": f"fuzz-{rng.getrandbits(32):x}@example.com",
-                "fuzz": f"fuzz-{rng.getrandbits(32):x}"}.get(text, text)
+        # Plausible ones too, from a few, so that creates succeed and collide (same email, slug, key).
+        text, n = rng.choice(STRINGS), rng.randrange(8)
+        return {"fuzz@example.com": f"fuzz-{n}@example.com", "fuzz": f"fuzz-{n}"}.get(text, text)
+
+    def seen(self, pool, share, made):
+        """One of `pool` (a `share` of the time, if any), else `made`. One draw whatever the pool
+        holds (its values differ from run to run), so a seed replays the same operations."""
+        pick = self.rng.random()
+        return pool[int(pick / share * len(pool))] if pool and pick < share else made
 
     def junk(self, depth):
         """A JSON value with nested junk."""
@@ -158,9 +166,14 @@ class Fuzzer:
         return {rng.choice(keys): self.junk(depth + 1) for _ in range(rng.randint(0, 4))}
 
     def harvest(self, value):
-        """Keeps global ids from an answer, except API keys' (revoking ours would end the run)."""
-        if isinstance(value, (dict, list)):
-            for item in value.values() if isinstance(value, dict) else value:
+        """Keeps an answer's cursors and global ids, not API keys' (revoking ours would end the run)."""
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key in ("cursor", "startCursor", "endCursor") and isinstance(item, str) and len(self.cursors) < 999:
+                    self.cursors.append(item)
+                self.harvest(item)
+        elif isinstance(value, list):
+            for item in value:
                 self.harvest(item)
         elif isinstance(value, str) and len(self.ids) < 1000 and value not in self.ids:
             try:
@@ -175,13 +188,13 @@ def problems(status, raw):
     """What is wrong with one answer (empty if nothing), and its error codes."""
     if status is None:
         return [f"no answer: {raw.decode()}"], []
-    found = [f"HTTP {status}"] if status >= 500 or status not in REFUSALS | {200} else []
+    found = [] if status in REFUSALS | {200} else [f"HTTP {status}"]  # 5xx, and 401, 404, ...
     try:
         body = json.loads(raw)
     except ValueError:
         return found + ["the body is not JSON"], []
-    errors = body.get("errors") or [] if isinstance(body, dict) else []
-    codes = [str((e.get("extensions") or {}).get("code")) for e in errors if isinstance(e, dict)]
+    errors = (body.get("errors") or []) if isinstance(body, dict) else []
+    codes = [str((e.get("extensions") or {}).get("code") or "(none)") for e in errors if isinstance(e, dict)]
     if "INTERNAL" in codes:
         found.append("an INTERNAL error")
     if status in REFUSALS and not errors:
@@ -193,7 +206,7 @@ def problems(status, raw):
 
 def shorten(value):
     """Long strings abbreviated (a 5,000-character string is that string's first 20 and its length)."""
-    if isinstance(value, str) and len(value) > 60:
+    if isinstance(value, str) and len(value) > 200:
         return f"{value[:20]}…[{len(value)} chars]"
     if isinstance(value, list):
         return [shorten(v) for v in value]
@@ -211,20 +224,24 @@ def run(base, api_key, seed, count, check):
         one_of = {t["name"] for t in json.loads(raw)["data"]["__schema"]["types"] if t.get("isOneOf")}
     except (ValueError, KeyError, TypeError):
         one_of = set()  # a server without isOneOf: its @oneOf inputs get refused more often
-    fuzzer, statuses, codes, failures, invalid = Fuzzer(schema, one_of, random.Random(seed)), Counter(), Counter(), [], 0
+    fuzzer = Fuzzer(schema, one_of, random.Random(seed))
+    statuses, codes, failures, invalid, slowest = Counter(), Counter(), [], 0, 0.0
     for number in range(1, count + 1):
         query, variables = fuzzer.operation()
         invalid += bool(graphql.validate(schema, graphql.parse(query)))  # the fuzzer's own bug, if any
+        sent = time.monotonic()
         status, raw = post(url, api_key, {"query": query, "variables": variables})
+        slowest = max(slowest, time.monotonic() - sent)
         found, error_codes = problems(status, raw)
         statuses[status] += 1
         codes.update(error_codes)
         if found:
             failures.append((number, query, variables, found, raw))
         elif status == 200:
-            fuzzer.harvest(json.loads(raw).get("data"))
-    summary = (f"seed {seed}, {time.monotonic() - started:.1f} s; HTTP {dict(sorted(statuses.items(), key=str))}; "
-               f"error codes {dict(codes.most_common())}; {len(failures)} failing"
+            fuzzer.harvest(json.loads(raw))
+    summary = (f"seed {seed}, {time.monotonic() - started:.1f} s, slowest {slowest * 1000:.0f} ms; "
+               f"HTTP {dict(sorted(statuses.items(), key=str))}; error codes {dict(codes.most_common())}; "
+               f"{len(failures)} failing"
                + (f"; {invalid} generated operations invalid (a fuzzer bug)" if invalid else ""))
     check(f"graphql fuzz: {count} operations, no 5xx, no internal text", not failures, summary)
     for number, query, variables, found, raw in failures[:5]:

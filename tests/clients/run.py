@@ -3,10 +3,12 @@
 server (see README.md). Prints one PASS/FAIL line per check; exits 1 if any check fails.
 
     python3 tests/clients/run.py --binary PATH [--database-url postgres://... [--schema NAME]]
+        [--fuzz N] [--fuzz-seed S]
 """
 import argparse
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -17,6 +19,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+import fuzz_graphql
 
 HERE = Path(__file__).resolve().parent
 SCREENSHOTS = HERE.parent.parent / "target" / "screenshots"
@@ -355,6 +359,8 @@ def main():
     args.add_argument("--binary", required=True, help="the voxtur binary")
     args.add_argument("--database-url", help="PostgreSQL URL (default: SQLite in a temporary directory)")
     args.add_argument("--schema", help="PostgreSQL schema to create and drop (default: clients_<pid>)")
+    args.add_argument("--fuzz", type=int, default=300, metavar="N", help="GraphQL fuzz operations (0: none)")
+    args.add_argument("--fuzz-seed", type=int, metavar="S", help="the fuzz run's seed (default: a new one, printed)")
     opts = args.parse_args()
     started = time.monotonic()
     url, schema = opts.database_url, None
@@ -389,6 +395,9 @@ def main():
         check_wrong_key(server.base)
         check_introspection(gql)
         check_browser(server, gql, workspace, api_key)
+        if opts.fuzz > 0:
+            seed = opts.fuzz_seed if opts.fuzz_seed is not None else random.SystemRandom().randrange(10**6)
+            fuzz_graphql.run(server.base, api_key, seed, opts.fuzz, check)
     except Exception as e:  # noqa: BLE001 - report, then stop the server
         check("run completed", False, f"{type(e).__name__}: {e}")
     finally:

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Client compatibility check (see README.md):
-#   bash tests/clients/run.sh BINARY [--database-url postgres://... [--schema NAME]]
+#   bash tests/clients/run.sh BINARY [--database-url postgres://... [--schema NAME]] [--fuzz N] [--fuzz-seed S]
 # Installs the pinned clients (a venv in target/clients-venv, node_modules here), each again
 # only when its pins change, then runs run.py with the venv's Python.
 set -euo pipefail
 if [ $# -lt 1 ]; then
-  echo "usage: bash tests/clients/run.sh BINARY [--database-url URL [--schema NAME]]" >&2
+  echo "usage: bash tests/clients/run.sh BINARY [--database-url URL [--schema NAME]] [--fuzz N] [--fuzz-seed S]" >&2
   exit 2
 fi
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
