@@ -115,7 +115,7 @@ impl Projectable for company::Entity {
 }
 
 /// An organisation contacts belong to.
-#[Object(serial, guard = "ScopeGuard(Scope::ContactsRead)")]
+#[Object(serial)]
 impl Company {
     /// Global id.
     pub async fn id(&self) -> ID {

@@ -264,7 +264,7 @@ impl Projectable for contact::Entity {
 }
 
 /// A person marketing and sales are in touch with.
-#[Object(serial, guard = "ScopeGuard(Scope::ContactsRead)")]
+#[Object(serial)]
 impl Contact {
     /// Global id.
     pub async fn id(&self) -> ID {

@@ -91,7 +91,7 @@ impl From<event::Model> for Event {
 }
 
 /// One interaction of a contact with the company.
-#[Object(guard = "ScopeGuard(Scope::ContactsRead).or(ScopeGuard(Scope::AnalyticsRead))")]
+#[Object]
 impl Event {
     /// Global id.
     pub async fn id(&self) -> ID {

@@ -83,10 +83,7 @@ impl Projectable for app_user::Entity {
 }
 
 /// A member of the workspace.
-#[Object(
-    serial,
-    guard = "ScopeGuard(Scope::ContactsRead).or(ScopeGuard(Scope::WorkspaceRead))"
-)]
+#[Object(serial)]
 impl User {
     /// Global id.
     pub async fn id(&self) -> ID {
