@@ -206,3 +206,25 @@ async fn a_request_past_its_deadline_is_answered_timeout() {
     let (status, _) = app.gql_as(Some(&app.key), "{ __typename }", json!({})).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// On PostgreSQL the database itself stops a request's statement at the deadline, so work
+/// nobody awaits does not go on holding a connection.
+#[tokio::test]
+async fn postgresql_cancels_statements_at_the_deadline() {
+    use sea_orm::ConnectionTrait;
+    if !std::env::var("TEST_DATABASE_URL").is_ok_and(|u| u.starts_with("postgres")) {
+        return;
+    }
+    let app = TestApp::spawn_with(|settings| settings.limits.request_timeout_ms = 2_500).await;
+    let row = app
+        .db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SHOW statement_timeout",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let timeout: String = row.try_get_by_index(0).unwrap();
+    assert_eq!(timeout, "2500ms");
+}

@@ -18,21 +18,40 @@ pub fn set_codes(response: &mut Response) {
 }
 
 fn code(error: &mut ServerError) {
-    // A database error a resolver passed up with `?`: its text (PostgreSQL's, with column
-    // types and line numbers) is for the log, never for the client.
-    if let Some(db) = error.source::<sea_orm::DbErr>() {
-        tracing::error!(error = %db, "database error");
-        error.message = "internal error".into();
-        error
-            .extensions
-            .get_or_insert_with(Default::default)
-            .set("code", "INTERNAL");
+    let code = if let Some(db) = error.source::<sea_orm::DbErr>() {
+        // A database error a resolver passed up with `?`: its text (PostgreSQL's, with column
+        // types and line numbers) is for the log, never for the client.
+        if past_deadline(db) {
+            "TIMEOUT"
+        } else {
+            tracing::error!(error = %db, "database error");
+            "INTERNAL"
+        }
+    } else if let Some(api) = error.source::<ApiError>() {
+        match api {
+            ApiError::Internal(source) if past_deadline(source) => "TIMEOUT",
+            ApiError::Internal(source) => {
+                tracing::error!(error = %source, "internal error");
+                "INTERNAL"
+            }
+            other => other.code(),
+        }
+    } else {
         return;
+    };
+    match code {
+        "TIMEOUT" => {
+            error.message = "the request ran past its deadline; ask for less (smaller pages, fewer fields)".into()
+        }
+        "INTERNAL" => error.message = "internal error".into(),
+        _ => {}
     }
-    let Some(api) = error.source::<ApiError>() else { return };
-    if let ApiError::Internal(source) = api {
-        tracing::error!(error = %source, "internal error");
-    }
-    let code = api.code();
     error.extensions.get_or_insert_with(Default::default).set("code", code);
+}
+
+/// PostgreSQL's 57014: a statement of this request cancelled at the request's deadline.
+fn past_deadline(error: &dyn std::fmt::Display) -> bool {
+    error
+        .to_string()
+        .contains("canceling statement due to statement timeout")
 }

@@ -84,6 +84,7 @@ impl Default for Settings {
                 url: "sqlite://voxtur.db?mode=rwc".into(),
                 schema: None,
                 max_connections: 20,
+                statement_timeout: None,
             },
             server: ServerSettings {
                 host: "127.0.0.1".into(),

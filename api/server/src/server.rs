@@ -34,7 +34,13 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: &Settings) -> Result<Application, StartError> {
-        let (db, statements) = db::connect(&settings.database).await?;
+        // PostgreSQL cancels a request's statement once the request is past its deadline (at
+        // least a second, so a tiny deadline cannot cancel the authentication it starts with).
+        let mut database = settings.database.clone();
+        database.statement_timeout = Some(std::time::Duration::from_millis(
+            settings.limits.request_timeout_ms.max(1_000),
+        ));
+        let (db, statements) = db::connect(&database).await?;
         let pending = db::pending_migrations(&db).await?;
         if pending > 0 {
             return Err(StartError::Pending(pending));

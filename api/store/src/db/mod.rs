@@ -26,6 +26,11 @@ pub struct DatabaseSettings {
     /// connection stays taken a while after its statement; at 10, with 16 requests in flight,
     /// requests queued for one while the cores idled (docs/perf-history.md, issue 5, ninth session).
     pub max_connections: u32,
+    /// PostgreSQL only: statements running longer are cancelled by the database. Set by the
+    /// server from its request deadline (a statement of a request past it is work nobody
+    /// awaits); not a setting of its own, and unset for the command line's long repairs.
+    #[serde(skip)]
+    pub statement_timeout: Option<Duration>,
 }
 
 /// Counts every SQL statement the server runs. Tests use it to prove a page costs a constant
@@ -43,6 +48,7 @@ const SLOW_STATEMENT: Duration = Duration::from_millis(200);
 
 #[tracing::instrument(skip_all, fields(backend))]
 pub async fn connect(settings: &DatabaseSettings) -> Result<(DatabaseConnection, StatementCounter), DbErr> {
+    let statement_timeout = settings.statement_timeout;
     if settings.url.starts_with("sqlite:") {
         sqlite_memory::configure();
     }
@@ -86,12 +92,16 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<(DatabaseConnection,
         // companies set up a cache for 50,000 at each call. Measured on the list of issue 5: 0.13
         // ms of PostgreSQL CPU a request, a quarter of it (docs/perf-history.md, eighth session); the
         // segment benchmark's plans did not get slower without it.
-        .map_sqlx_postgres_opts(|opts| {
-            opts.options([
+        .map_sqlx_postgres_opts(move |opts| {
+            let opts = opts.options([
                 ("work_mem", "32MB"),
                 ("max_parallel_workers_per_gather", "0"),
                 ("enable_memoize", "off"),
-            ])
+            ]);
+            match statement_timeout {
+                Some(timeout) => opts.options([("statement_timeout", format!("{}ms", timeout.as_millis().max(1)))]),
+                None => opts,
+            }
         });
     if let Some(schema) = &settings.schema {
         options.set_schema_search_path(schema.clone());
