@@ -1,7 +1,8 @@
 //! What a request costs, before it runs, for the leaky bucket every key draws on (as GitHub and
 //! Shopify meter their GraphQL APIs): each field 1; a connection its page size times what each
-//! row asks; a `totalCount` [`TOTAL_COUNT`] (it reads every matching row); a bulk mutation its
-//! items. Aliases count fully, and an operation has at most [`MAX_ROOT_FIELDS`] root fields.
+//! row asks; a `totalCount` [`TOTAL_COUNT`] (it reads every matching row); each behaviour
+//! condition of a filter [`BEHAVIOUR_CONDITION`]; a bulk mutation its items. Aliases count
+//! fully, and an operation has at most [`MAX_ROOT_FIELDS`] root fields.
 //!
 //! The schema's own complexity limit (checked by async-graphql) bounds one request; this cost
 //! bounds a key's requests over time. It is computed here, from the parsed document, because
@@ -19,6 +20,9 @@ use std::collections::HashMap;
 pub const MAX_ROOT_FIELDS: usize = 20;
 /// What a `totalCount` costs: a count reads every row the filter matches.
 pub const TOTAL_COUNT: u64 = 25;
+/// What each behaviour condition of a filter costs (`events: [{type, atLeast, withinLastDays}]`):
+/// it reads event tallies or events for every contact the rest of the filter leaves.
+pub const BEHAVIOUR_CONDITION: u64 = 100;
 /// Fragment spreads followed inside one another, at most (validation refuses cycles anyway).
 const MAX_FRAGMENT_DEPTH: usize = 16;
 
@@ -81,6 +85,36 @@ impl Walker<'_> {
         }
     }
 
+    /// The behaviour conditions in a field's `filter` (or a segment input's), however nested.
+    fn behaviour_conditions(&self, field: &async_graphql::parser::types::Field) -> u64 {
+        fn count(value: &Value) -> u64 {
+            match value {
+                Value::Object(fields) => fields
+                    .iter()
+                    .map(|(name, value)| match (name.as_str(), value) {
+                        ("events", Value::List(conditions)) => conditions.len() as u64,
+                        ("events", Value::Object(_)) => 1,
+                        _ => count(value),
+                    })
+                    .sum(),
+                Value::List(items) => items.iter().map(count).sum(),
+                _ => 0,
+            }
+        }
+        ["filter", "input"]
+            .iter()
+            .filter_map(|name| field.get_argument(name))
+            .filter_map(|argument| {
+                argument
+                    .node
+                    .clone()
+                    .into_const_with(|variable| self.variables.get(&variable).cloned().ok_or(()))
+                    .ok()
+            })
+            .map(|value| count(&value))
+            .sum()
+    }
+
     fn count_fields(&self, set: &SelectionSet, depth: usize) -> usize {
         set.items
             .iter()
@@ -120,7 +154,8 @@ impl Walker<'_> {
                     };
                     // Bulk mutations: each item is a write.
                     let items = self.list_len(field, "inputs").unwrap_or(1);
-                    1 + rows.saturating_mul(children).saturating_mul(items.max(1)) + items.saturating_sub(1)
+                    let behaviour = self.behaviour_conditions(field).saturating_mul(BEHAVIOUR_CONDITION);
+                    1 + rows.saturating_mul(children).saturating_mul(items.max(1)) + items.saturating_sub(1) + behaviour
                 }
                 Selection::InlineFragment(inline) => self.cost(&inline.node.selection_set.node, depth),
                 Selection::FragmentSpread(spread) if depth < MAX_FRAGMENT_DEPTH => self
@@ -179,6 +214,15 @@ mod tests {
                 root_fields: 2
             }
         );
+    }
+
+    #[test]
+    fn behaviour_conditions_cost_what_they_read() {
+        let filtered = cost(
+            "query($f: ContactFilter) { segmentPreview(filter: $f) { totalCount } }",
+            serde_json::json!({ "f": { "and": [{ "events": [{ "type": "PAGE_VIEWED", "atLeast": 3 }, { "type": "FORM_SUBMITTED" }] }] } }),
+        );
+        assert_eq!(filtered.points, 1 + TOTAL_COUNT + 2 * BEHAVIOUR_CONDITION);
     }
 
     #[test]
