@@ -7,6 +7,7 @@
 //! the merges and one activity update. The whole batch is one transaction, retried when a
 //! concurrent batch created the same identity first or merged a profile away under it.
 
+mod group;
 mod parse;
 mod persist;
 mod resolve;
