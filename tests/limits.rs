@@ -207,24 +207,37 @@ async fn a_request_past_its_deadline_is_answered_timeout() {
     assert_eq!(status, StatusCode::OK);
 }
 
-/// On PostgreSQL the database itself stops a request's statement at the deadline, so work
-/// nobody awaits does not go on holding a connection.
+/// The database itself stops a statement at the deadline (PostgreSQL's statement_timeout,
+/// SQLite's progress handler), so work nobody awaits does not go on holding a connection, and
+/// the connection serves the next statement.
 #[tokio::test]
-async fn postgresql_cancels_statements_at_the_deadline() {
+async fn statements_stop_at_the_deadline() {
     use sea_orm::ConnectionTrait;
-    if !std::env::var("TEST_DATABASE_URL").is_ok_and(|u| u.starts_with("postgres")) {
-        return;
-    }
-    let app = TestApp::spawn_with(|settings| settings.limits.request_timeout_ms = 2_500).await;
-    let row = app
+    let app = TestApp::spawn_with(|settings| settings.limits.request_timeout_ms = 1_500).await;
+    let backend = app.db.get_database_backend();
+    let endless = match backend {
+        sea_orm::DbBackend::Postgres => "SELECT pg_sleep(30)",
+        _ => {
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 10000000000) SELECT count(*) FROM c"
+        }
+    };
+    let started = std::time::Instant::now();
+    let error = app
         .db
-        .query_one_raw(sea_orm::Statement::from_string(
-            sea_orm::DbBackend::Postgres,
-            "SHOW statement_timeout",
-        ))
+        .query_one_raw(sea_orm::Statement::from_string(backend, endless))
         .await
-        .unwrap()
-        .unwrap();
-    let timeout: String = row.try_get_by_index(0).unwrap();
-    assert_eq!(timeout, "2500ms");
+        .expect_err("an endless statement ran to its end");
+    let took = started.elapsed();
+    assert!(voxtur_store::db::is_past_deadline(&error), "{error}");
+    assert!(
+        took >= std::time::Duration::from_millis(1_400) && took < std::time::Duration::from_secs(6),
+        "{took:?}"
+    );
+    // A short statement is not affected, and the pool goes on serving.
+    for _ in 0..5 {
+        app.db
+            .query_one_raw(sea_orm::Statement::from_string(backend, "SELECT 1"))
+            .await
+            .unwrap();
+    }
 }

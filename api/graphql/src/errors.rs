@@ -49,9 +49,7 @@ fn code(error: &mut ServerError) {
     error.extensions.get_or_insert_with(Default::default).set("code", code);
 }
 
-/// PostgreSQL's 57014: a statement of this request cancelled at the request's deadline.
+/// A statement of this request stopped at the request's deadline.
 fn past_deadline(error: &dyn std::fmt::Display) -> bool {
-    error
-        .to_string()
-        .contains("canceling statement due to statement timeout")
+    voxtur_store::db::is_past_deadline(error)
 }

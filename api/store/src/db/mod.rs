@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+pub mod sqlite_deadline;
 pub mod sqlite_memory;
 
 /// Where the database is and how many connections to keep.
@@ -26,9 +27,10 @@ pub struct DatabaseSettings {
     /// connection stays taken a while after its statement; at 10, with 16 requests in flight,
     /// requests queued for one while the cores idled (docs/perf-history.md, issue 5, ninth session).
     pub max_connections: u32,
-    /// PostgreSQL only: statements running longer are cancelled by the database. Set by the
-    /// server from its request deadline (a statement of a request past it is work nobody
-    /// awaits); not a setting of its own, and unset for the command line's long repairs.
+    /// Statements running longer are cancelled (PostgreSQL's `statement_timeout`; on SQLite,
+    /// [`sqlite_deadline`]). Set by the server from its request deadline (a statement of a
+    /// request past it is work nobody awaits); not a setting of its own, and unset for the
+    /// command line's long repairs.
     #[serde(skip)]
     pub statement_timeout: Option<Duration>,
 }
@@ -103,6 +105,11 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<(DatabaseConnection,
                 None => opts,
             }
         });
+    if let Some(timeout) = statement_timeout {
+        options.map_sqlx_sqlite_pool_opts(move |pool| {
+            pool.after_connect(move |connection, _| Box::pin(sqlite_deadline::install(connection, timeout)))
+        });
+    }
     if let Some(schema) = &settings.schema {
         options.set_schema_search_path(schema.clone());
     }
@@ -171,6 +178,13 @@ pub async fn lock_for_transaction(
     ))
     .await?;
     Ok(())
+}
+
+/// A statement stopped at its deadline: PostgreSQL's `statement_timeout` (57014) or SQLite's
+/// interruption by [`sqlite_deadline`].
+pub fn is_past_deadline(error: &dyn std::fmt::Display) -> bool {
+    let text = error.to_string();
+    text.contains("canceling statement due to statement timeout") || text.contains("(code: 9) interrupted")
 }
 
 /// Errors that a fresh attempt of the same transaction can succeed past: lock conflicts, and on
