@@ -15,6 +15,7 @@ mod m20261203_000009_event_ids_from_messages;
 mod m20261203_000010_dense_tallies;
 mod m20261207_000011_compatibility;
 mod m20261207_000012_hardening;
+mod m20261207_000013_cost_buckets;
 
 pub struct Migrator;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000010_dense_tallies::Migration),
             Box::new(m20261207_000011_compatibility::Migration),
             Box::new(m20261207_000012_hardening::Migration),
+            Box::new(m20261207_000013_cost_buckets::Migration),
         ]
     }
 }

@@ -16,7 +16,7 @@ pub struct TestApp {
     pub statements: StatementCounter,
     /// Where the test's database is, for running the `voxtur` binary against it.
     pub database: voxtur::config::DatabaseSettings,
-    client: reqwest::Client,
+    pub client: reqwest::Client,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -80,10 +80,16 @@ impl TestApp {
 
     /// A second server over this test's database, as behind a load balancer; its address.
     pub async fn another_server(&self) -> String {
+        self.another_server_with(|_| {}).await
+    }
+
+    /// [`TestApp::another_server`], with its settings adjusted.
+    pub async fn another_server_with(&self, adjust: impl FnOnce(&mut Settings)) -> String {
         let mut settings = Settings::default();
         settings.server.port = 0;
         settings.server.workers = 1;
         settings.database = self.database.clone();
+        adjust(&mut settings);
         let app = Application::build(&settings).await.expect("build app");
         let address = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run_until_stopped());

@@ -1,8 +1,12 @@
-//! What a request costs, before it runs, for the leaky bucket every key draws on (as GitHub and
-//! Shopify meter their GraphQL APIs): each field 1; a connection its page size times what each
-//! row asks; a `totalCount` [`TOTAL_COUNT`] (it reads every matching row); each behaviour
-//! condition of a filter [`BEHAVIOUR_CONDITION`]; a bulk mutation its items. Aliases count
-//! fully, and an operation has at most [`MAX_ROOT_FIELDS`] root fields.
+//! What a request costs, for the leaky bucket every key draws on (as GitHub and Shopify meter
+//! their GraphQL APIs): each field 1; a connection's rows (`nodes`, `edges`) its page size times
+//! what each row asks; a `totalCount` [`TOTAL_COUNT`] (it reads every matching row); each
+//! behaviour condition of a filter [`BEHAVIOUR_CONDITION`]; a bulk mutation its items. Aliases
+//! count fully, and an operation has at most [`MAX_ROOT_FIELDS`] root fields.
+//!
+//! The cost is computed twice: `requested` before the request runs, from the page sizes asked
+//! for (it must fit in the bucket), and `actual` after, from the rows the answer holds (what
+//! the bucket is charged): a page of 50 that found 3 contacts costs what 3 cost.
 //!
 //! The schema's own complexity limit (checked by async-graphql) bounds one request; this cost
 //! bounds a key's requests over time. It is computed here, from the parsed document, because
@@ -33,15 +37,10 @@ pub struct Cost {
     pub root_fields: usize,
 }
 
-/// The cost of the operation a request runs; `None` when the document does not say which
-/// (validation then reports it).
+/// The requested cost of the operation a request runs; `None` when the document does not say
+/// which (validation then reports it).
 pub fn of(document: &ExecutableDocument, operation_name: Option<&str>, variables: &Variables) -> Option<Cost> {
-    let operation = match (&document.operations, operation_name) {
-        (DocumentOperations::Single(operation), _) => operation,
-        (DocumentOperations::Multiple(operations), Some(name)) => operations.get(name)?,
-        (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => operations.values().next()?,
-        _ => return None,
-    };
+    let operation = operation(document, operation_name)?;
     let walker = Walker {
         fragments: &document.fragments,
         variables,
@@ -49,9 +48,41 @@ pub fn of(document: &ExecutableDocument, operation_name: Option<&str>, variables
     let OperationDefinition { selection_set, .. } = &operation.node;
     let root_fields = walker.count_fields(&selection_set.node, 0);
     Some(Cost {
-        points: walker.cost(&selection_set.node, 0),
+        points: walker.cost(&selection_set.node, 0, Rows::Requested { page: None }),
         root_fields,
     })
+}
+
+/// The actual cost of an operation that ran, priced by the rows its answer (`data`) holds.
+pub fn actual(document: &ExecutableDocument, operation_name: Option<&str>, variables: &Variables, data: &Value) -> u64 {
+    let Some(operation) = operation(document, operation_name) else {
+        return 0;
+    };
+    let walker = Walker {
+        fragments: &document.fragments,
+        variables,
+    };
+    walker.cost(&operation.node.selection_set.node, 0, Rows::Answered(data))
+}
+
+fn operation<'d>(
+    document: &'d ExecutableDocument,
+    operation_name: Option<&str>,
+) -> Option<&'d Positioned<OperationDefinition>> {
+    match (&document.operations, operation_name) {
+        (DocumentOperations::Single(operation), _) => Some(operation),
+        (DocumentOperations::Multiple(operations), Some(name)) => operations.get(name),
+        (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => operations.values().next(),
+        _ => None,
+    }
+}
+
+/// What the walk prices rows by: the page size asked for (of the connection whose selection
+/// is being walked, if it is one), or the part of the answer that selection produced.
+#[derive(Clone, Copy)]
+enum Rows<'v> {
+    Requested { page: Option<u64> },
+    Answered(&'v Value),
 }
 
 struct Walker<'a> {
@@ -115,6 +146,23 @@ impl Walker<'_> {
             .sum()
     }
 
+    /// Whether a selection is a connection's: its rows (`nodes`, `edges`), count or page info,
+    /// fragments followed.
+    fn is_connection(&self, set: &SelectionSet, depth: usize) -> bool {
+        set.items.iter().any(|item| match &item.node {
+            Selection::Field(child) => matches!(
+                child.node.name.node.as_str(),
+                "nodes" | "edges" | "totalCount" | "pageInfo"
+            ),
+            Selection::InlineFragment(inline) => self.is_connection(&inline.node.selection_set.node, depth),
+            Selection::FragmentSpread(spread) if depth < MAX_FRAGMENT_DEPTH => self
+                .fragments
+                .get(&spread.node.fragment_name.node)
+                .is_some_and(|f| self.is_connection(&f.node.selection_set.node, depth + 1)),
+            Selection::FragmentSpread(_) => false,
+        })
+    }
+
     fn count_fields(&self, set: &SelectionSet, depth: usize) -> usize {
         set.items
             .iter()
@@ -131,48 +179,71 @@ impl Walker<'_> {
             .sum()
     }
 
-    fn cost(&self, set: &SelectionSet, depth: usize) -> u64 {
+    fn cost(&self, set: &SelectionSet, depth: usize, rows: Rows<'_>) -> u64 {
         set.items
             .iter()
             .map(|item| match &item.node {
-                Selection::Field(field) => {
-                    let field = &field.node;
-                    let name = field.name.node.as_str();
-                    if name.starts_with("__") {
-                        return 0;
-                    }
-                    if name == "totalCount" {
-                        return TOTAL_COUNT;
-                    }
-                    let children = self.cost(&field.selection_set.node, depth);
-                    let page = self.integer(field, "first").or_else(|| self.integer(field, "last"));
-                    let rows = match (page, field.get_argument("first").or(field.get_argument("last"))) {
-                        (Some(n), _) => n.clamp(1, voxtur_store::listing::MAX_PAGE_SIZE as u64),
-                        // A connection without a page size gets the default one.
-                        (None, _) if is_connection(field) => voxtur_store::listing::DEFAULT_PAGE_SIZE as u64,
-                        (None, _) => 1,
-                    };
-                    // Bulk mutations: each item is a write.
-                    let items = self.list_len(field, "inputs").unwrap_or(1);
-                    let behaviour = self.behaviour_conditions(field).saturating_mul(BEHAVIOUR_CONDITION);
-                    1 + rows.saturating_mul(children).saturating_mul(items.max(1)) + items.saturating_sub(1) + behaviour
-                }
-                Selection::InlineFragment(inline) => self.cost(&inline.node.selection_set.node, depth),
+                Selection::Field(field) => self.field_cost(&field.node, depth, rows),
+                Selection::InlineFragment(inline) => self.cost(&inline.node.selection_set.node, depth, rows),
                 Selection::FragmentSpread(spread) if depth < MAX_FRAGMENT_DEPTH => self
                     .fragments
                     .get(&spread.node.fragment_name.node)
-                    .map_or(0, |f| self.cost(&f.node.selection_set.node, depth + 1)),
+                    .map_or(0, |f| self.cost(&f.node.selection_set.node, depth + 1, rows)),
                 Selection::FragmentSpread(_) => 0,
             })
             .fold(0u64, u64::saturating_add)
     }
-}
 
-/// A field whose selection reads rows: `nodes` or `edges` among its children.
-fn is_connection(field: &async_graphql::parser::types::Field) -> bool {
-    field.selection_set.node.items.iter().any(|item| {
-        matches!(&item.node, Selection::Field(child) if matches!(child.node.name.node.as_str(), "nodes" | "edges"))
-    })
+    fn field_cost(&self, field: &async_graphql::parser::types::Field, depth: usize, rows: Rows<'_>) -> u64 {
+        let name = field.name.node.as_str();
+        if name.starts_with("__") {
+            return 0;
+        }
+        let answer = match rows {
+            Rows::Requested { .. } => None,
+            Rows::Answered(Value::Object(fields)) => match fields.get(field.response_key().node.as_str()) {
+                Some(answer) => Some(answer),
+                // Skipped, or on a type the object is not: it did not run.
+                None => return 0,
+            },
+            Rows::Answered(_) => return 0,
+        };
+        if name == "totalCount" {
+            return TOTAL_COUNT;
+        }
+        // Bulk mutations: each item is a write.
+        let items = self.list_len(field, "inputs").unwrap_or(1).max(1);
+        let behaviour = self.behaviour_conditions(field).saturating_mul(BEHAVIOUR_CONDITION);
+        let own = 1 + (items - 1) + behaviour;
+        let children = &field.selection_set.node;
+        let below = match (rows, answer) {
+            (Rows::Requested { page }, _) => {
+                let asked = self
+                    .integer(field, "first")
+                    .or_else(|| self.integer(field, "last"))
+                    .map(|n| n.clamp(1, voxtur_store::listing::MAX_PAGE_SIZE as u64));
+                let connection = self.is_connection(children, depth);
+                // A connection without a page size gets the default one.
+                let own_page = asked.or(connection.then_some(voxtur_store::listing::DEFAULT_PAGE_SIZE as u64));
+                let per_row = self.cost(children, depth, Rows::Requested { page: own_page });
+                let repeated = match (page, name) {
+                    // The rows of the connection above: one of each per row of the page.
+                    (Some(page), "nodes" | "edges") => page,
+                    // A plain list of rows with a page size of its own.
+                    (_, _) if !connection => asked.unwrap_or(1),
+                    _ => 1,
+                };
+                per_row.saturating_mul(repeated).saturating_mul(items)
+            }
+            (Rows::Answered(_), Some(Value::List(answers))) => answers
+                .iter()
+                .map(|answer| self.cost(children, depth, Rows::Answered(answer)))
+                .fold(0u64, u64::saturating_add),
+            (Rows::Answered(_), Some(answer)) => self.cost(children, depth, Rows::Answered(answer)),
+            (Rows::Answered(_), None) => 0,
+        };
+        own.saturating_add(below)
+    }
 }
 
 #[cfg(test)]
@@ -190,19 +261,29 @@ mod tests {
             "{ contacts(first: 50) { nodes { id email company { name } } } }",
             serde_json::json!({}),
         );
-        // contacts 1 + 50 x (nodes 1 + id 1 + email 1 + company 1 + name 1)
+        // contacts 1 + nodes 1 + 50 x (id 1 + email 1 + company 1 + name 1)
         assert_eq!(
             page,
             Cost {
-                points: 1 + 50 * 5,
+                points: 1 + 1 + 50 * 4,
                 root_fields: 1
             }
         );
         let counted = cost(
-            "query($n: Int) { contacts(first: $n) { totalCount } }",
-            serde_json::json!({ "n": 1 }),
+            "query($n: Int) { contacts(first: $n) { totalCount pageInfo { hasNextPage } } }",
+            serde_json::json!({ "n": 50 }),
         );
-        assert_eq!(counted.points, 1 + TOTAL_COUNT);
+        assert_eq!(counted.points, 1 + TOTAL_COUNT + 2, "a count is not paid per row");
+        let spread = cost(
+            "{ contacts { ...Page } } fragment Page on ContactConnection { nodes { id } }",
+            serde_json::json!({}),
+        );
+        let default_page = voxtur_store::listing::DEFAULT_PAGE_SIZE as u64;
+        assert_eq!(
+            spread.points,
+            1 + 1 + default_page,
+            "rows behind a fragment, at the default page size"
+        );
         let aliases = cost(
             "{ a: contacts(first: 1) { totalCount } b: contacts(first: 1) { totalCount } __typename }",
             serde_json::json!({}),
@@ -244,93 +325,32 @@ mod tests {
             }
         );
     }
-}
-
-/// Leaky buckets of cost points, one per key, in this process: a request adds its cost; the
-/// bucket drains `per_second` points a second; a request that would overflow `capacity` is
-/// refused until enough has drained.
-pub struct Buckets {
-    per_second: f64,
-    capacity: f64,
-    levels: std::sync::Mutex<HashMap<uuid::Uuid, (f64, std::time::Instant)>>,
-}
-
-/// A bucket after a request was charged, or how long until it would fit.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Charge {
-    Charged {
-        remaining: u64,
-        empty_in: std::time::Duration,
-    },
-    Refused {
-        wait: std::time::Duration,
-        remaining: u64,
-    },
-}
-
-impl Buckets {
-    pub fn new(per_second: u64, capacity: u64) -> Buckets {
-        Buckets {
-            per_second: per_second as f64,
-            capacity: capacity.max(1) as f64,
-            levels: std::sync::Mutex::new(HashMap::new()),
-        }
-    }
-
-    pub fn charge(&self, key: uuid::Uuid, points: u64) -> Charge {
-        let now = std::time::Instant::now();
-        let Ok(mut levels) = self.levels.lock() else {
-            return Charge::Charged {
-                remaining: self.capacity as u64,
-                empty_in: Default::default(),
-            };
-        };
-        if levels.len() > 100_000 {
-            let per_second = self.per_second;
-            levels.retain(|_, (level, at)| *level - now.duration_since(*at).as_secs_f64() * per_second > 0.0);
-        }
-        let (level, at) = levels.entry(key).or_insert((0.0, now));
-        let drained = (*level - now.duration_since(*at).as_secs_f64() * self.per_second).max(0.0);
-        let points = points as f64;
-        if drained + points > self.capacity {
-            *level = drained;
-            *at = now;
-            let wait = (drained + points - self.capacity) / self.per_second;
-            return Charge::Refused {
-                wait: std::time::Duration::from_secs_f64(wait.min(3600.0)),
-                remaining: (self.capacity - drained) as u64,
-            };
-        }
-        *level = drained + points;
-        *at = now;
-        Charge::Charged {
-            remaining: (self.capacity - *level) as u64,
-            empty_in: std::time::Duration::from_secs_f64(*level / self.per_second),
-        }
-    }
-}
-
-#[cfg(test)]
-mod bucket_tests {
-    use super::*;
 
     #[test]
-    fn a_bucket_refuses_what_would_overflow_and_drains_over_time() {
-        let buckets = Buckets::new(1_000, 2_000);
-        let key = uuid::Uuid::nil();
-        assert!(matches!(
-            buckets.charge(key, 1_500),
-            Charge::Charged { remaining: 500, .. }
-        ));
-        let Charge::Refused { wait, .. } = buckets.charge(key, 1_000) else {
-            panic!("overflow allowed")
-        };
-        assert!(wait.as_millis() > 400 && wait.as_millis() <= 500, "{wait:?}");
-        assert!(
-            matches!(buckets.charge(uuid::Uuid::max(), 2_000), Charge::Charged { .. }),
-            "keys apart"
+    fn the_actual_cost_prices_the_rows_the_answer_holds() {
+        let query = "query($f: ContactFilter) { contacts(first: 50, filter: $f) { totalCount nodes { id ... on Contact { email } } } \
+                     other: viewer { scopes } }";
+        let variables = Variables::from_json(serde_json::json!({ "f": { "events": [{ "type": "PAGE_VIEWED" }] } }));
+        let document = async_graphql::parser::parse_query(query).unwrap();
+        let requested = of(&document, None, &variables).unwrap().points;
+        assert_eq!(requested, 1 + BEHAVIOUR_CONDITION + TOTAL_COUNT + 1 + 50 * 2 + 2);
+        let data = Value::from_json(serde_json::json!({
+            "contacts": { "totalCount": 3, "nodes": [
+                { "id": "a", "email": "a@x" }, { "id": "b", "email": null }, { "id": "c", "email": "c@x" }
+            ] },
+            "other": { "scopes": ["contacts:read"] },
+        }))
+        .unwrap();
+        assert_eq!(
+            actual(&document, None, &variables, &data),
+            1 + BEHAVIOUR_CONDITION + TOTAL_COUNT + 1 + 3 * 2 + 2
         );
-        std::thread::sleep(std::time::Duration::from_millis(520));
-        assert!(matches!(buckets.charge(key, 1_000), Charge::Charged { .. }));
+        let failed = Value::from_json(serde_json::json!({ "contacts": null, "other": { "scopes": [] } })).unwrap();
+        assert_eq!(
+            actual(&document, None, &variables, &failed),
+            1 + BEHAVIOUR_CONDITION + 2,
+            "a field that failed costs itself, not its rows"
+        );
+        assert_eq!(actual(&document, None, &variables, &Value::Null), 0, "nothing ran");
     }
 }

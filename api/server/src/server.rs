@@ -17,8 +17,8 @@ use tracing_actix_web::{RequestId, TracingLogger};
 use voxtur_core::auth::{PrincipalCache, authenticate};
 use voxtur_core::db::{self, StatementCounter};
 use voxtur_core::error::ApiError;
-use voxtur_graphql::cost::Charge;
 use voxtur_graphql::loaders::Loaders;
+use voxtur_store::rate_limit::buckets::Charge;
 
 /// A built, bound, not yet running server. Binding happens in `build`, so port 0 works for tests.
 /// How often sliding segment windows are re-evaluated.
@@ -57,7 +57,8 @@ impl Application {
             max_body_bytes: settings.server.max_body_bytes,
             limits: settings.limits.clone(),
             limiter: Arc::new(voxtur_store::rate_limit::RateLimiter::new(db.clone())),
-            cost_buckets: voxtur_graphql::cost::Buckets::new(
+            cost_buckets: voxtur_store::rate_limit::buckets::Buckets::new(
+                db.clone(),
                 settings.limits.query_cost_per_second,
                 settings.limits.query_cost_capacity,
             ),
@@ -231,41 +232,47 @@ async fn graphql_post(req: HttpRequest, mut payload: web::Payload, state: web::D
             &format!("{at} contains a NUL character, which no text may hold"),
         );
     }
-    let cost = state.parsed.prepare(&mut request);
-    if let Some(cost) = cost
-        && cost.root_fields > voxtur_graphql::cost::MAX_ROOT_FIELDS
+    let prepared = state.parsed.prepare(&mut request);
+    if let Some(prepared) = &prepared
+        && prepared.cost.root_fields > voxtur_graphql::cost::MAX_ROOT_FIELDS
     {
         return error_response(
             StatusCode::BAD_REQUEST,
             "BAD_USER_INPUT",
             &format!(
                 "the operation has {} root fields (aliases count); at most {}: split it",
-                cost.root_fields,
+                prepared.cost.root_fields,
                 voxtur_graphql::cost::MAX_ROOT_FIELDS
             ),
         );
     }
-    let charged = match (&principal, cost) {
-        (Some(principal), Some(cost)) if state.limits.query_cost_per_second > 0 => Some((
-            cost.points,
-            state.cost_buckets.charge(principal.credential.id(), cost.points),
-        )),
+    // Metered: the key, what the request asked for, and what its bucket answered.
+    let metered = match (&principal, prepared) {
+        (Some(principal), Some(prepared)) if state.limits.query_cost_per_second > 0 => {
+            let key = principal.credential.id();
+            let requested = prepared.cost.points;
+            let charge = state.cost_buckets.charge(key, requested).await;
+            if let Charge::Refused { wait, remaining } = charge {
+                let mut response = crate::http::too_many(
+                    wait,
+                    &format!(
+                        "this key's query budget is spent; {requested} points fit in {:.1} s",
+                        wait.as_secs_f64()
+                    ),
+                );
+                response.headers_mut().insert(
+                    HeaderName::from_static("x-cost-remaining"),
+                    HeaderValue::from(remaining),
+                );
+                return response;
+            }
+            // The actual cost is priced after the run, from the variables the run consumes.
+            let operation = request.operation_name.clone();
+            let variables = request.variables.clone();
+            Some((key, requested, charge, prepared.document, operation, variables))
+        }
         _ => None,
     };
-    if let Some((requested, Charge::Refused { wait, remaining })) = charged {
-        let mut response = crate::http::too_many(
-            wait,
-            &format!(
-                "this key's query budget is spent; {requested} points fit in {:.1} s",
-                wait.as_secs_f64()
-            ),
-        );
-        response.headers_mut().insert(
-            HeaderName::from_static("x-cost-remaining"),
-            HeaderValue::from(remaining),
-        );
-        return response;
-    }
     if let Some(principal) = principal {
         request = request
             .data(Loaders::new(state.db.clone(), principal.workspace_id))
@@ -273,7 +280,9 @@ async fn graphql_post(req: HttpRequest, mut payload: web::Payload, state: web::D
     }
     let schema = state.schemas.for_request(&mut request);
     let deadline = std::time::Duration::from_millis(state.limits.request_timeout_ms.max(1));
-    let mut response = match tokio::time::timeout(deadline, schema.execute(request)).await {
+    let executed = tokio::time::timeout(deadline, schema.execute(request)).await;
+    let timed_out = executed.is_err();
+    let mut response = match executed {
         Ok(response) => response,
         Err(_) => {
             tracing::warn!(ms = deadline.as_millis() as u64, "request timed out");
@@ -291,26 +300,31 @@ async fn graphql_post(req: HttpRequest, mut payload: web::Payload, state: web::D
             async_graphql::Response::from_errors(vec![error])
         }
     };
-    if let Some((requested, Charge::Charged { remaining, empty_in })) = charged {
+    if let Some((key, requested, charge, document, operation, variables)) = metered {
+        // A request that ran out of time is charged what it asked for: its work was done.
+        let actual = if timed_out {
+            requested
+        } else {
+            voxtur_graphql::cost::actual(&document, operation.as_deref(), &variables, &response.data)
+        };
+        let (remaining, empty_in) = state.cost_buckets.settle(key, charge, requested, actual);
         // What this request cost and what the key has left (GitHub's and Shopify's shape).
         let reset_at = chrono::Utc::now() + chrono::Duration::from_std(empty_in).unwrap_or_default();
-        let mut cost = async_graphql::indexmap::IndexMap::new();
-        cost.insert(
-            async_graphql::Name::new("requested"),
-            async_graphql::Value::from(requested),
-        );
-        cost.insert(
-            async_graphql::Name::new("actual"),
-            async_graphql::Value::from(requested),
-        );
-        cost.insert(
-            async_graphql::Name::new("remaining"),
-            async_graphql::Value::from(remaining),
-        );
-        cost.insert(
-            async_graphql::Name::new("resetAt"),
-            async_graphql::Value::from(reset_at.to_rfc3339()),
-        );
+        let cost = async_graphql::indexmap::IndexMap::from([
+            (
+                async_graphql::Name::new("requested"),
+                async_graphql::Value::from(requested),
+            ),
+            (async_graphql::Name::new("actual"), async_graphql::Value::from(actual)),
+            (
+                async_graphql::Name::new("remaining"),
+                async_graphql::Value::from(remaining),
+            ),
+            (
+                async_graphql::Name::new("resetAt"),
+                async_graphql::Value::from(reset_at.to_rfc3339()),
+            ),
+        ]);
         response
             .extensions
             .insert("cost".into(), async_graphql::Value::Object(cost));

@@ -175,10 +175,10 @@ async fn authenticate(req: &HttpRequest, body_key: Option<&str>, state: &AppStat
             let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok());
             let max = state.limits.tracking_calls_per_minute;
             if max > 0
-                && let Verdict::Limited { retry_after } =
-                    state
-                        .limiter
-                        .hit_here(&format!("v1:{}", grant.key_id), max, super::MINUTE)
+                && let Verdict::Limited { retry_after } = state
+                    .limiter
+                    .hit_batched(&format!("v1:{}", grant.key_id), max, super::MINUTE)
+                    .await
             {
                 Err(throttled(
                     retry_after,

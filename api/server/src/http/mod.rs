@@ -23,7 +23,7 @@ pub struct AppState {
     pub max_body_bytes: usize,
     pub limits: crate::config::LimitSettings,
     pub limiter: Arc<voxtur_store::rate_limit::RateLimiter>,
-    pub cost_buckets: voxtur_graphql::cost::Buckets,
+    pub cost_buckets: voxtur_store::rate_limit::buckets::Buckets,
 }
 
 /// A minute, the window of every rate limit.
