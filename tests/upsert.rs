@@ -55,6 +55,53 @@ async fn upsert_saves_good_rows_and_reports_bad_ones_by_index() {
     assert_eq!(app.contact_count().await, 2, "only the good rows were written");
 }
 
+/// A NUL character or an over-long text in one item is reported at that item; the others are
+/// saved (PostgreSQL can store no NUL, so none may reach it).
+#[tokio::test]
+async fn a_bad_text_in_one_item_never_sinks_the_others() {
+    let app = TestApp::spawn().await;
+    app.gql(
+        r#"mutation { customFieldDefine(input: {objectType: CONTACT, key: "plan", label: "Plan", type: TEXT}) { userErrors { code } } }"#,
+        json!({}),
+    )
+    .await;
+    let inputs = json!([
+        { "email": "first@example.com", "firstName": "First" },
+        { "email": "nul\u{0}@example.com" },
+        { "email": "name@example.com", "firstName": "a\u{0}b" },
+        { "email": "field@example.com", "customFields": { "plan": "gold\u{0}" } },
+        { "email": "tag@example.com", "tags": ["a\u{0}"] },
+        { "email": "utm@example.com", "utm": { "source": "s\u{0}" }, "source": "web" },
+        { "email": "long@example.com", "lastName": "x".repeat(10_000) },
+        { "email": "last@example.com", "firstName": "Last" },
+    ]);
+    let body = serde_json::to_vec(&json!({ "query": UPSERT, "variables": { "i": inputs } })).unwrap();
+    let (status, body) = app.post(Some(&app.key), body).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    let payload = &body["data"]["contactsUpsert"];
+    assert_eq!(payload["createdCount"], 2, "{body}");
+    let failed: Vec<(i64, String)> = payload["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["contact"].is_null())
+        .map(|r| (r["index"].as_i64().unwrap(), r["userErrors"][0]["field"].to_string()))
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            (1, r#"["inputs","1","email"]"#.to_owned()),
+            (2, r#"["inputs","2","firstName"]"#.to_owned()),
+            (3, r#"["inputs","3","customFields","plan"]"#.to_owned()),
+            (4, r#"["inputs","4","tags"]"#.to_owned()),
+            (5, r#"["inputs","5","utm","source"]"#.to_owned()),
+            (6, r#"["inputs","6","lastName"]"#.to_owned()),
+        ],
+        "{body}"
+    );
+    assert_eq!(app.contact_count().await, 2);
+}
+
 #[tokio::test]
 async fn upsert_refuses_more_than_a_thousand() {
     let app = TestApp::spawn().await;

@@ -14,6 +14,11 @@ pub fn parse_email(raw: &str) -> Result<String, String> {
         });
     if valid {
         Ok(email)
+    } else if raw.contains('\0') {
+        Err("the email address contains a NUL character".into())
+    } else if email.len() > 254 {
+        // Not echoed: the answer would be as long as the input.
+        Err("an email address has at most 254 characters".into())
     } else {
         Err(format!("`{}` is not a valid email address", raw.trim()))
     }

@@ -225,14 +225,18 @@ async fn graphql_post(req: HttpRequest, mut payload: web::Payload, state: web::D
         }
     };
     let mut request = request;
-    if let Some(at) = nul_in_request(&request) {
+    let prepared = state.parsed.prepare(&mut request);
+    let per_item = prepared
+        .as_ref()
+        .map(|p| items_checked_one_by_one(&p.document))
+        .unwrap_or_default();
+    if let Some(at) = nul_in_request(&request, &per_item) {
         return error_response(
             StatusCode::BAD_REQUEST,
             "BAD_USER_INPUT",
             &format!("{at} contains a NUL character, which no text may hold"),
         );
     }
-    let prepared = state.parsed.prepare(&mut request);
     if let Some(prepared) = &prepared
         && prepared.cost.root_fields > voxtur_graphql::cost::MAX_ROOT_FIELDS
     {
@@ -348,9 +352,34 @@ async fn graphql_post(req: HttpRequest, mut payload: web::Payload, state: web::D
     HttpResponse::Ok().json(response)
 }
 
+/// The variables given as the `inputs` of a bulk mutation (`contactsUpsert(inputs: $items)`):
+/// the domain checks each item's texts and reports a bad one at its index while the others
+/// are saved, so a NUL there must reach it rather than sink the whole call here.
+fn items_checked_one_by_one(document: &async_graphql::parser::types::ExecutableDocument) -> Vec<async_graphql::Name> {
+    use async_graphql::parser::types::{OperationType, Selection};
+    document
+        .operations
+        .iter()
+        .filter(|(_, operation)| operation.node.ty == OperationType::Mutation)
+        .flat_map(|(_, operation)| operation.node.selection_set.node.items.iter())
+        .filter_map(|item| match &item.node {
+            // The one variable the argument is, if it is one (its name comes out as the error).
+            Selection::Field(field) => field
+                .node
+                .get_argument("inputs")?
+                .node
+                .clone()
+                .into_const_with(Err)
+                .err(),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Where a request holds a NUL character (PostgreSQL can store none), if anywhere: in the
-/// query's text (raw, or written as GraphQL's `\u0000` escape) or in a variable.
-fn nul_in_request(request: &async_graphql::Request) -> Option<String> {
+/// query's text (raw, or written as GraphQL's `\u0000` escape) or in a variable, except those
+/// whose items are checked one by one.
+fn nul_in_request(request: &async_graphql::Request, per_item: &[async_graphql::Name]) -> Option<String> {
     fn walk(value: &async_graphql::Value, path: &mut Vec<String>) -> bool {
         use async_graphql::Value;
         match value {
@@ -379,6 +408,9 @@ fn nul_in_request(request: &async_graphql::Request) -> Option<String> {
     }
     let mut path = vec!["variables".to_owned()];
     for (name, value) in request.variables.iter() {
+        if per_item.contains(name) {
+            continue;
+        }
         path.push(name.to_string());
         if walk(value, &mut path) {
             return Some(path.join("."));

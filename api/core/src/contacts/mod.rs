@@ -185,7 +185,7 @@ impl References {
 fn text_change(
     target: &mut Option<String>,
     change: &Patch<String>,
-    name: &str,
+    path: &[&str],
     max: usize,
     errors: &mut Vec<UserError>,
 ) {
@@ -194,7 +194,7 @@ fn text_change(
         Patch::Clear => *target = None,
         Patch::Set(value) => {
             let value = value.trim();
-            match crate::values::check_text(&[name], value, max) {
+            match crate::values::check_text(path, value, max) {
                 Err(error) => errors.push(error),
                 Ok(()) => *target = (!value.is_empty()).then(|| value.to_owned()),
             }
@@ -269,14 +269,14 @@ fn apply(
     text_change(
         &mut model.first_name,
         &changes.first_name,
-        "firstName",
+        &["firstName"],
         MAX_NAME_LEN,
         &mut errors,
     );
     text_change(
         &mut model.last_name,
         &changes.last_name,
-        "lastName",
+        &["lastName"],
         MAX_NAME_LEN,
         &mut errors,
     );
@@ -295,39 +295,45 @@ fn apply(
             }
         },
     }
-    text_change(&mut model.source, &changes.source, "source", MAX_TEXT_LEN, &mut errors);
+    text_change(
+        &mut model.source,
+        &changes.source,
+        &["source"],
+        MAX_TEXT_LEN,
+        &mut errors,
+    );
     text_change(
         &mut model.utm_source,
         &changes.utm_source,
-        "utmSource",
+        &["utm", "source"],
         MAX_TEXT_LEN,
         &mut errors,
     );
     text_change(
         &mut model.utm_medium,
         &changes.utm_medium,
-        "utmMedium",
+        &["utm", "medium"],
         MAX_TEXT_LEN,
         &mut errors,
     );
     text_change(
         &mut model.utm_campaign,
         &changes.utm_campaign,
-        "utmCampaign",
+        &["utm", "campaign"],
         MAX_TEXT_LEN,
         &mut errors,
     );
     text_change(
         &mut model.utm_term,
         &changes.utm_term,
-        "utmTerm",
+        &["utm", "term"],
         MAX_TEXT_LEN,
         &mut errors,
     );
     text_change(
         &mut model.utm_content,
         &changes.utm_content,
-        "utmContent",
+        &["utm", "content"],
         MAX_TEXT_LEN,
         &mut errors,
     );
