@@ -273,7 +273,7 @@ async fn graphql_post(req: HttpRequest, mut payload: web::Payload, state: web::D
             // The actual cost is priced after the run, from the variables the run consumes.
             let operation = request.operation_name.clone();
             let variables = request.variables.clone();
-            Some((key, requested, charge, prepared.document, operation, variables))
+            Some((key, requested, prepared.document, operation, variables))
         }
         _ => None,
     };
@@ -304,14 +304,14 @@ async fn graphql_post(req: HttpRequest, mut payload: web::Payload, state: web::D
             async_graphql::Response::from_errors(vec![error])
         }
     };
-    if let Some((key, requested, charge, document, operation, variables)) = metered {
+    if let Some((key, requested, document, operation, variables)) = metered {
         // A request that ran out of time is charged what it asked for: its work was done.
         let actual = if timed_out {
             requested
         } else {
             voxtur_graphql::cost::actual(&document, operation.as_deref(), &variables, &response.data)
         };
-        let (remaining, empty_in) = state.cost_buckets.settle(key, charge, requested, actual);
+        let (remaining, empty_in) = state.cost_buckets.settle(key, requested, actual);
         // What this request cost and what the key has left (GitHub's and Shopify's shape).
         let reset_at = chrono::Utc::now() + chrono::Duration::from_std(empty_in).unwrap_or_default();
         let cost = async_graphql::indexmap::IndexMap::from([

@@ -3,11 +3,11 @@
 //! request has run, the bucket is settled to its actual cost. A bucket drains `per_second`
 //! points a second, up to `capacity` in all.
 //!
-//! On PostgreSQL the level lives in `cost_bucket`, so every server draws on the same bucket:
-//! one statement a request, which also applies the settlement of the key's previous request
-//! (kept here meanwhile, so settling costs no round trip of its own). SQLite's one process
-//! keeps its buckets in memory. A key refused is remembered here until it may try again, so a
-//! client hammering a spent bucket costs no database work.
+//! Each server decides from its own view of a bucket. On PostgreSQL that view is shared through
+//! `cost_bucket`: a server adds what its requests cost to the shared level, and reads the level
+//! the other servers made, on a key's first request and then at least once a second (or once a
+//! tenth of the capacity has gathered), so metering costs no round trip a request. SQLite's one
+//! process has nothing to share.
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use std::collections::HashMap;
@@ -19,12 +19,19 @@ pub struct Buckets {
     db: DatabaseConnection,
     per_second: f64,
     capacity: f64,
-    /// SQLite's buckets: key -> (level, when last drained).
-    levels: Mutex<HashMap<Uuid, (f64, Instant)>>,
-    /// PostgreSQL: settlements not yet written (actual - requested), by key.
-    unsettled: Mutex<HashMap<Uuid, f64>>,
-    /// Keys refused, until when, and what they had left.
-    refused: Mutex<HashMap<Uuid, (Instant, u64)>>,
+    buckets: Mutex<HashMap<Uuid, Bucket>>,
+}
+
+/// This server's view of a key's bucket.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    /// Points in the bucket as of `at`, this server's unsent points included.
+    level: f64,
+    at: Instant,
+    /// Points charged (or settled back) here and not yet added to the shared level.
+    unsent: f64,
+    /// When the level was last exchanged with the shared one; None before the first time.
+    synced_at: Option<Instant>,
 }
 
 /// A bucket after a request was charged, or how long until the request would fit.
@@ -38,6 +45,8 @@ pub enum Charge {
 const MAX_KEYS: usize = 100_000;
 /// The longest wait a refusal names.
 const MAX_WAIT: Duration = Duration::from_secs(3_600);
+/// How often, at least, a busy key's level is exchanged with the shared one.
+const SYNC_EVERY: Duration = Duration::from_secs(1);
 
 impl Buckets {
     pub fn new(db: DatabaseConnection, per_second: u64, capacity: u64) -> Buckets {
@@ -45,171 +54,146 @@ impl Buckets {
             db,
             per_second: per_second.max(1) as f64,
             capacity: capacity.max(1) as f64,
-            levels: Mutex::new(HashMap::new()),
-            unsettled: Mutex::new(HashMap::new()),
-            refused: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Charges `points` to `key`'s bucket if they fit. A failure to reach the shared bucket
-    /// lets the request through (and is logged): metering is a guard, not a reason to refuse.
+    /// Charges `points` to `key`'s bucket if they fit. A failure to reach the shared level is
+    /// logged and the local view decides: metering is a guard, not a reason to refuse.
     pub async fn charge(&self, key: Uuid, points: u64) -> Charge {
-        if let Some(refusal) = self.still_refused(key) {
-            return refusal;
+        if self.sync_due(key) {
+            self.sync(key).await;
         }
-        let charge = match self.db.get_database_backend() {
-            DbBackend::Postgres => match self.charge_shared(key, points).await {
-                Ok(charge) => charge,
-                Err(error) => {
-                    tracing::warn!(%error, "query cost not metered");
-                    self.full()
-                }
-            },
-            _ => self.charge_here(key, points),
+        let now = Instant::now();
+        let Ok(mut buckets) = self.buckets.lock() else {
+            return Charge::Charged {
+                remaining: self.capacity as u64,
+                empty_in: Duration::ZERO,
+            };
         };
-        if let Charge::Refused { wait, remaining } = charge
-            && let Ok(mut refused) = self.refused.lock()
-        {
-            let now = Instant::now();
-            if refused.len() > MAX_KEYS {
-                refused.retain(|_, (until, _)| *until > now);
-            }
-            refused.insert(key, (now + wait, remaining));
+        if buckets.len() > MAX_KEYS {
+            buckets.retain(|_, bucket| bucket.unsent != 0.0 || self.drained(bucket, now) > 0.0);
         }
-        charge
+        let bucket = buckets.entry(key).or_insert_with(|| self.empty(now));
+        let level = self.drained(bucket, now);
+        bucket.level = level;
+        bucket.at = now;
+        let points = points as f64;
+        if level + points > self.capacity {
+            let wait = (level + points - self.capacity) / self.per_second;
+            return Charge::Refused {
+                wait: Duration::from_secs_f64(wait.clamp(0.0, MAX_WAIT.as_secs_f64())),
+                remaining: (self.capacity - level).max(0.0) as u64,
+            };
+        }
+        bucket.level += points;
+        bucket.unsent += points;
+        Charge::Charged {
+            remaining: (self.capacity - bucket.level).max(0.0) as u64,
+            empty_in: self.empty_in(bucket.level),
+        }
     }
 
     /// Settles a charged request to what it actually cost; what the bucket then has left, and
-    /// how long until it is empty. `charged` is what [`Buckets::charge`] answered.
-    pub fn settle(&self, key: Uuid, charged: Charge, requested: u64, actual: u64) -> (u64, Duration) {
+    /// how long until it is empty.
+    pub fn settle(&self, key: Uuid, requested: u64, actual: u64) -> (u64, Duration) {
         let difference = actual as f64 - requested as f64;
-        if self.db.get_database_backend() == DbBackend::Postgres {
-            if let Ok(mut unsettled) = self.unsettled.lock() {
-                *unsettled.entry(key).or_default() += difference;
-            }
-            let remaining = match charged {
-                Charge::Charged { remaining, .. } | Charge::Refused { remaining, .. } => remaining as f64,
-            };
-            let remaining = (remaining - difference).clamp(0.0, self.capacity);
-            return (remaining as u64, self.empty_in(self.capacity - remaining));
-        }
-        let Ok(mut levels) = self.levels.lock() else {
+        let now = Instant::now();
+        let Ok(mut buckets) = self.buckets.lock() else {
             return (self.capacity as u64, Duration::ZERO);
         };
-        let now = Instant::now();
-        let (level, at) = levels.entry(key).or_insert((0.0, now));
-        *level = (self.drained(*level, *at, now) + difference).max(0.0);
-        *at = now;
-        ((self.capacity - *level).max(0.0) as u64, self.empty_in(*level))
+        let bucket = buckets.entry(key).or_insert_with(|| self.empty(now));
+        bucket.level = (self.drained(bucket, now) + difference).max(0.0);
+        bucket.at = now;
+        bucket.unsent += difference;
+        (
+            (self.capacity - bucket.level).max(0.0) as u64,
+            self.empty_in(bucket.level),
+        )
     }
 
-    fn full(&self) -> Charge {
-        Charge::Charged {
-            remaining: self.capacity as u64,
-            empty_in: Duration::ZERO,
+    fn empty(&self, now: Instant) -> Bucket {
+        Bucket {
+            level: 0.0,
+            at: now,
+            unsent: 0.0,
+            synced_at: None,
         }
     }
 
-    fn still_refused(&self, key: Uuid) -> Option<Charge> {
-        let mut refused = self.refused.lock().ok()?;
-        let now = Instant::now();
-        match refused.get(&key) {
-            Some((until, remaining)) if *until > now => Some(Charge::Refused {
-                wait: *until - now,
-                remaining: *remaining,
-            }),
-            Some(_) => {
-                refused.remove(&key);
-                None
-            }
-            None => None,
-        }
-    }
-
-    fn drained(&self, level: f64, at: Instant, now: Instant) -> f64 {
-        (level - now.duration_since(at).as_secs_f64() * self.per_second).max(0.0)
+    fn drained(&self, bucket: &Bucket, now: Instant) -> f64 {
+        (bucket.level - now.duration_since(bucket.at).as_secs_f64() * self.per_second).max(0.0)
     }
 
     fn empty_in(&self, level: f64) -> Duration {
         Duration::from_secs_f64((level / self.per_second).clamp(0.0, MAX_WAIT.as_secs_f64()))
     }
 
-    /// The charge, or the refusal, for a bucket at `level` once drained.
-    fn verdict(&self, level: f64, points: u64, charged: bool) -> Charge {
-        if charged {
-            Charge::Charged {
-                remaining: (self.capacity - level).max(0.0) as u64,
-                empty_in: self.empty_in(level),
-            }
-        } else {
-            let wait = (level + points as f64 - self.capacity) / self.per_second;
-            Charge::Refused {
-                wait: Duration::from_secs_f64(wait.clamp(0.0, MAX_WAIT.as_secs_f64())),
-                remaining: (self.capacity - level).max(0.0) as u64,
-            }
+    fn sync_due(&self, key: Uuid) -> bool {
+        if self.db.get_database_backend() != DbBackend::Postgres {
+            return false;
         }
-    }
-
-    fn charge_here(&self, key: Uuid, points: u64) -> Charge {
-        let now = Instant::now();
-        let Ok(mut levels) = self.levels.lock() else {
-            return self.full();
+        let Ok(buckets) = self.buckets.lock() else {
+            return false;
         };
-        if levels.len() > MAX_KEYS {
-            levels.retain(|_, (level, at)| self.drained(*level, *at, now) > 0.0);
-        }
-        let (level, at) = levels.entry(key).or_insert((0.0, now));
-        let drained = self.drained(*level, *at, now);
-        let fits = drained + points as f64 <= self.capacity;
-        *level = drained + if fits { points as f64 } else { 0.0 };
-        *at = now;
-        self.verdict(*level, points, fits)
+        buckets.get(&key).is_none_or(|bucket| {
+            bucket.unsent.abs() >= self.capacity / 10.0 || bucket.synced_at.is_none_or(|at| at.elapsed() >= SYNC_EVERY)
+        })
     }
 
-    /// One statement: drain the shared bucket, apply this server's unsettled difference for
-    /// the key, and add `points` if they fit.
-    async fn charge_shared(&self, key: Uuid, points: u64) -> Result<Charge, sea_orm::DbErr> {
-        let unsettled = self
-            .unsettled
-            .lock()
-            .ok()
-            .and_then(|mut unsettled| unsettled.remove(&key))
-            .unwrap_or(0.0);
+    /// Adds this server's unsent points to the shared level and takes the shared level as its
+    /// own (one statement).
+    async fn sync(&self, key: Uuid) {
+        let unsent = {
+            let Ok(mut buckets) = self.buckets.lock() else { return };
+            let bucket = buckets.entry(key).or_insert_with(|| self.empty(Instant::now()));
+            // Marked now, so requests meanwhile do not sync again; what they charge stays unsent.
+            bucket.synced_at = Some(Instant::now());
+            std::mem::take(&mut bucket.unsent)
+        };
+        match self.add_shared(key, unsent).await {
+            Ok(shared) => {
+                if let Ok(mut buckets) = self.buckets.lock()
+                    && let Some(bucket) = buckets.get_mut(&key)
+                {
+                    // What was charged here while the statement ran is not in `shared` yet.
+                    bucket.level = shared + bucket.unsent.max(0.0);
+                    bucket.at = Instant::now();
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "query cost not shared");
+                if let Ok(mut buckets) = self.buckets.lock()
+                    && let Some(bucket) = buckets.get_mut(&key)
+                {
+                    bucket.unsent += unsent;
+                }
+            }
+        }
+    }
+
+    async fn add_shared(&self, key: Uuid, points: f64) -> Result<f64, sea_orm::DbErr> {
         let row = self
             .db
             .query_one_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
-                "INSERT INTO cost_bucket AS b (key, level, updated_at, charged)
-                 VALUES ($1, CASE WHEN $2 <= $4 THEN $2 ELSE 0 END, now(), $2 <= $4)
+                "INSERT INTO cost_bucket AS b (key, level, updated_at) VALUES ($1, GREATEST($2, 0), now())
                  ON CONFLICT (key) DO UPDATE SET
-                   level = GREATEST(b.level + $3 - $5 * EXTRACT(EPOCH FROM now() - b.updated_at)::float8, 0)
-                           + CASE WHEN GREATEST(b.level + $3 - $5 * EXTRACT(EPOCH FROM now() - b.updated_at)::float8, 0)
-                                       + $2 <= $4
-                                  THEN $2 ELSE 0 END,
-                   charged = GREATEST(b.level + $3 - $5 * EXTRACT(EPOCH FROM now() - b.updated_at)::float8, 0)
-                             + $2 <= $4,
+                   level = GREATEST(GREATEST(b.level - $3 * EXTRACT(EPOCH FROM now() - b.updated_at)::float8, 0) + $2, 0),
                    updated_at = now()
-                 RETURNING level, charged",
-                [
-                    key.into(),
-                    (points as f64).into(),
-                    unsettled.into(),
-                    self.capacity.into(),
-                    self.per_second.into(),
-                ],
+                 RETURNING level",
+                [key.into(), points.into(), self.per_second.into()],
             ))
             .await?;
-        let Some(row) = row else {
-            return Ok(self.full());
-        };
-        let level: f64 = row.try_get("", "level")?;
-        let charged: bool = row.try_get("", "charged")?;
         if super::rand_tick() {
             self.db
                 .execute_unprepared("DELETE FROM cost_bucket WHERE updated_at < now() - interval '1 day'")
                 .await?;
         }
-        Ok(self.verdict(level, points, charged))
+        match row {
+            Some(row) => row.try_get("", "level"),
+            None => Ok(0.0),
+        }
     }
 }
 
@@ -236,7 +220,7 @@ mod tests {
         let charged = buckets.charge(key, 1_000).await;
         assert!(matches!(charged, Charge::Charged { .. }), "{charged:?}");
         // About 20 left; the request asked for 1,000 and cost 100: 900 come back.
-        let (remaining, _) = buckets.settle(key, charged, 1_000, 100);
+        let (remaining, _) = buckets.settle(key, 1_000, 100);
         assert!((900..=980).contains(&remaining), "{remaining}");
     }
 }
