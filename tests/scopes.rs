@@ -29,6 +29,8 @@ fn guarded() -> HashMap<&'static str, Vec<Scope>> {
         ("Team", vec![WorkspaceRead]),
         ("ApiKey", vec![WorkspaceAdmin]),
         ("WriteKey", vec![WorkspaceAdmin]),
+        ("Job", vec![WorkspaceAdmin]),
+        ("Notification", vec![ContactsRead]),
     ])
 }
 
@@ -234,10 +236,22 @@ async fn no_scope_reads_data_of_another_whatever_the_path() {
         .await;
     let form = app
         .gql(
-            r#"mutation { formCreate(input: {name: "F", fields: [{key: "email", label: "E-mail", type: EMAIL, mapsTo: "email", required: true}]}) { form { id } } }"#,
+            r#"mutation { formCreate(input: {name: "F", notifyOwner: true, fields: [{key: "email", label: "E-mail", type: EMAIL, mapsTo: "email", required: true}]}) { form { id submitPath } } }"#,
             json!({}),
         )
         .await;
+    // A submission, so the form's owner has a notification.
+    let submitted = reqwest::Client::new()
+        .post(format!(
+            "{}{}",
+            app.address,
+            form["formCreate"]["form"]["submitPath"].as_str().unwrap()
+        ))
+        .json(&json!({ "email": "ann@example.com" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(submitted.status().is_success());
     let form = form["formCreate"]["form"]["id"].as_str().unwrap().to_owned();
     app.gql(
         "mutation($f: ID!) { landingPageCreate(input: {slug: \"p\", title: \"P\", bodyHtml: \"<p>x</p>\", formId: $f}) { landingPage { id } } }",

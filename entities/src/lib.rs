@@ -19,6 +19,8 @@ pub mod event;
 pub mod export_chunk;
 pub mod export_job;
 pub mod form;
+pub mod job;
+pub mod job_schedule;
 pub mod landing_page;
 pub mod notification;
 pub mod segment;

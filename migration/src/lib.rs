@@ -16,6 +16,7 @@ mod m20261203_000010_dense_tallies;
 mod m20261207_000011_compatibility;
 mod m20261207_000012_hardening;
 mod m20261207_000013_cost_buckets;
+mod m20261207_000014_jobs;
 
 pub struct Migrator;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000011_compatibility::Migration),
             Box::new(m20261207_000012_hardening::Migration),
             Box::new(m20261207_000013_cost_buckets::Migration),
+            Box::new(m20261207_000014_jobs::Migration),
         ]
     }
 }

@@ -33,6 +33,8 @@ pub enum UserErrorCode {
     Immutable,
     /// The reference would make a cycle (a segment that, through others, contains itself).
     Cycle,
+    /// The record is not in a state that allows this (a job that is not discarded retried).
+    WrongState,
 }
 
 /// A validation failure in an operation's input.

@@ -24,10 +24,12 @@ pub enum NodeKind {
     Segment,
     ExportJob,
     ContactImport,
+    Job,
+    Notification,
 }
 
 impl NodeKind {
-    pub const ALL: [NodeKind; 15] = [
+    pub const ALL: [NodeKind; 17] = [
         NodeKind::Workspace,
         NodeKind::User,
         NodeKind::Team,
@@ -43,6 +45,8 @@ impl NodeKind {
         NodeKind::Segment,
         NodeKind::ExportJob,
         NodeKind::ContactImport,
+        NodeKind::Job,
+        NodeKind::Notification,
     ];
 
     pub fn name(self) -> &'static str {
@@ -62,6 +66,8 @@ impl NodeKind {
             NodeKind::Segment => "Segment",
             NodeKind::ExportJob => "ExportJob",
             NodeKind::ContactImport => "ContactImport",
+            NodeKind::Job => "Job",
+            NodeKind::Notification => "Notification",
         }
     }
 

@@ -1,19 +1,33 @@
 //! The one write path. Every write records what it did in [`Changes`] and ends through
 //! [`commit`], which commits its transaction and then runs [`after_commit`]: the only place
-//! where the work that follows a write starts (segment membership today; the outbox, scoring,
-//! workflows and webhooks hook in here). The follow-up runs before `commit` returns, so a caller
-//! reads its own writes.
+//! where the work that follows a write starts (segment membership today; scoring, workflows and
+//! webhooks hook in here). The follow-up runs before `commit` returns, so a caller reads its
+//! own writes.
+//!
+//! The follow-up is also recorded in the write's own transaction, as a job leased to this
+//! process (the transactional outbox): done inline, the job is deleted; should the process die
+//! between the commit and the end of the follow-up, or the follow-up fail, the lease expires or
+//! the job is retried, and a worker runs it. The follow-up is idempotent (it re-evaluates the
+//! contacts it names), so running it twice does no harm.
 //!
 //! Rules: a function that owns its transaction ends it with [`commit`]; a function that writes
 //! inside its caller's transaction returns (or adds to) the caller's `Changes` instead.
 
+use crate::jobs::{self, Job, JobError, NewJob};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, TransactionSession, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect, TransactionSession,
+    TransactionTrait,
 };
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
 use uuid::Uuid;
 
+/// How long a write's follow-up stays leased to the process that wrote it before a worker
+/// takes it over (the worker's heartbeat extends it while that process runs workers).
+const FOLLOW_UP_LEASE: Duration = Duration::from_secs(30);
+
 /// What a committed write did, in one workspace.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Changes {
     pub workspace_id: Uuid,
     pub contacts_created: Vec<Uuid>,
@@ -31,13 +45,13 @@ pub struct Changes {
 }
 
 /// `from` was merged into `into` and is gone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Merge {
     pub into: Uuid,
     pub from: Uuid,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct StoredEvent {
     pub contact_id: Uuid,
     pub event_type: String,
@@ -111,30 +125,60 @@ impl Changes {
     }
 }
 
-/// Commits a write's (outermost) transaction, then runs what follows it.
+/// Commits a write's (outermost) transaction, with the record of what follows it, then runs
+/// what follows it.
 pub async fn commit<C, T>(db: &C, txn: T, changes: Changes) -> Result<Changes, DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
-    T: TransactionSession,
+    T: TransactionSession + ConnectionTrait,
 {
+    let follow_up = if changes.is_empty() {
+        None
+    } else {
+        let args = serde_json::to_value(&changes).map_err(|e| DbErr::Custom(e.to_string()))?;
+        let job = NewJob::new(jobs::FOLLOW_UP, changes.workspace_id, args).leased_here_for(FOLLOW_UP_LEASE);
+        jobs::enqueue(&txn, job).await?
+    };
     txn.commit().await?;
-    after_commit(db, &changes).await;
+    fault::after_commit();
+    let Some(follow_up) = follow_up else {
+        return Ok(changes);
+    };
+    match after_commit(db, &changes).await {
+        Ok(()) => {
+            if let Err(error) = jobs::queue::forget(db, follow_up).await {
+                // It runs once more when its lease expires: harmless, it is idempotent.
+                tracing::warn!(%error, job = %follow_up, "finished follow-up not deleted");
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, workspace_id = %changes.workspace_id, "follow-up of a write failed; a worker retries it");
+            if let Err(error) = jobs::queue::retry_later(db, follow_up, &error.to_string()).await {
+                tracing::error!(%error, job = %follow_up, "follow-up not handed to the workers; it runs when its lease expires");
+            }
+        }
+    }
     Ok(changes)
 }
 
-/// What follows a committed write. The write stands whatever happens here: a failure is logged
-/// (`segmentRebuild` repairs membership), never returned to the writer.
-async fn after_commit<C: ConnectionTrait + TransactionTrait>(db: &C, changes: &Changes) {
+/// The outbox's job: what follows a write whose inline follow-up did not finish.
+pub async fn follow_up(db: DatabaseConnection, job: Job) -> Result<(), JobError> {
+    let changes: Changes = serde_json::from_value(job.args.clone())
+        .map_err(|e| JobError::Discard(format!("the job's changes do not read: {e}")))?;
+    after_commit(&db, &changes).await?;
+    Ok(())
+}
+
+/// What follows a committed write. The write stands whatever happens here; a failure is
+/// retried by the workers.
+async fn after_commit<C: ConnectionTrait + TransactionTrait>(db: &C, changes: &Changes) -> Result<(), DbErr> {
     if changes.is_empty() {
-        return;
+        return Ok(());
     }
     let workspace_id = changes.workspace_id;
     let mut changed = changes.contacts_to_reevaluate();
     if !changes.companies_changed.is_empty() {
-        match contacts_of(db, workspace_id, &changes.companies_changed).await {
-            Ok(ids) => changed.extend(ids),
-            Err(error) => tracing::error!(%error, %workspace_id, "contacts of changed companies not read"),
-        }
+        changed.extend(contacts_of(db, workspace_id, &changes.companies_changed).await?);
         changed.sort();
         changed.dedup();
     }
@@ -150,8 +194,24 @@ async fn after_commit<C: ConnectionTrait + TransactionTrait>(db: &C, changes: &C
         events,
         lists: changes.lists_changed.clone(),
     };
-    if let Err(error) = crate::segments::refresh_contacts(db, workspace_id, &touched).await {
-        tracing::error!(error = %error.for_operator(), %workspace_id, "segment membership not updated");
+    crate::segments::refresh_contacts(db, workspace_id, &touched)
+        .await
+        .map_err(|error| DbErr::Custom(error.for_operator()))?;
+    Ok(())
+}
+
+/// Faults injected by tests that kill the process at a chosen point (never set otherwise).
+mod fault {
+    use std::sync::OnceLock;
+
+    /// `VOXTUR_FAULT=exit-after-commit`: the process exits right after a write's commit,
+    /// before its follow-up, as a `kill -9` there would.
+    pub fn after_commit() {
+        static EXIT: OnceLock<bool> = OnceLock::new();
+        if *EXIT.get_or_init(|| std::env::var("VOXTUR_FAULT").is_ok_and(|f| f == "exit-after-commit")) {
+            tracing::warn!("fault injected: exiting after a commit");
+            std::process::exit(86);
+        }
     }
 }
 

@@ -276,7 +276,7 @@ impl ImportMutation {
         };
         let (prepared, user_errors) = into_payload(prepared)?;
         if let Some(prepared) = &prepared {
-            import::spawn(r.db.clone(), prepared.clone());
+            import::enqueue(r.db, prepared).await?;
         }
         Ok(ContactImportPayload {
             import: prepared.map(ContactImport),

@@ -12,6 +12,7 @@ pub mod events;
 pub mod filters;
 pub mod guards;
 pub mod imports;
+pub mod jobs;
 pub mod loaders;
 pub mod parsed;
 pub mod projection;
@@ -233,6 +234,7 @@ pub struct Query(
     WebQuery,
     SegmentQuery,
     imports::ImportQuery,
+    jobs::JobQuery,
 );
 
 /// The root mutation type.
@@ -246,6 +248,7 @@ pub struct Mutation(
     WebMutation,
     SegmentMutation,
     imports::ImportMutation,
+    jobs::JobMutation,
 );
 
 pub fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {

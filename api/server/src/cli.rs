@@ -5,7 +5,7 @@ use crate::server::Application;
 use crate::telemetry;
 use clap::{Parser, Subcommand};
 use entities::workspace;
-use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait, QueryOrder};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use uuid::Uuid;
@@ -64,6 +64,16 @@ enum Command {
         /// Also create a demo workspace full of sample data (once) and print its API key.
         #[arg(long)]
         demo: bool,
+        /// Serve the API only; background jobs are left to `voxtur worker` processes.
+        #[arg(long)]
+        no_workers: bool,
+    },
+    /// Run the background job workers only (beside API servers started with --no-workers).
+    Worker,
+    /// Inspect and steer background jobs.
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
     },
     /// Apply pending migrations and exit.
     Migrate,
@@ -101,6 +111,38 @@ enum Command {
         contacts: usize,
         #[command(subcommand)]
         command: Option<DemoCommand>,
+    },
+}
+
+#[derive(Subcommand)]
+enum JobsCommand {
+    /// List jobs, newest first: id, state, kind, queue, attempts, due time, last error.
+    List {
+        /// Only this state: scheduled, available, running, completed, discarded, cancelled.
+        #[arg(long)]
+        state: Option<String>,
+        /// Only this kind, e.g. segments.export.
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only this queue.
+        #[arg(long)]
+        queue: Option<String>,
+        /// Only this workspace's (global id or UUID); `system` for the system's own jobs.
+        #[arg(long)]
+        workspace: Option<String>,
+        /// How many, at most.
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+    },
+    /// Run a discarded or cancelled job again, from its first attempt.
+    Retry {
+        /// The job's id (UUID or global id).
+        id: String,
+    },
+    /// Cancel a job that has not finished.
+    Cancel {
+        /// The job's id (UUID or global id).
+        id: String,
     },
 }
 
@@ -229,6 +271,104 @@ pub fn main() -> ExitCode {
     }
 }
 
+async fn jobs_command(db: &DatabaseConnection, command: JobsCommand) -> Result<(), String> {
+    use entities::job;
+    use voxtur_core::jobs::{self, State};
+    let job_id = |id: &str| {
+        uuid::Uuid::parse_str(id)
+            .ok()
+            .or_else(|| voxtur_core::ids::decode_as(id, voxtur_core::ids::NodeKind::Job))
+            .ok_or_else(|| format!("`{id}` is not a job id"))
+    };
+    let workspace_of = |id: uuid::Uuid| async move {
+        job::Entity::find_by_id(id)
+            .one(db)
+            .await
+            .map_err(|e| e.to_string())?
+            .map(|job| job.workspace_id)
+            .ok_or_else(|| format!("no job {id}"))
+    };
+    let show = |outcome: voxtur_core::errors::MutationResult<jobs::Job>| match outcome {
+        Ok(job) => {
+            println!("{} {}", job.id, job.state);
+            Ok(())
+        }
+        Err(voxtur_core::errors::MutationError::Invalid(errors)) => {
+            Err(errors.into_iter().map(|e| e.message).collect::<Vec<_>>().join("; "))
+        }
+        Err(voxtur_core::errors::MutationError::Api(e)) => Err(e.for_operator()),
+    };
+    match command {
+        JobsCommand::List {
+            state,
+            kind,
+            queue,
+            workspace,
+            limit,
+        } => {
+            let mut select = job::Entity::find().order_by_desc(job::Column::CreatedAt).limit(limit);
+            if let Some(state) = state {
+                let state = State::parse(&state).ok_or_else(|| {
+                    format!(
+                        "`{state}` is not a state: scheduled, available, running, completed, discarded or cancelled"
+                    )
+                })?;
+                select = select.filter(job::Column::State.eq(state.as_str()));
+            }
+            if let Some(kind) = kind {
+                select = select.filter(job::Column::Kind.eq(kind));
+            }
+            if let Some(queue) = queue {
+                select = select.filter(job::Column::Queue.eq(queue));
+            }
+            if let Some(workspace) = workspace {
+                let id = if workspace == "system" {
+                    jobs::SYSTEM_WORKSPACE
+                } else {
+                    parse_workspace(&workspace)?
+                };
+                select = select.filter(job::Column::WorkspaceId.eq(id));
+            }
+            for job in select.all(db).await.map_err(|e| e.to_string())? {
+                let last_error = job
+                    .errors
+                    .as_array()
+                    .and_then(|errors| errors.last())
+                    .and_then(|e| e["error"].as_str())
+                    .unwrap_or("-");
+                println!(
+                    "{}\t{}\t{}\t{}\t{}/{}\t{}\t{}",
+                    job.id,
+                    job.state,
+                    job.kind,
+                    job.queue,
+                    job.attempt,
+                    job.max_attempts,
+                    job.run_at.to_rfc3339(),
+                    last_error
+                );
+            }
+            Ok(())
+        }
+        JobsCommand::Retry { id } => {
+            let id = job_id(&id)?;
+            show(jobs::retry(db, workspace_of(id).await?, id).await)
+        }
+        JobsCommand::Cancel { id } => {
+            let id = job_id(&id)?;
+            show(jobs::cancel(db, workspace_of(id).await?, id).await)
+        }
+    }
+}
+
+/// A workspace id as the command line takes it: a UUID or a global id.
+fn parse_workspace(text: &str) -> Result<Uuid, String> {
+    Uuid::parse_str(text)
+        .ok()
+        .or_else(|| decode_as(text, NodeKind::Workspace))
+        .ok_or_else(|| format!("`{text}` is not a workspace id"))
+}
+
 async fn connect(settings: &Settings) -> Result<DatabaseConnection, String> {
     let (db, _) = db::connect(&settings.database)
         .await
@@ -241,8 +381,17 @@ async fn run(command: Option<Command>, mut settings: Settings) -> Result<(), Str
         host: None,
         port: None,
         demo: false,
+        no_workers: false,
     }) {
-        Command::Serve { host, port, demo } => {
+        Command::Serve {
+            host,
+            port,
+            demo,
+            no_workers,
+        } => {
+            if no_workers {
+                settings.server.run_jobs = false;
+            }
             if let Some(host) = host {
                 settings.server.host = host;
             }
@@ -260,6 +409,19 @@ async fn run(command: Option<Command>, mut settings: Settings) -> Result<(), Str
             app.run_until_stopped().await.map_err(|e| e.to_string())?;
             tracing::info!("stopped");
             Ok(())
+        }
+        Command::Worker => {
+            let db = connect(&settings).await?;
+            db::migrate(&db).await.map_err(|e| format!("migration failed: {e}"))?;
+            tracing::info!(concurrency = settings.jobs.concurrency, queues = ?settings.jobs.queues, "running the job workers");
+            crate::server::run_workers(&settings).await.map_err(|e| e.to_string())?;
+            tracing::info!("stopped");
+            Ok(())
+        }
+        Command::Jobs { command } => {
+            let db = connect(&settings).await?;
+            db::migrate(&db).await.map_err(|e| format!("migration failed: {e}"))?;
+            jobs_command(&db, command).await
         }
         Command::Migrate => {
             let db = connect(&settings).await?;
@@ -533,10 +695,7 @@ async fn import_contacts(
     dry_run: bool,
 ) -> Result<(), String> {
     use voxtur_core::contacts::import;
-    let workspace_id = Uuid::parse_str(workspace)
-        .ok()
-        .or_else(|| decode_as(workspace, NodeKind::Workspace))
-        .ok_or_else(|| format!("`{workspace}` is not a workspace id"))?;
+    let workspace_id = parse_workspace(workspace)?;
     let data = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     let name = file.file_name().map(|n| n.to_string_lossy().into_owned());
     let problems = |e: voxtur_core::errors::MutationError| match e {

@@ -14,6 +14,7 @@ use figment::{
 };
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+pub use voxtur_core::jobs::worker::WorkerSettings;
 pub use voxtur_graphql::GraphqlSettings;
 pub use voxtur_store::db::DatabaseSettings;
 
@@ -24,6 +25,9 @@ pub struct Settings {
     pub server: ServerSettings,
     pub graphql: GraphqlSettings,
     pub limits: LimitSettings,
+    /// The job workers (`voxtur serve` runs them beside the API unless `--no-workers`;
+    /// `voxtur worker` runs only them).
+    pub jobs: WorkerSettings,
     pub log: LogSettings,
 }
 
@@ -37,10 +41,12 @@ pub struct LimitSettings {
     /// servers on PostgreSQL; past it, every attempt from the address is refused for the rest
     /// of the minute.
     pub failed_auth_per_minute: u32,
-    /// Tracking calls (`/v1/*`, a batch counting once) per write key, per server process.
+    /// Tracking calls (`/v1/*`, a batch counting once) per write key; on PostgreSQL shared by
+    /// all servers, which add their counts once a second.
     pub tracking_calls_per_minute: u32,
-    /// GraphQL cost points an API key's bucket drains a second (per server process); 0: no
-    /// bucket. A request adds its cost (`extensions.cost`); past the capacity it is THROTTLED.
+    /// GraphQL cost points an API key's bucket drains a second (on PostgreSQL shared by all
+    /// servers); 0: no bucket. A request must fit at its requested cost and is charged its
+    /// actual one (`extensions.cost`); past the capacity it is THROTTLED.
     pub query_cost_per_second: u64,
     /// The most points a key's bucket holds: the burst a key may spend at once.
     pub query_cost_capacity: u64,
@@ -59,6 +65,9 @@ pub struct ServerSettings {
     pub shutdown_timeout_secs: u64,
     /// HTTP worker threads; 0 means one per core.
     pub workers: usize,
+    /// Whether `voxtur serve` runs the job workers beside the API (`--no-workers`: false, for
+    /// API servers scaled apart from `voxtur worker` processes).
+    pub run_jobs: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -92,6 +101,7 @@ impl Default for Settings {
                 max_body_bytes: 1024 * 1024,
                 shutdown_timeout_secs: 30,
                 workers: 0,
+                run_jobs: true,
             },
             graphql: GraphqlSettings {
                 max_depth: 12,
@@ -105,6 +115,7 @@ impl Default for Settings {
                 query_cost_capacity: 400_000,
                 request_timeout_ms: 30_000,
             },
+            jobs: WorkerSettings::default(),
             log: LogSettings {
                 format: LogFormat::Pretty,
                 filter: "info,sqlx=warn,sea_orm=warn".into(),

@@ -17,19 +17,21 @@ use tracing_actix_web::{RequestId, TracingLogger};
 use voxtur_core::auth::{PrincipalCache, authenticate};
 use voxtur_core::db::{self, StatementCounter};
 use voxtur_core::error::ApiError;
+use voxtur_core::jobs::worker::{WorkerSettings, Workers};
 use voxtur_graphql::loaders::Loaders;
 use voxtur_store::rate_limit::buckets::Charge;
 
 /// A built, bound, not yet running server. Binding happens in `build`, so port 0 works for tests.
-/// How often sliding segment windows are re-evaluated.
-const SEGMENT_WINDOW_CHECK: std::time::Duration = std::time::Duration::from_secs(60);
-
 pub struct Application {
     port: u16,
     server: Server,
     statements: StatementCounter,
     db: DatabaseConnection,
     principals: Arc<PrincipalCache>,
+    /// The job workers run beside the API, on a pool of their own (no request deadline); none
+    /// with `serve --no-workers`.
+    workers: Option<(DatabaseConnection, WorkerSettings)>,
+    shutdown_timeout: std::time::Duration,
 }
 
 impl Application {
@@ -45,6 +47,11 @@ impl Application {
         if pending > 0 {
             return Err(StartError::Pending(pending));
         }
+        let workers = if settings.server.run_jobs {
+            Some((connect_workers(settings).await?, settings.jobs.clone()))
+        } else {
+            None
+        };
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))?;
         let port = listener.local_addr()?.port();
         let ingestor = web::Data::new(voxtur_core::events::ingest::Ingestor::new(db.clone()));
@@ -89,6 +96,8 @@ impl Application {
             statements,
             db,
             principals,
+            workers,
+            shutdown_timeout: std::time::Duration::from_secs(settings.server.shutdown_timeout_secs),
         })
     }
 
@@ -109,31 +118,65 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until SIGTERM / SIGINT (actix handles both), letting in-flight requests finish.
-    /// Meanwhile, every minute, segments with a sliding window ("in the last 30 days") are
-    /// re-evaluated so contacts leave as the window passes. Several servers may do it at once:
-    /// evaluations of one segment take turns and the later finds nothing left to change.
-    /// API keys are cached only while this runs (see [`PrincipalCache`]).
+    /// Serves until SIGTERM / SIGINT (actix handles both), letting in-flight requests finish,
+    /// with the job workers beside it (which then finish their jobs or give them back). API keys
+    /// are cached only while this runs (see [`PrincipalCache`]).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let revocations = tokio::spawn(self.principals.clone().follow_revocations(self.db.clone()));
-        let db = self.db.clone();
-        let windows = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(SEGMENT_WINDOW_CHECK);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                if let Err(error) = voxtur_core::segments::expire_windows(&db).await {
-                    tracing::error!(error = %error.for_operator(), "segment windows not re-evaluated");
-                }
-            }
-        });
         let checkpoints = tokio::spawn(voxtur_core::db::checkpoint_continuously(self.db.clone()));
+        let workers = self.workers.map(|(db, settings)| Workers::start(db, settings));
         let result = self.server.await;
+        if let Some(workers) = workers {
+            workers.stop(self.shutdown_timeout).await;
+        }
         checkpoints.abort();
-        windows.abort();
         revocations.abort();
         result
     }
+}
+
+/// The job workers' own pool: their statements run as long as their job needs (a job has its
+/// own timeout), and background work never takes the API's connections.
+pub async fn connect_workers(settings: &Settings) -> Result<DatabaseConnection, StartError> {
+    let mut database = settings.database.clone();
+    database.statement_timeout = None;
+    database.max_connections = (settings.jobs.concurrency as u32 + 4).min(database.max_connections.max(4));
+    let (db, _) = db::connect(&database).await?;
+    Ok(db)
+}
+
+/// Runs only the job workers (`voxtur worker`) until SIGTERM / SIGINT, then lets running jobs
+/// finish for the shutdown timeout and gives back the rest.
+pub async fn run_workers(settings: &Settings) -> Result<(), StartError> {
+    let db = connect_workers(settings).await?;
+    let pending = db::pending_migrations(&db).await?;
+    if pending > 0 {
+        return Err(StartError::Pending(pending));
+    }
+    let checkpoints = tokio::spawn(voxtur_core::db::checkpoint_continuously(db.clone()));
+    let workers = Workers::start(db, settings.jobs.clone());
+    shutdown_signal().await;
+    tracing::info!("stopping the workers");
+    workers
+        .stop(std::time::Duration::from_secs(settings.server.shutdown_timeout_secs))
+        .await;
+    checkpoints.abort();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut terminate) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 #[derive(Debug, thiserror::Error)]

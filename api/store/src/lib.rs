@@ -4,6 +4,7 @@
 
 pub mod db;
 pub mod error;
+pub mod jobs;
 pub mod json;
 pub mod listing;
 pub mod rate_limit;

@@ -205,29 +205,58 @@ pub async fn start(
     .reset_all()
     .insert(db)
     .await?;
-    let options = ExportOptions::load(db, workspace_id, bom).await?;
-    let (db, id) = (db.clone(), job.id);
-    tokio::spawn(async move {
-        let outcome = run(&db, workspace_id, segment_id, id, &options).await;
-        let (status, error) = match &outcome {
-            Ok(()) => (DONE, None),
-            Err(e) => {
-                tracing::error!(error = %e.for_operator(), job = %id, "export failed");
-                (FAILED, Some(e.message()))
-            }
-        };
-        let finished = export_job::Entity::update_many()
-            .col_expr(export_job::Column::Status, Expr::val(status))
-            .col_expr(export_job::Column::Error, Expr::val(error))
-            .col_expr(export_job::Column::FinishedAt, Expr::val(crate::now()))
-            .filter(export_job::Column::Id.eq(id))
-            .exec(&db)
-            .await;
-        if let Err(e) = finished {
-            tracing::error!(error = %e, job = %id, "export status not saved");
-        }
-    });
+    let args = serde_json::json!({ "exportId": job.id.to_string(), "bom": bom });
+    let queued = crate::jobs::NewJob::new(crate::jobs::EXPORT, workspace_id, args).max_attempts(EXPORT_ATTEMPTS);
+    crate::jobs::enqueue(db, queued).await?;
+    crate::jobs::queue::wake();
     Ok(job)
+}
+
+/// Attempts an export gets before it is marked failed.
+const EXPORT_ATTEMPTS: i32 = 3;
+
+/// The export job: writes the CSV's chunks from the first (those of an attempt that died are
+/// replaced), then marks the export done; failed once out of attempts.
+pub async fn run_job(db: DatabaseConnection, job: crate::jobs::Job) -> Result<(), crate::jobs::JobError> {
+    use crate::jobs::JobError;
+    let id = crate::jobs::id_arg(&job, "exportId")?;
+    let bom = job
+        .args
+        .get("bom")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
+    let Some(export) = export_job::Entity::find_by_id(id).one(&db).await? else {
+        return Err(JobError::Discard("the export is gone".into()));
+    };
+    let outcome = async {
+        export_chunk::Entity::delete_many()
+            .filter(export_chunk::Column::JobId.eq(id))
+            .exec(&db)
+            .await?;
+        let options = ExportOptions::load(&db, export.workspace_id, bom).await?;
+        run(&db, export.workspace_id, export.segment_id, id, &options).await
+    }
+    .await;
+    let last_attempt = job.attempt >= job.max_attempts;
+    let (status, error) = match &outcome {
+        Ok(()) => (DONE, None),
+        Err(e) if last_attempt => {
+            tracing::error!(error = %e.for_operator(), export = %id, "export failed");
+            (FAILED, Some(e.message()))
+        }
+        Err(e) => return Err(JobError::Retry(e.for_operator())),
+    };
+    export_job::Entity::update_many()
+        .col_expr(export_job::Column::Status, Expr::val(status))
+        .col_expr(export_job::Column::Error, Expr::val(error))
+        .col_expr(export_job::Column::FinishedAt, Expr::val(crate::now()))
+        .filter(export_job::Column::Id.eq(id))
+        .exec(&db)
+        .await?;
+    match outcome {
+        Ok(()) => Ok(()),
+        Err(e) => Err(JobError::Discard(e.for_operator())),
+    }
 }
 
 async fn run(

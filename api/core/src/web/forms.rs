@@ -437,6 +437,7 @@ pub async fn submit(
             payload: json!({ "formId": form.id.to_string(), "formName": form.name, "contactId": contact.id.to_string(), "values": recorded }),
             created_at: now,
             delivered_at: None,
+            read_at: None,
         })
         .reset_all()
         .insert(&txn)

@@ -287,12 +287,60 @@ pub async fn run(
     outcome
 }
 
-/// Runs a prepared import in the background of this server.
-pub fn spawn(db: DatabaseConnection, import: contact_import::Model) {
-    tokio::spawn(async move {
-        // `run` records its own failure on the import.
-        let _ = run(&db, &import, |_| {}).await;
-    });
+/// Queues a prepared import for the workers.
+pub async fn enqueue(db: &DatabaseConnection, import: &contact_import::Model) -> ApiResult<()> {
+    let args = json!({ "importId": import.id.to_string() });
+    let job = crate::jobs::NewJob::new(crate::jobs::IMPORT, import.workspace_id, args).max_attempts(IMPORT_ATTEMPTS);
+    crate::jobs::enqueue(db, job).await?;
+    crate::jobs::queue::wake();
+    Ok(())
+}
+
+/// Attempts an import gets before it is marked failed (a row's own problems are reported, not
+/// retried: only faults of the database end an attempt).
+const IMPORT_ATTEMPTS: i32 = 3;
+
+/// The import job. An attempt after one that died starts over: rows already saved are matched
+/// by e-mail and saved again (counted as updated), the problems found are reported once.
+pub async fn run_job(db: DatabaseConnection, job: crate::jobs::Job) -> Result<(), crate::jobs::JobError> {
+    use crate::jobs::JobError;
+    let id = crate::jobs::id_arg(&job, "importId")?;
+    let Some(import) = contact_import::Entity::find_by_id(id).one(&db).await? else {
+        return Err(JobError::Discard("the import is gone".into()));
+    };
+    if import.status != RUNNING {
+        return Err(JobError::Discard(format!(
+            "the import is {}, not running",
+            import.status
+        )));
+    }
+    if job.attempt > 1 {
+        contact_import_error::Entity::delete_many()
+            .filter(contact_import_error::Column::ImportId.eq(id))
+            .exec(&db)
+            .await?;
+    }
+    let outcome = run_rows(&db, &import, &mut |_| {}).await;
+    let last_attempt = job.attempt >= job.max_attempts;
+    let (status, error) = match &outcome {
+        Ok(_) => (DONE, None),
+        Err(e) if last_attempt || !matches!(e, ApiError::Internal(_)) => {
+            tracing::error!(error = %e.for_operator(), import = %id, "contact import failed");
+            (FAILED, Some(e.message()))
+        }
+        Err(e) => return Err(JobError::Retry(e.for_operator())),
+    };
+    contact_import::Entity::update_many()
+        .col_expr(contact_import::Column::Status, Expr::val(status))
+        .col_expr(contact_import::Column::Error, Expr::val(error))
+        .col_expr(contact_import::Column::FinishedAt, Expr::val(crate::now()))
+        .filter(contact_import::Column::Id.eq(id))
+        .exec(&db)
+        .await?;
+    match outcome {
+        Ok(_) => Ok(()),
+        Err(e) => Err(JobError::Discard(e.for_operator())),
+    }
 }
 
 async fn run_rows(
