@@ -16,6 +16,7 @@ mod generator;
 mod hostile;
 mod http;
 mod imports;
+mod jobs;
 mod journey;
 mod limits;
 mod pagination;

@@ -19,12 +19,7 @@ use sea_orm::{
     TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
-use std::time::Duration;
 use uuid::Uuid;
-
-/// How long a write's follow-up stays leased to the process that wrote it before a worker
-/// takes it over (the worker's heartbeat extends it while that process runs workers).
-const FOLLOW_UP_LEASE: Duration = Duration::from_secs(30);
 
 /// What a committed write did, in one workspace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,7 +131,9 @@ where
         None
     } else {
         let args = serde_json::to_value(&changes).map_err(|e| DbErr::Custom(e.to_string()))?;
-        let job = NewJob::new(jobs::FOLLOW_UP, changes.workspace_id, args).leased_here_for(FOLLOW_UP_LEASE);
+        // Leased to this process for the workers' lease: a worker takes it over only once that
+        // expires (the heartbeat extends it while this process runs workers).
+        let job = NewJob::new(jobs::FOLLOW_UP, changes.workspace_id, args).leased_here_for(jobs::own_lease());
         jobs::enqueue(&txn, job).await?
     };
     txn.commit().await?;

@@ -47,6 +47,7 @@ impl Application {
         if pending > 0 {
             return Err(StartError::Pending(pending));
         }
+        voxtur_core::jobs::set_own_lease(std::time::Duration::from_secs(settings.jobs.lease_secs.max(1)));
         let workers = if settings.server.run_jobs {
             Some((connect_workers(settings).await?, settings.jobs.clone()))
         } else {

@@ -14,8 +14,8 @@ use std::pin::Pin;
 use std::time::Duration;
 use voxtur_store::error::ApiError;
 pub use voxtur_store::jobs::{
-    DEFAULT_QUEUE, Job, NewJob, SYSTEM as SYSTEM_WORKSPACE, State, enqueue, queue, schedule, schedule::Schedule,
-    worker_id,
+    DEFAULT_QUEUE, Job, NewJob, SYSTEM as SYSTEM_WORKSPACE, State, enqueue, own_lease, queue, schedule,
+    schedule::Schedule, set_own_lease, worker_id,
 };
 
 pub mod worker;

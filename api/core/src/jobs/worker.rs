@@ -62,6 +62,7 @@ pub struct Workers {
 impl Workers {
     /// Starts the workers on `db`.
     pub fn start(db: DatabaseConnection, settings: WorkerSettings) -> Workers {
+        super::set_own_lease(settings.lease());
         let stop = CancellationToken::new();
         if db.get_database_backend() == DbBackend::Postgres {
             tokio::spawn(listen(db.clone(), stop.clone()));

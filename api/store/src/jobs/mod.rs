@@ -143,6 +143,19 @@ impl NewJob {
     }
 }
 
+/// How long this process holds what it leases to itself when it enqueues (the outbox's
+/// follow-ups): the workers' lease (`[jobs] lease_secs`), set once at start.
+pub fn set_own_lease(lease: Duration) {
+    OWN_LEASE_MS.store(lease.as_millis().max(1) as u64, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// See [`set_own_lease`]; 60 s unless set.
+pub fn own_lease() -> Duration {
+    Duration::from_millis(OWN_LEASE_MS.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+static OWN_LEASE_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(60_000);
+
 /// This process's name as a worker: leases it takes carry it.
 pub fn worker_id() -> &'static str {
     static ID: OnceLock<String> = OnceLock::new();

@@ -5,7 +5,7 @@
 use super::{Job, State, worker_id};
 use chrono::{DateTime, Utc};
 use entities::job::{self, Column as C};
-use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, Query};
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, Order, QueryFilter, QueryOrder, QuerySelect,
 };
@@ -94,30 +94,53 @@ pub async fn claim(
     let Some(workspace) = next_workspace(db, queue, after_workspace).await? else {
         return Ok((Vec::new(), None));
     };
-    let mut pick = Query::select();
-    pick.column(C::Id)
-        .from(job::Entity)
-        .and_where(Expr::col(C::State).eq(State::Available.as_str()))
-        .and_where(Expr::col(C::Queue).eq(queue))
-        .and_where(Expr::col(C::WorkspaceId).eq(workspace))
-        .order_by(C::Priority, Order::Asc)
-        .order_by(C::RunAt, Order::Asc)
-        .order_by(C::Id, Order::Asc)
-        .limit(Ord::max(limit, 1));
-    if db.get_database_backend() == DbBackend::Postgres {
-        // Rows another worker is claiming are passed over, not waited for.
-        pick.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
-    }
     let now = crate::now();
-    let jobs = job::Entity::update_many()
-        .col_expr(C::State, Expr::val(State::Running.as_str()))
-        .col_expr(C::Attempt, Expr::col(C::Attempt).add(1))
-        .col_expr(C::LockedBy, Expr::val(worker_id()))
-        .col_expr(C::LockedUntil, Expr::val(later(now, lease)))
-        .filter(C::Id.in_subquery(pick))
-        .filter(C::State.eq(State::Available.as_str()))
-        .exec_with_returning(db)
-        .await?;
+    let jobs = if db.get_database_backend() == DbBackend::Postgres {
+        // A materialized CTE picks the rows once (River's claim): as an `IN` subquery, the
+        // planner may run the pick again, and with SKIP LOCKED each run picks other rows.
+        let statement = sea_orm::Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "WITH picked AS MATERIALIZED (
+               SELECT id FROM job
+               WHERE state = 'available' AND queue = $1 AND workspace_id = $2
+               ORDER BY priority, run_at, id
+               LIMIT $3
+               FOR UPDATE SKIP LOCKED
+             )
+             UPDATE job SET state = 'running', attempt = job.attempt + 1, locked_by = $4, locked_until = $5
+             FROM picked WHERE job.id = picked.id
+             RETURNING job.*",
+            [
+                queue.into(),
+                workspace.into(),
+                (Ord::max(limit, 1) as i64).into(),
+                worker_id().into(),
+                later(now, lease).into(),
+            ],
+        );
+        job::Entity::find().from_raw_sql(statement).all(db).await?
+    } else {
+        // SQLite's one writer: the pick and the update are one statement, run alone.
+        let mut pick = Query::select();
+        pick.column(C::Id)
+            .from(job::Entity)
+            .and_where(Expr::col(C::State).eq(State::Available.as_str()))
+            .and_where(Expr::col(C::Queue).eq(queue))
+            .and_where(Expr::col(C::WorkspaceId).eq(workspace))
+            .order_by(C::Priority, Order::Asc)
+            .order_by(C::RunAt, Order::Asc)
+            .order_by(C::Id, Order::Asc)
+            .limit(Ord::max(limit, 1));
+        job::Entity::update_many()
+            .col_expr(C::State, Expr::val(State::Running.as_str()))
+            .col_expr(C::Attempt, Expr::col(C::Attempt).add(1))
+            .col_expr(C::LockedBy, Expr::val(worker_id()))
+            .col_expr(C::LockedUntil, Expr::val(later(now, lease)))
+            .filter(C::Id.in_subquery(pick))
+            .filter(C::State.eq(State::Available.as_str()))
+            .exec_with_returning(db)
+            .await?
+    };
     Ok((jobs, Some(workspace)))
 }
 

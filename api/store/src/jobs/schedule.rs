@@ -70,7 +70,7 @@ pub async fn ensure(db: &impl ConnectionTrait, schedules: &[Schedule]) -> Result
 
 /// Enqueues the job of every schedule whose tick has come, once per tick across all workers;
 /// how many fired. A tick missed while no worker ran fires once, late; the ticks between are
-/// skipped.
+/// skipped; so is a tick whose job of an earlier tick has not finished (no pile-up).
 pub async fn fire_due(db: &sea_orm::DatabaseConnection) -> Result<u64, DbErr> {
     let now = crate::now();
     let due = job_schedule::Entity::find()
@@ -95,8 +95,10 @@ pub async fn fire_due(db: &sea_orm::DatabaseConnection) -> Result<u64, DbErr> {
             let job = NewJob::new(schedule.kind.clone(), super::SYSTEM, schedule.args.clone())
                 .queue(schedule.queue.clone())
                 .unique(format!("schedule:{}", schedule.name));
-            super::enqueue(&txn, job).await?;
-            fired += 1;
+            // A tick whose job of the tick before has not finished adds none (its unique key).
+            if super::enqueue(&txn, job).await?.is_some() {
+                fired += 1;
+            }
         }
         txn.commit().await?;
     }
