@@ -296,7 +296,6 @@ where
 /// workers once its lease expires, and segment membership is right without any rebuild.
 #[tokio::test]
 async fn a_crash_between_a_commit_and_its_follow_up_loses_nothing() {
-    use std::io::{BufRead, BufReader};
     let app = TestApp::spawn_with(|settings| settings.jobs.lease_secs = 2).await;
     let segment = app
         .gql(
@@ -306,30 +305,8 @@ async fn a_crash_between_a_commit_and_its_follow_up_loses_nothing() {
         .await;
     let segment = segment["segmentCreate"]["segment"]["id"].as_str().unwrap().to_owned();
 
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_voxtur"));
-    command
-        .args(["serve", "--no-workers"])
-        .env_remove("DATABASE_URL")
-        .env("VOXTUR__DATABASE__URL", &app.database.url)
-        .env("VOXTUR__LOG__FORMAT", "json")
-        .env("VOXTUR__SERVER__PORT", "0")
-        .env("VOXTUR__SERVER__WORKERS", "1")
-        .env("VOXTUR__JOBS__LEASE_SECS", "1")
-        .env("VOXTUR_FAULT", "exit-after-commit")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    if let Some(schema) = &app.database.schema {
-        command.env("VOXTUR__DATABASE__SCHEMA", schema);
-    }
-    let mut child = command.spawn().unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let port = loop {
-        let line = lines.next().expect("the server started").unwrap();
-        if line.contains("GraphiQL at /graphql") {
-            let log: serde_json::Value = serde_json::from_str(&line).unwrap();
-            break log["fields"]["port"].as_u64().unwrap();
-        }
-    };
+    let (mut child, address) = app.binary(&[("VOXTUR__JOBS__LEASE_SECS", "1"), ("VOXTUR_FAULT", "exit-after-commit")]);
+    let port = address.rsplit(':').next().unwrap().to_owned();
     let sent = app
         .client
         .post(format!("http://127.0.0.1:{port}/graphql"))

@@ -28,4 +28,5 @@ mod segments;
 mod tenancy;
 mod upsert;
 mod web;
+mod webhooks;
 mod write_path;

@@ -29,5 +29,8 @@ pub mod segment_member;
 pub mod team;
 pub mod team_member;
 pub mod tracked_link;
+pub mod webhook_attempt;
+pub mod webhook_delivery;
+pub mod webhook_endpoint;
 pub mod workspace;
 pub mod write_key;

@@ -17,6 +17,7 @@ mod m20261207_000011_compatibility;
 mod m20261207_000012_hardening;
 mod m20261207_000013_cost_buckets;
 mod m20261207_000014_jobs;
+mod m20261207_000015_webhooks;
 
 pub struct Migrator;
 
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000012_hardening::Migration),
             Box::new(m20261207_000013_cost_buckets::Migration),
             Box::new(m20261207_000014_jobs::Migration),
+            Box::new(m20261207_000015_webhooks::Migration),
         ]
     }
 }

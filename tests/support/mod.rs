@@ -26,6 +26,11 @@ async fn test_database() -> (Settings, Option<tempfile::TempDir>) {
     settings.server.port = 0;
     settings.server.workers = 1;
     settings.database.max_connections = 5;
+    // Webhook delivery is set up once per process (its HTTP client and target policy), so
+    // every test app has the same: local receivers allowed, a short timeout. The refusal of
+    // private targets is tested against the binary (tests/webhooks.rs).
+    settings.webhooks.allow_private_targets = true;
+    settings.webhooks.timeout_secs = 1;
     match std::env::var("TEST_DATABASE_URL") {
         Ok(url) if url.starts_with("postgres") => {
             let schema = format!("voxtur_t_{}", Uuid::new_v4().simple());
@@ -94,6 +99,41 @@ impl TestApp {
         let address = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run_until_stopped());
         address
+    }
+
+    /// Starts `voxtur serve --no-workers` on this test's database with the default settings
+    /// and the environment `env`, on its own port; returns the process and its address once
+    /// it listens.
+    pub fn binary(&self, env: &[(&str, &str)]) -> (std::process::Child, String) {
+        use std::io::{BufRead, BufReader};
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_voxtur"));
+        command
+            .args(["serve", "--no-workers"])
+            .env_remove("DATABASE_URL")
+            .env("VOXTUR__DATABASE__URL", &self.database.url)
+            .env("VOXTUR__LOG__FORMAT", "json")
+            .env("VOXTUR__SERVER__PORT", "0")
+            .env("VOXTUR__SERVER__WORKERS", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        if let Some(schema) = &self.database.schema {
+            command.env("VOXTUR__DATABASE__SCHEMA", schema);
+        }
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("start voxtur");
+        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let port = loop {
+            let line = lines.next().expect("the server started").expect("log line");
+            if line.contains("GraphiQL at /graphql") {
+                let log: Value = serde_json::from_str(&line).expect("JSON log");
+                break log["fields"]["port"].as_u64().expect("port");
+            }
+        };
+        // The rest of its log is drained, so it never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        (child, format!("http://127.0.0.1:{port}"))
     }
 
     /// Runs the `voxtur` binary on this test's database; returns success, stdout and stderr.

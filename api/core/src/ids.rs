@@ -26,10 +26,12 @@ pub enum NodeKind {
     ContactImport,
     Job,
     Notification,
+    WebhookEndpoint,
+    WebhookDelivery,
 }
 
 impl NodeKind {
-    pub const ALL: [NodeKind; 17] = [
+    pub const ALL: [NodeKind; 19] = [
         NodeKind::Workspace,
         NodeKind::User,
         NodeKind::Team,
@@ -47,6 +49,8 @@ impl NodeKind {
         NodeKind::ContactImport,
         NodeKind::Job,
         NodeKind::Notification,
+        NodeKind::WebhookEndpoint,
+        NodeKind::WebhookDelivery,
     ];
 
     pub fn name(self) -> &'static str {
@@ -68,6 +72,8 @@ impl NodeKind {
             NodeKind::ContactImport => "ContactImport",
             NodeKind::Job => "Job",
             NodeKind::Notification => "Notification",
+            NodeKind::WebhookEndpoint => "WebhookEndpoint",
+            NodeKind::WebhookDelivery => "WebhookDelivery",
         }
     }
 

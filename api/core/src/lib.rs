@@ -17,6 +17,7 @@ pub mod patch;
 pub mod segments;
 pub mod values;
 pub mod web;
+pub mod webhooks;
 pub mod workspaces;
 pub mod writes;
 

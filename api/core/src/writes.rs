@@ -134,6 +134,7 @@ where
         // Leased to this process for the workers' lease: a worker takes it over only once that
         // expires (the heartbeat extends it while this process runs workers).
         let job = NewJob::new(jobs::FOLLOW_UP, changes.workspace_id, args).leased_here_for(jobs::own_lease());
+        crate::webhooks::record(&txn, changes.workspace_id, &webhook_events(&changes)).await?;
         jobs::enqueue(&txn, job).await?
     };
     txn.commit().await?;
@@ -156,6 +157,45 @@ where
         }
     }
     Ok(changes)
+}
+
+/// What a write tells webhook endpoints about its contacts (segment and form events are
+/// recorded where they happen).
+fn webhook_events(changes: &Changes) -> Vec<crate::webhooks::Event> {
+    use crate::webhooks::Event;
+    let created: std::collections::HashSet<Uuid> = changes.contacts_created.iter().copied().collect();
+    let mut events: Vec<Event> = changes
+        .contacts_created
+        .iter()
+        .map(|id| Event::about_contact("contact.created", *id, serde_json::json!({})))
+        .collect();
+    let mut changed: Vec<Uuid> = changes
+        .contacts_changed
+        .iter()
+        .copied()
+        .filter(|id| !created.contains(id))
+        .collect();
+    changed.sort();
+    changed.dedup();
+    events.extend(
+        changed
+            .into_iter()
+            .map(|id| Event::about_contact("contact.updated", id, serde_json::json!({}))),
+    );
+    events.extend(changes.contacts_merged.iter().map(|merge| {
+        Event::about_contact(
+            "contact.merged",
+            merge.into,
+            serde_json::json!({ "mergedContactId": crate::ids::NodeKind::Contact.encode(merge.from) }),
+        )
+    }));
+    events.extend(
+        changes
+            .contacts_deleted
+            .iter()
+            .map(|id| Event::about_contact("contact.deleted", *id, serde_json::json!({}))),
+    );
+    events
 }
 
 /// The outbox's job: what follows a write whose inline follow-up did not finish.

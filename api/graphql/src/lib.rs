@@ -20,6 +20,7 @@ pub mod relay;
 pub mod segments;
 pub mod user_error;
 pub mod web;
+pub mod webhooks;
 pub mod workspaces;
 
 use crate::companies::{Company, CompanyMutation, CompanyQuery};
@@ -235,6 +236,7 @@ pub struct Query(
     SegmentQuery,
     imports::ImportQuery,
     jobs::JobQuery,
+    webhooks::WebhookQuery,
 );
 
 /// The root mutation type.
@@ -249,6 +251,7 @@ pub struct Mutation(
     SegmentMutation,
     imports::ImportMutation,
     jobs::JobMutation,
+    webhooks::WebhookMutation,
 );
 
 pub fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {

@@ -8,6 +8,7 @@
 //! An unknown setting, in the file or the environment, is refused at start with its name and
 //! the closest known one: a misspelt setting silently ignored is a setting not applied.
 
+pub use crate::outbound::WebhookSettings;
 use figment::{
     Figment,
     providers::{Env, Format, Serialized, Toml},
@@ -28,6 +29,8 @@ pub struct Settings {
     /// The job workers (`voxtur serve` runs them beside the API unless `--no-workers`;
     /// `voxtur worker` runs only them).
     pub jobs: WorkerSettings,
+    /// Outbound webhooks.
+    pub webhooks: WebhookSettings,
     pub log: LogSettings,
 }
 
@@ -116,6 +119,7 @@ impl Default for Settings {
                 request_timeout_ms: 30_000,
             },
             jobs: WorkerSettings::default(),
+            webhooks: WebhookSettings::default(),
             log: LogSettings {
                 format: LogFormat::Pretty,
                 filter: "info,sqlx=warn,sea_orm=warn".into(),

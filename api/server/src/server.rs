@@ -48,6 +48,7 @@ impl Application {
             return Err(StartError::Pending(pending));
         }
         voxtur_core::jobs::set_own_lease(std::time::Duration::from_secs(settings.jobs.lease_secs.max(1)));
+        crate::outbound::HttpTransport::install(&settings.webhooks);
         let workers = if settings.server.run_jobs {
             Some((connect_workers(settings).await?, settings.jobs.clone()))
         } else {
@@ -149,6 +150,7 @@ pub async fn connect_workers(settings: &Settings) -> Result<DatabaseConnection, 
 /// Runs only the job workers (`voxtur worker`) until SIGTERM / SIGINT, then lets running jobs
 /// finish for the shutdown timeout and gives back the rest.
 pub async fn run_workers(settings: &Settings) -> Result<(), StartError> {
+    crate::outbound::HttpTransport::install(&settings.webhooks);
     let db = connect_workers(settings).await?;
     let pending = db::pending_migrations(&db).await?;
     if pending > 0 {

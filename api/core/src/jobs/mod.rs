@@ -32,6 +32,12 @@ pub const IMPORT: &str = "contacts.import";
 pub const PRUNE: &str = "jobs.prune";
 /// A job that does nothing: the queue's own benchmark and tests.
 pub const NOOP: &str = "jobs.noop";
+/// An endpoint's due webhook deliveries sent.
+pub const WEBHOOKS_DELIVER: &str = "webhooks.deliver";
+/// Endpoints with due deliveries and no job delivering them get one, every minute.
+pub const WEBHOOKS_SWEEP: &str = "webhooks.sweep";
+/// The queue of webhook deliveries: a slow receiver takes its slots, not the others'.
+pub const WEBHOOKS_QUEUE: &str = "webhooks";
 
 /// How a job failed.
 #[derive(Debug)]
@@ -107,6 +113,16 @@ static KINDS: &[Kind] = &[
         timeout: Duration::from_secs(10 * 60),
     },
     Kind {
+        name: WEBHOOKS_DELIVER,
+        run: |db, job| Box::pin(crate::webhooks::delivery::run_job(db, job)),
+        timeout: Duration::from_secs(30 * 60),
+    },
+    Kind {
+        name: WEBHOOKS_SWEEP,
+        run: |db, _| Box::pin(crate::webhooks::delivery::sweep(db)),
+        timeout: Duration::from_secs(5 * 60),
+    },
+    Kind {
         name: NOOP,
         run: |_, _| Box::pin(async { Ok(()) }),
         timeout: Duration::from_secs(60),
@@ -125,6 +141,7 @@ pub fn schedules() -> Vec<Schedule> {
     vec![
         system("segment-windows", "* * * * *", EXPIRE_WINDOWS),
         system("prune-jobs", "17 * * * *", PRUNE),
+        system("webhook-sweep", "* * * * *", WEBHOOKS_SWEEP),
     ]
 }
 

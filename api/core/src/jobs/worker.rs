@@ -33,7 +33,7 @@ impl Default for WorkerSettings {
     fn default() -> WorkerSettings {
         WorkerSettings {
             concurrency: 16,
-            queues: vec![super::DEFAULT_QUEUE.into()],
+            queues: vec![super::DEFAULT_QUEUE.into(), super::WEBHOOKS_QUEUE.into()],
             lease_secs: 60,
             poll_ms: 1_000,
         }

@@ -488,6 +488,36 @@ pub(crate) async fn finish(
     Ok(())
 }
 
+/// Tells the workspace's webhook endpoints who entered (or left) `segment` at `now`, in the
+/// transaction that recorded it; reads the contacts only when an endpoint wants them.
+async fn record_webhooks(
+    db: &impl ConnectionTrait,
+    segment: &segment::Model,
+    entered: bool,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    let event_type = if entered { "segment.entered" } else { "segment.exited" };
+    if !crate::webhooks::wanted(db, segment.workspace_id, event_type).await? {
+        return Ok(());
+    }
+    let contacts: Vec<Uuid> = segment_change::Entity::find()
+        .select_only()
+        .column(segment_change::Column::ContactId)
+        .filter(segment_change::Column::SegmentId.eq(segment.id))
+        .filter(segment_change::Column::At.eq(now))
+        .filter(segment_change::Column::Entered.eq(entered))
+        .into_tuple()
+        .all(db)
+        .await?;
+    let data = serde_json::json!({ "segmentId": NodeKind::Segment.encode(segment.id) });
+    let events: Vec<crate::webhooks::Event> = contacts
+        .into_iter()
+        .map(|contact| crate::webhooks::Event::about_contact(event_type, contact, data.clone()))
+        .collect();
+    crate::webhooks::record(db, segment.workspace_id, &events).await?;
+    Ok(())
+}
+
 /// Records an entry or exit for every contact `contacts` selects (a select of one column,
 /// `contact_id`): a `segment_change` row and a `segment_entered` / `segment_exited` event on the
 /// contact's timeline. Returns how many.
@@ -530,6 +560,7 @@ pub(crate) async fn record_changes(
     if count == 0 {
         return Ok(0);
     }
+    record_webhooks(db, segment, entered, now).await?;
     let reference = [
         sea_orm::Value::from(NodeKind::Segment.encode(segment.id)),
         sea_orm::Value::from(segment.name.clone()),

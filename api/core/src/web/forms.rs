@@ -443,6 +443,12 @@ pub async fn submit(
         .insert(&txn)
         .await?;
     }
+    let submitted = crate::webhooks::Event::about_contact(
+        "form.submitted",
+        contact.id,
+        json!({ "formId": NodeKind::Form.encode(form.id), "formName": form.name }),
+    );
+    crate::webhooks::record(&txn, form.workspace_id, &[submitted]).await?;
     crate::writes::commit(db, txn, written).await?;
     Ok(Submitted::Saved {
         contact_id: contact.id,
