@@ -19,6 +19,7 @@ mod imports;
 mod jobs;
 mod journey;
 mod limits;
+mod operations;
 mod pagination;
 mod pool;
 mod queries_cost;

@@ -8,6 +8,7 @@
 //! An unknown setting, in the file or the environment, is refused at start with its name and
 //! the closest known one: a misspelt setting silently ignored is a setting not applied.
 
+pub use crate::http::metrics::MetricsSettings;
 pub use crate::outbound::WebhookSettings;
 use figment::{
     Figment,
@@ -31,6 +32,8 @@ pub struct Settings {
     pub jobs: WorkerSettings,
     /// Outbound webhooks.
     pub webhooks: WebhookSettings,
+    /// `GET /metrics`.
+    pub metrics: MetricsSettings,
     pub log: LogSettings,
 }
 
@@ -120,6 +123,7 @@ impl Default for Settings {
             },
             jobs: WorkerSettings::default(),
             webhooks: WebhookSettings::default(),
+            metrics: MetricsSettings::default(),
             log: LogSettings {
                 format: LogFormat::Pretty,
                 filter: "info,sqlx=warn,sea_orm=warn".into(),

@@ -49,6 +49,7 @@ impl Application {
         }
         voxtur_core::jobs::set_own_lease(std::time::Duration::from_secs(settings.jobs.lease_secs.max(1)));
         crate::outbound::HttpTransport::install(&settings.webhooks);
+        crate::http::metrics::handle();
         let workers = if settings.server.run_jobs {
             Some((connect_workers(settings).await?, settings.jobs.clone()))
         } else {
@@ -66,6 +67,7 @@ impl Application {
             max_body_bytes: settings.server.max_body_bytes,
             limits: settings.limits.clone(),
             limiter: Arc::new(voxtur_store::rate_limit::RateLimiter::new(db.clone())),
+            metrics: settings.metrics.clone(),
             cost_buckets: voxtur_store::rate_limit::buckets::Buckets::new(
                 db.clone(),
                 settings.limits.query_cost_per_second,
@@ -76,6 +78,7 @@ impl Application {
             actix_web::App::new()
                 .app_data(state.clone())
                 .app_data(ingestor.clone())
+                .wrap(from_fn(crate::http::metrics::count_requests))
                 .wrap(from_fn(request_id_header))
                 .wrap(TracingLogger::default())
                 .route("/graphql", web::post().to(graphql_post))
@@ -86,6 +89,7 @@ impl Application {
                 .configure(crate::http::web::routes)
                 .configure(crate::http::exports::routes)
                 .configure(crate::http::imports::routes)
+                .configure(crate::http::metrics::routes)
         })
         .shutdown_timeout(settings.server.shutdown_timeout_secs)
         .listen(listener)?;

@@ -212,6 +212,7 @@ async fn execute(
     match outcome {
         Ok(()) => {
             tracing::debug!(job = %job.id, kind = %job.kind, ms = started.elapsed().as_millis() as u64, "job completed");
+            metrics::counter!("voxtur_jobs_completed_total", "kind" => job.kind.clone()).increment(1);
             let _ = done.send(job.id);
         }
         Err(failure) => {
@@ -219,6 +220,9 @@ async fn execute(
                 JobError::Retry(message) => (message.as_str(), true),
                 JobError::Discard(message) => (message.as_str(), false),
             };
+            let outcome = if retry { "retry" } else { "discard" };
+            metrics::counter!("voxtur_jobs_failed_total", "kind" => job.kind.clone(), "outcome" => outcome)
+                .increment(1);
             match queue::fail(db, &job, message, retry).await {
                 Ok(outcome) => {
                     tracing::warn!(job = %job.id, kind = %job.kind, attempt = job.attempt, error = %message, ?outcome, "job failed")

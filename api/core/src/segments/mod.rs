@@ -346,6 +346,8 @@ pub async fn evaluate<C: ConnectionTrait + TransactionTrait>(
     workspace_id: Uuid,
     scope: Option<Vec<Uuid>>,
 ) -> ApiResult<Evaluation> {
+    let whole = if scope.is_none() { "all" } else { "some" };
+    metrics::counter!("voxtur_segment_evaluations_total", "contacts" => whole).increment(1);
     let txn = crate::db::begin_write(db).await?;
     let mut query = segment::Entity::find_by_id(id).filter(segment::Column::WorkspaceId.eq(workspace_id));
     if txn.get_database_backend() == DbBackend::Postgres {

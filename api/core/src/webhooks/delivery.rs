@@ -255,6 +255,7 @@ async fn record_attempt(
         )
         .filter(webhook_delivery::Column::Id.eq(delivery.id));
     let Some(error) = error else {
+        metrics::counter!("voxtur_webhook_deliveries_total", "outcome" => "delivered").increment(1);
         update
             .col_expr(webhook_delivery::Column::State, Expr::val(DELIVERED))
             .col_expr(webhook_delivery::Column::DeliveredAt, Expr::val(now))
@@ -264,6 +265,7 @@ async fn record_attempt(
     };
     match RETRY_AFTER_SECS.get(delivery.attempts as usize) {
         Some(wait) => {
+            metrics::counter!("voxtur_webhook_deliveries_total", "outcome" => "retry").increment(1);
             update = update.col_expr(
                 webhook_delivery::Column::NextAttemptAt,
                 Expr::val(now + chrono::Duration::seconds(*wait as i64)),
@@ -271,6 +273,7 @@ async fn record_attempt(
             update.exec(db).await?;
         }
         None => {
+            metrics::counter!("voxtur_webhook_deliveries_total", "outcome" => "failed").increment(1);
             update
                 .col_expr(webhook_delivery::Column::State, Expr::val(FAILED))
                 .exec(db)

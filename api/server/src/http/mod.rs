@@ -4,6 +4,7 @@ pub mod events;
 pub mod exports;
 pub mod graphiql;
 pub mod imports;
+pub mod metrics;
 pub mod web;
 
 use actix_web::http::{StatusCode, header};
@@ -24,6 +25,7 @@ pub struct AppState {
     pub limits: crate::config::LimitSettings,
     pub limiter: Arc<voxtur_store::rate_limit::RateLimiter>,
     pub cost_buckets: voxtur_store::rate_limit::buckets::Buckets,
+    pub metrics: metrics::MetricsSettings,
 }
 
 /// A minute, the window of every rate limit.

@@ -87,7 +87,11 @@ impl Ingestor {
             }
             .await;
             match result {
-                Ok(outcome) => return Ok(outcome),
+                Ok(outcome) => {
+                    metrics::counter!("voxtur_ingested_messages_total", "source" => source.to_owned())
+                        .increment(messages.len() as u64);
+                    return Ok(outcome);
+                }
                 Err(error) if attempt < MAX_ATTEMPTS && retryable(&error) => {
                     tracing::debug!(%error, attempt, "ingestion conflict; retrying");
                     // Growing and jittered, so batches that collided do not collide again in step.
