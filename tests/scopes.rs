@@ -31,6 +31,8 @@ fn guarded() -> HashMap<&'static str, Vec<Scope>> {
         ("WriteKey", vec![WorkspaceAdmin]),
         ("Job", vec![WorkspaceAdmin]),
         ("Notification", vec![ContactsRead]),
+        ("WebhookEndpoint", vec![WorkspaceAdmin]),
+        ("WebhookDelivery", vec![WorkspaceAdmin]),
     ])
 }
 
@@ -204,6 +206,12 @@ async fn no_scope_reads_data_of_another_whatever_the_path() {
     app.gql(
         "mutation($u: ID!) { teamCreate(input: {name: \"North\", memberIds: [$u]}) { teamId } }",
         json!({ "u": user }),
+    )
+    .await;
+    // An endpoint before the contact, so the contact's creation makes a delivery.
+    app.gql(
+        r#"mutation { webhookEndpointCreate(input: {url: "http://127.0.0.1:9/hook", eventTypes: ["contact.created"]}) { endpoint { id } } }"#,
+        json!({}),
     )
     .await;
     let company = app.create_company(json!({ "name": "Acme" })).await;

@@ -25,9 +25,9 @@ pub enum WebhookDeliveryState {
     Failed,
 }
 
-/// A receiver of the workspace's events, signed as Standard Webhooks sign them.
 pub struct WebhookEndpoint(pub webhook_endpoint::Model);
 
+/// A receiver of the workspace's events, signed as Standard Webhooks sign them.
 #[Object]
 impl WebhookEndpoint {
     /// Global id.
@@ -117,7 +117,6 @@ fn state_name(state: WebhookDeliveryState) -> &'static str {
     }
 }
 
-/// One event for one endpoint.
 pub struct WebhookDelivery(pub webhook_delivery::Model);
 
 impl From<webhook_delivery::Model> for WebhookDelivery {
@@ -133,6 +132,7 @@ connection!(
     webhook_delivery::Model
 );
 
+/// One event for one endpoint.
 #[Object]
 impl WebhookDelivery {
     /// Global id.
