@@ -116,7 +116,16 @@ async fn run(args: Args) {
     );
     let started = Instant::now();
     let workers = Workers::start(db.clone(), settings.jobs.clone());
-    while completed(&db).await < args.jobs as u64 {
+    let mut told = Instant::now();
+    loop {
+        let done = completed(&db).await;
+        if done >= args.jobs as u64 {
+            break;
+        }
+        if told.elapsed() > Duration::from_secs(5) {
+            told = Instant::now();
+            eprintln!("{done} of {} completed", args.jobs);
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(started.elapsed() < Duration::from_secs(600), "the jobs did not finish");
     }

@@ -159,7 +159,14 @@ async fn run(db: DatabaseConnection, settings: WorkerSettings, stop: Cancellatio
             }
         }
         while running.try_join_next().is_some() {}
-        if claimed_any && slots.available_permits() > 0 {
+        if claimed_any {
+            // More may be waiting; the next pass claims as slots free up.
+            if slots.available_permits() == 0 {
+                tokio::select! {
+                    _ = stop.cancelled() => {}
+                    _ = slot_freed.notified() => {}
+                }
+            }
             continue;
         }
 
@@ -172,7 +179,8 @@ async fn run(db: DatabaseConnection, settings: WorkerSettings, stop: Cancellatio
         tokio::select! {
             _ = stop.cancelled() => {}
             _ = queue::woken().notified() => {}
-            _ = slot_freed.notified(), if slots.available_permits() == 0 => {}
+            // A job that finished before this wait still wakes it (the notification is kept).
+            _ = slot_freed.notified() => {}
             _ = tokio::time::sleep(nap) => {}
         }
     }
