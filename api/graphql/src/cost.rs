@@ -5,8 +5,11 @@
 //! count fully, and an operation has at most [`MAX_ROOT_FIELDS`] root fields.
 //!
 //! The cost is computed twice: `requested` before the request runs, from the page sizes asked
-//! for (it must fit in the bucket), and `actual` after, from the rows the answer holds (what
-//! the bucket is charged): a page of 50 that found 3 contacts costs what 3 cost.
+//! for (it must fit in the bucket), and `actual` after (what the bucket is charged): the
+//! requested cost less what the root fields did not use, a page of 50 that found 3 contacts
+//! costing what 3 cost, a root field that failed costing itself only. Pages nested in rows are
+//! charged as requested: pricing every row of the answer cost a contacts page a tenth more
+//! instructions (docs/perf-history.md, nineteenth session).
 //!
 //! The schema's own complexity limit (checked by async-graphql) bounds one request; this cost
 //! bounds a key's requests over time. It is computed here, from the parsed document, because
@@ -48,13 +51,19 @@ pub fn of(document: &ExecutableDocument, operation_name: Option<&str>, variables
     let OperationDefinition { selection_set, .. } = &operation.node;
     let root_fields = walker.count_fields(&selection_set.node, 0);
     Some(Cost {
-        points: walker.cost(&selection_set.node, 0, Rows::Requested { page: None }),
+        points: walker.cost(&selection_set.node, 0, None),
         root_fields,
     })
 }
 
-/// The actual cost of an operation that ran, priced by the rows its answer (`data`) holds.
-pub fn actual(document: &ExecutableDocument, operation_name: Option<&str>, variables: &Variables, data: &Value) -> u64 {
+/// The actual cost of an operation that ran and answered `data`, out of its `requested` cost.
+pub fn actual(
+    document: &ExecutableDocument,
+    operation_name: Option<&str>,
+    variables: &Variables,
+    data: &Value,
+    requested: u64,
+) -> u64 {
     let Some(operation) = operation(document, operation_name) else {
         return 0;
     };
@@ -62,7 +71,7 @@ pub fn actual(document: &ExecutableDocument, operation_name: Option<&str>, varia
         fragments: &document.fragments,
         variables,
     };
-    walker.cost(&operation.node.selection_set.node, 0, Rows::Answered(data))
+    requested.saturating_sub(walker.unused(&operation.node.selection_set.node, 0, data))
 }
 
 fn operation<'d>(
@@ -75,14 +84,6 @@ fn operation<'d>(
         (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => operations.values().next(),
         _ => None,
     }
-}
-
-/// What the walk prices rows by: the page size asked for (of the connection whose selection
-/// is being walked, if it is one), or the part of the answer that selection produced.
-#[derive(Clone, Copy)]
-enum Rows<'v> {
-    Requested { page: Option<u64> },
-    Answered(&'v Value),
 }
 
 struct Walker<'a> {
@@ -179,70 +180,133 @@ impl Walker<'_> {
             .sum()
     }
 
-    fn cost(&self, set: &SelectionSet, depth: usize, rows: Rows<'_>) -> u64 {
+    /// What a selection costs; `page` is the page size of the connection it selects from, if
+    /// it is one (its `nodes` and `edges` repeat once a row).
+    fn cost(&self, set: &SelectionSet, depth: usize, page: Option<u64>) -> u64 {
         set.items
             .iter()
             .map(|item| match &item.node {
-                Selection::Field(field) => self.field_cost(&field.node, depth, rows),
-                Selection::InlineFragment(inline) => self.cost(&inline.node.selection_set.node, depth, rows),
+                Selection::Field(field) => self.field_cost(&field.node, depth, page),
+                Selection::InlineFragment(inline) => self.cost(&inline.node.selection_set.node, depth, page),
                 Selection::FragmentSpread(spread) if depth < MAX_FRAGMENT_DEPTH => self
                     .fragments
                     .get(&spread.node.fragment_name.node)
-                    .map_or(0, |f| self.cost(&f.node.selection_set.node, depth + 1, rows)),
+                    .map_or(0, |f| self.cost(&f.node.selection_set.node, depth + 1, page)),
                 Selection::FragmentSpread(_) => 0,
             })
             .fold(0u64, u64::saturating_add)
     }
 
-    fn field_cost(&self, field: &async_graphql::parser::types::Field, depth: usize, rows: Rows<'_>) -> u64 {
+    /// A field's requested cost: itself, its filter's behaviour conditions, its bulk items, and
+    /// what it selects (its rows' part once a row of the page).
+    fn field_cost(&self, field: &async_graphql::parser::types::Field, depth: usize, page: Option<u64>) -> u64 {
         let name = field.name.node.as_str();
         if name.starts_with("__") {
             return 0;
         }
-        let answer = match rows {
-            Rows::Requested { .. } => None,
-            Rows::Answered(Value::Object(fields)) => match fields.get(field.response_key().node.as_str()) {
-                Some(answer) => Some(answer),
-                // Skipped, or on a type the object is not: it did not run.
-                None => return 0,
-            },
-            Rows::Answered(_) => return 0,
-        };
         if name == "totalCount" {
             return TOTAL_COUNT;
         }
-        // Bulk mutations: each item is a write.
+        let own = self.own_cost(field);
+        let (per_row, repeated) = self.rows(field, depth, page);
+        let items = self.list_len(field, "inputs").unwrap_or(1).max(1);
+        own.saturating_add(per_row.saturating_mul(repeated).saturating_mul(items))
+    }
+
+    /// A field's cost without what it selects: 1, its behaviour conditions, its bulk items.
+    fn own_cost(&self, field: &async_graphql::parser::types::Field) -> u64 {
         let items = self.list_len(field, "inputs").unwrap_or(1).max(1);
         let behaviour = self.behaviour_conditions(field).saturating_mul(BEHAVIOUR_CONDITION);
-        let own = 1 + (items - 1) + behaviour;
+        1 + (items - 1) + behaviour
+    }
+
+    /// What one row of a field's selection costs, and how many rows are asked for.
+    fn rows(&self, field: &async_graphql::parser::types::Field, depth: usize, page: Option<u64>) -> (u64, u64) {
         let children = &field.selection_set.node;
-        let below = match (rows, answer) {
-            (Rows::Requested { page }, _) => {
-                let asked = self
-                    .integer(field, "first")
-                    .or_else(|| self.integer(field, "last"))
-                    .map(|n| n.clamp(1, voxtur_store::listing::MAX_PAGE_SIZE as u64));
-                let connection = self.is_connection(children, depth);
-                // A connection without a page size gets the default one.
-                let own_page = asked.or(connection.then_some(voxtur_store::listing::DEFAULT_PAGE_SIZE as u64));
-                let per_row = self.cost(children, depth, Rows::Requested { page: own_page });
-                let repeated = match (page, name) {
-                    // The rows of the connection above: one of each per row of the page.
-                    (Some(page), "nodes" | "edges") => page,
-                    // A plain list of rows with a page size of its own.
-                    (_, _) if !connection => asked.unwrap_or(1),
-                    _ => 1,
-                };
-                per_row.saturating_mul(repeated).saturating_mul(items)
-            }
-            (Rows::Answered(_), Some(Value::List(answers))) => answers
-                .iter()
-                .map(|answer| self.cost(children, depth, Rows::Answered(answer)))
-                .fold(0u64, u64::saturating_add),
-            (Rows::Answered(_), Some(answer)) => self.cost(children, depth, Rows::Answered(answer)),
-            (Rows::Answered(_), None) => 0,
+        let asked = self.page_size(field);
+        let connection = self.is_connection(children, depth);
+        // A connection without a page size gets the default one.
+        let own_page = asked.or(connection.then_some(voxtur_store::listing::DEFAULT_PAGE_SIZE as u64));
+        let per_row = self.cost(children, depth, own_page);
+        let repeated = match (page, field.name.node.as_str()) {
+            // The rows of the connection above: one of each per row of the page.
+            (Some(page), "nodes" | "edges") => page,
+            // A plain list of rows with a page size of its own.
+            (_, _) if !connection => asked.unwrap_or(1),
+            _ => 1,
         };
-        own.saturating_add(below)
+        (per_row, repeated)
+    }
+
+    fn page_size(&self, field: &async_graphql::parser::types::Field) -> Option<u64> {
+        self.integer(field, "first")
+            .or_else(|| self.integer(field, "last"))
+            .map(|n| n.clamp(1, voxtur_store::listing::MAX_PAGE_SIZE as u64))
+    }
+
+    /// What the root fields of an answer did not use of their requested cost: the rows a
+    /// connection's page did not fill, and all below a field that answered null or not at all.
+    fn unused(&self, set: &SelectionSet, depth: usize, data: &Value) -> u64 {
+        set.items
+            .iter()
+            .map(|item| match &item.node {
+                Selection::Field(field) => {
+                    let field = &field.node;
+                    if field.name.node.starts_with("__") {
+                        return 0;
+                    }
+                    let answer = match data {
+                        Value::Object(fields) => fields.get(field.response_key().node.as_str()),
+                        _ => None,
+                    };
+                    match answer {
+                        // It did not run: nothing of it is charged.
+                        None => self.field_cost(field, depth, None),
+                        // It failed or found nothing: only itself is charged.
+                        Some(Value::Null) => self.field_cost(field, depth, None).saturating_sub(self.own_cost(field)),
+                        Some(answer) => self.unfilled(field, depth, answer),
+                    }
+                }
+                Selection::InlineFragment(inline) => self.unused(&inline.node.selection_set.node, depth, data),
+                Selection::FragmentSpread(spread) if depth < MAX_FRAGMENT_DEPTH => self
+                    .fragments
+                    .get(&spread.node.fragment_name.node)
+                    .map_or(0, |f| self.unused(&f.node.selection_set.node, depth + 1, data)),
+                Selection::FragmentSpread(_) => 0,
+            })
+            .fold(0u64, u64::saturating_add)
+    }
+
+    /// The rows of a connection's page that its answer did not fill, at their requested cost.
+    fn unfilled(&self, field: &async_graphql::parser::types::Field, depth: usize, answer: &Value) -> u64 {
+        let children = &field.selection_set.node;
+        if !self.is_connection(children, depth) {
+            return 0;
+        }
+        let page = self
+            .page_size(field)
+            .unwrap_or(voxtur_store::listing::DEFAULT_PAGE_SIZE as u64);
+        let Value::Object(answered) = answer else {
+            return 0;
+        };
+        children
+            .items
+            .iter()
+            .filter_map(|item| match &item.node {
+                Selection::Field(child) if matches!(child.node.name.node.as_str(), "nodes" | "edges") => {
+                    Some(&child.node)
+                }
+                _ => None,
+            })
+            .map(|rows| {
+                let filled = match answered.get(rows.response_key().node.as_str()) {
+                    Some(Value::List(list)) => list.len() as u64,
+                    _ => 0,
+                };
+                let per_row = self.cost(&rows.selection_set.node, depth, None);
+                page.saturating_sub(filled).saturating_mul(per_row)
+            })
+            .fold(0u64, u64::saturating_add)
     }
 }
 
@@ -342,15 +406,19 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(
-            actual(&document, None, &variables, &data),
+            actual(&document, None, &variables, &data, requested),
             1 + BEHAVIOUR_CONDITION + TOTAL_COUNT + 1 + 3 * 2 + 2
         );
         let failed = Value::from_json(serde_json::json!({ "contacts": null, "other": { "scopes": [] } })).unwrap();
         assert_eq!(
-            actual(&document, None, &variables, &failed),
+            actual(&document, None, &variables, &failed, requested),
             1 + BEHAVIOUR_CONDITION + 2,
             "a field that failed costs itself, not its rows"
         );
-        assert_eq!(actual(&document, None, &variables, &Value::Null), 0, "nothing ran");
+        assert_eq!(
+            actual(&document, None, &variables, &Value::Null, requested),
+            0,
+            "nothing ran"
+        );
     }
 }

@@ -359,7 +359,7 @@ async fn graphql_post(req: HttpRequest, mut payload: web::Payload, state: web::D
         let actual = if timed_out {
             requested
         } else {
-            voxtur_graphql::cost::actual(&document, operation.as_deref(), &variables, &response.data)
+            voxtur_graphql::cost::actual(&document, operation.as_deref(), &variables, &response.data, requested)
         };
         let (remaining, empty_in) = state.cost_buckets.settle(key, requested, actual);
         // What this request cost and what the key has left (GitHub's and Shopify's shape).
