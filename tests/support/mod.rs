@@ -78,7 +78,13 @@ impl TestApp {
             db: app_db,
             statements,
             database,
-            client: reqwest::Client::new(),
+            // Idle connections are dropped before the server's keep-alive (5 s) closes them, so
+            // a request never goes out on a connection the server is closing (a reset, seen on
+            // a loaded machine).
+            client: reqwest::Client::builder()
+                .pool_idle_timeout(std::time::Duration::from_secs(2))
+                .build()
+                .expect("HTTP client"),
             _dir: dir,
         }
     }
