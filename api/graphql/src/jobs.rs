@@ -332,15 +332,7 @@ impl JobMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "The job.")] id: ID,
     ) -> async_graphql::Result<JobPayload> {
-        let r = request(ctx)?;
-        let Some(uuid) = decode_as(&id, NodeKind::Job) else {
-            return Ok(not_a_job());
-        };
-        let (job, user_errors) = into_payload(voxtur_core::jobs::retry(r.db, r.principal.workspace_id, uuid).await)?;
-        Ok(JobPayload {
-            job: job.map(Job),
-            user_errors,
-        })
+        steer(ctx, &id, Steer::Retry).await
     }
 
     /// Cancels a job that has not finished (a running job's work is not interrupted, but its
@@ -351,15 +343,7 @@ impl JobMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "The job.")] id: ID,
     ) -> async_graphql::Result<JobPayload> {
-        let r = request(ctx)?;
-        let Some(uuid) = decode_as(&id, NodeKind::Job) else {
-            return Ok(not_a_job());
-        };
-        let (job, user_errors) = into_payload(voxtur_core::jobs::cancel(r.db, r.principal.workspace_id, uuid).await)?;
-        Ok(JobPayload {
-            job: job.map(Job),
-            user_errors,
-        })
+        steer(ctx, &id, Steer::Cancel).await
     }
 
     /// Marks notifications read (at most 100 at once).
@@ -395,6 +379,29 @@ impl JobMutation {
             user_errors,
         })
     }
+}
+
+/// What an admin does to a job.
+enum Steer {
+    Retry,
+    Cancel,
+}
+
+async fn steer(ctx: &Context<'_>, id: &ID, action: Steer) -> async_graphql::Result<JobPayload> {
+    let r = request(ctx)?;
+    let Some(uuid) = decode_as(id, NodeKind::Job) else {
+        return Ok(not_a_job());
+    };
+    let workspace_id = r.principal.workspace_id;
+    let outcome = match action {
+        Steer::Retry => voxtur_core::jobs::retry(r.db, workspace_id, uuid).await,
+        Steer::Cancel => voxtur_core::jobs::cancel(r.db, workspace_id, uuid).await,
+    };
+    let (job, user_errors) = into_payload(outcome)?;
+    Ok(JobPayload {
+        job: job.map(Job),
+        user_errors,
+    })
 }
 
 fn not_a_job() -> JobPayload {
