@@ -52,7 +52,9 @@ async fn a_failed_job_is_retried_with_back_off_then_discarded_and_an_admin_may_r
         .exec(&app.db)
         .await
         .unwrap();
-    assert_eq!(queue::promote_due(&app.db).await.unwrap(), 1);
+    // Promoted here or by the app's own workers, whichever looks first.
+    queue::promote_due(&app.db).await.unwrap();
+    assert_eq!(job(&app, id).await.state, "available");
     let (claimed, _) = queue::claim(&app.db, "t-retry", 10, Duration::from_secs(60), None)
         .await
         .unwrap();
