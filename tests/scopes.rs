@@ -259,7 +259,12 @@ async fn no_scope_reads_data_of_another_whatever_the_path() {
         .send()
         .await
         .unwrap();
-    assert!(submitted.status().is_success());
+    let status = submitted.status();
+    assert!(
+        status.is_success(),
+        "{status}: {}",
+        submitted.text().await.unwrap_or_default()
+    );
     let form = form["formCreate"]["form"]["id"].as_str().unwrap().to_owned();
     app.gql(
         "mutation($f: ID!) { landingPageCreate(input: {slug: \"p\", title: \"P\", bodyHtml: \"<p>x</p>\", formId: $f}) { landingPage { id } } }",
